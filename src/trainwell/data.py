@@ -1,0 +1,138 @@
+"""Arrays, DataFrames, tensors and lists → float32 tensors, checked at the public boundary.
+
+Problems are reported here, before torch sees the data, naming the column and the rows.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from ._errors import DataError, check_fraction, describe
+
+
+def _column_names(x) -> list[str] | None:
+    cols = getattr(x, "columns", None)
+    return [str(c) for c in cols] if cols is not None else None
+
+
+def to_numpy(x, name: str = "x") -> np.ndarray:
+    """Numeric numpy view of ``x`` (numpy, pandas, torch or nested lists), with clear errors."""
+    if x is None:
+        raise DataError(f"`{name}` is None: pass an array of shape (n_samples, n_features).")
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    columns = _column_names(x)
+    if columns is not None or hasattr(x, "dtype") and hasattr(x, "to_numpy"):
+        _check_frame_numeric(x, name)
+        arr = x.to_numpy()
+    else:
+        try:
+            arr = np.asarray(x)
+        except ValueError as err:  # ragged nested lists
+            raise DataError(f"`{name}` could not be read as a rectangular array ({err}). "
+                            "Every row must have the same number of values.") from None
+    if arr.dtype == object or arr.dtype.kind in "USV":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            bad = _first_non_numeric(arr)
+            raise DataError(f"`{name}` holds non-numeric values (for example {bad!r}). Convert or encode "
+                            "them first: trainwell.tabular.Preprocessor one-hot encodes text columns.") from None
+    if arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _check_frame_numeric(frame, name: str) -> None:
+    dtypes = frame.dtypes.items() if hasattr(frame, "columns") else [(frame.name, frame.dtype)]
+    bad = [str(col) for col, dt in dtypes if not (dt.kind in "biuf")]
+    if bad:
+        raise DataError(
+            f"`{name}`: column(s) {', '.join(repr(b) for b in bad[:10])} are not numeric. Encode them "
+            "(e.g. pandas.get_dummies, or trainwell.tabular.Preprocessor) or convert with .astype(float)."
+        )
+
+
+def _first_non_numeric(arr: np.ndarray):
+    for v in arr.ravel():
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return v
+    return None
+
+
+def as_tensor(x, name: str = "x", dtype=torch.float32, device=None, check_finite: bool = True,
+              columns: list[str] | None = None) -> torch.Tensor:
+    """A contiguous tensor of ``dtype`` on ``device``; rejects empty data and NaN/inf with their columns."""
+    columns = columns or _column_names(x)
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(to_numpy(x, name)))
+    if t.dim() == 0:
+        raise DataError(f"`{name}` is a scalar ({describe(x)}); pass an array with one row per sample.")
+    if t.shape[0] == 0:
+        raise DataError(f"`{name}` is empty (0 samples). Pass at least one row.")
+    if check_finite and t.is_floating_point():
+        _check_finite(t, name, columns)
+    return t.to(device=device, dtype=dtype).contiguous()
+
+
+def _check_finite(t: torch.Tensor, name: str, columns: list[str] | None) -> None:
+    finite = torch.isfinite(t)
+    if bool(finite.all()):
+        return
+    bad = ~finite.reshape(t.shape[0], -1)
+    rows = int(bad.any(dim=1).sum())
+    cols = torch.nonzero(bad.any(dim=0)).flatten().tolist()
+    names = [columns[c] if columns and c < len(columns) else str(c) for c in cols[:10]]
+    kind = "NaN" if bool(torch.isnan(t).any()) else "inf"
+    raise DataError(
+        f"`{name}` contains {kind} values in {rows} row(s), column(s) {', '.join(names)}"
+        f"{' ...' if len(cols) > 10 else ''}. Drop or impute them before fitting "
+        "(trainwell.tabular.Preprocessor imputes missing values)."
+    )
+
+
+def check_lengths(x: torch.Tensor, y: torch.Tensor | None, x_name="x", y_name="y") -> None:
+    if y is not None and x.shape[0] != y.shape[0]:
+        raise DataError(f"`{x_name}` has {x.shape[0]} samples but `{y_name}` has {y.shape[0]}: "
+                        "they must have one row per sample each.")
+
+
+def validation_slice(n: int, validation_split: float) -> int:
+    """Index where the validation part starts: Keras takes the *last* fraction, before shuffling."""
+    validation_split = check_fraction(validation_split, "validation_split")
+    split_at = int(math.floor(n * (1.0 - validation_split)))
+    if validation_split > 0 and (split_at == 0 or split_at == n):
+        raise DataError(f"validation_split={validation_split} of {n} samples leaves an empty "
+                        f"{'training' if split_at == 0 else 'validation'} set. Use more data or another fraction.")
+    return split_at
+
+
+def warn_if_sorted(y: torch.Tensor, validation_split: float) -> None:
+    """Warn when the targets look sorted: the last-fraction validation slice is then unrepresentative."""
+    if validation_split <= 0 or y.shape[0] < 20:
+        return
+    col = y.reshape(y.shape[0], -1)
+    col = col.argmax(1).to(torch.float64) if col.shape[1] > 1 else col[:, 0].to(torch.float64)
+    steps = torch.diff(col)
+    if bool((steps == 0).all()):
+        return
+    if bool((steps >= 0).all()) or bool((steps <= 0).all()):
+        warnings.warn(
+            "The targets look sorted, and validation_split takes the *last* "
+            f"{validation_split:.0%} of the rows (as Keras does), so validation sees only the largest or "
+            "smallest values. Shuffle the data first (e.g. with numpy.random.permutation) or pass "
+            "validation_data.", UserWarning, stacklevel=4)
+
+
+def is_integer_valued(t: torch.Tensor) -> bool:
+    if not t.is_floating_point():
+        return True
+    return bool(torch.equal(t, torch.round(t)))

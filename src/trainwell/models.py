@@ -1,0 +1,438 @@
+"""``Sequential``: a stack of layers with Keras's ``compile``/``fit``/``evaluate``/``predict``.
+
+The model is a ``torch.nn.Module``; the loop lives in ``training.py`` and the file format in
+``saving.py``. ``load_model`` is re-exported here so Keras imports translate one to one.
+"""
+
+from __future__ import annotations
+
+import io
+import numbers
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import layers as layers_module
+from . import losses as losses_module
+from . import metrics as metrics_module
+from . import optimizers as optimizers_module
+from . import training
+from ._errors import ConfigError, ConfigTypeError, describe
+from .layers import InputLayer, Layer
+
+
+class Sequential(nn.Module):
+    """A linear stack of layers.
+
+    Args:
+        layers: Optional list of layers; an ``Input(shape=...)`` first declares the sample shape.
+        name: Model name.
+
+    Example:
+        >>> model = Sequential()
+        >>> model.add(Dense(50, activation='relu', input_shape=(9,)))
+        >>> model.add(Dense(1))
+        >>> model.compile(optimizer='adam', loss='mean_squared_error')
+        >>> model.fit(X, y, validation_split=0.3, epochs=20)
+    """
+
+    def __init__(self, layers=None, name: str | None = None, trainable: bool = True):
+        super().__init__()
+        self.name = name or layers_module.unique_name("sequential")
+        self._stack = nn.ModuleList()
+        self._input_shape: tuple[int, ...] | None = None
+        self.optimizer = None
+        self.loss = None
+        self.loss_weights = None
+        self.metrics_identifiers: list = []
+        self.compiled_metrics: list = []
+        self.stop_training = False
+        self.history = None
+        self.epochs_trained = 0
+        # Per-epoch shuffles come from seed + epoch, so a resumed fit repeats an uninterrupted one.
+        self.shuffle_seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        self.device = torch.device("cpu")
+        self.preprocessing = None  # a tabular.Preprocessor config when built from a CSV
+        for layer in layers or []:
+            self.add(layer)
+        if not trainable:
+            for layer in self._stack:
+                layer.trainable = False
+
+    # -- structure --------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers, without the ``Input`` (as in Keras)."""
+        return list(self._stack)
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer. An ``Input`` or ``input_shape=`` on the first layer fixes the sample shape."""
+        if isinstance(layer, InputLayer):
+            if self._stack:
+                raise ConfigError(f"Input(shape={layer.shape}) must come first in Sequential '{self.name}'.")
+            self._input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise ConfigTypeError(f"Sequential.add expects a trainwell layer (e.g. Dense(10)), received "
+                                  f"{describe(layer)}.")
+        if any(existing is layer or existing.name == layer.name for existing in self._stack):
+            raise ConfigError(f"Sequential '{self.name}' already has a layer named '{layer.name}'; "
+                              "layer names must be unique.")
+        if not self._stack and self._input_shape is None and layer.input_shape_arg is not None:
+            self._input_shape = layer.input_shape_arg
+        self._stack.append(layer)
+        if self.built or (self._input_shape is not None and len(self._stack) == 1 and layer.built is False):
+            self._build_layers()
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not self._stack:
+            raise ConfigError(f"Sequential '{self.name}' has no layers to pop.")
+        layer = self._stack[-1]
+        del self._stack[-1]
+        self._reset_compiled_metrics()
+        return layer
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or by index."""
+        if index is not None:
+            try:
+                return self.layers[index]
+            except IndexError:
+                raise ConfigError(f"get_layer: index {index} is out of range for {len(self.layers)} layers.") \
+                    from None
+        for layer in self._stack:
+            if layer.name == name:
+                return layer
+        names = ", ".join(layer.name for layer in self._stack)
+        raise ConfigError(f"No layer named {name!r} in '{self.name}'. Layers: {names}.")
+
+    # -- building ---------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return bool(self._stack) and all(layer.built for layer in self._stack)
+
+    @property
+    def input_shape_hint(self) -> tuple[int, ...] | None:
+        return self._input_shape
+
+    @property
+    def input_shape(self):
+        return None if self._input_shape is None else (None, *self._input_shape)
+
+    @property
+    def output_shape(self):
+        shape = self._input_shape
+        if shape is None:
+            return None
+        for layer in self._stack:
+            shape = layer.compute_output_shape(shape)
+        return (None, *shape)
+
+    def build(self, input_shape=None) -> None:
+        """Create all weights for samples of ``input_shape`` (with or without the batch axis)."""
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            if shape and shape[0] is None:
+                shape = shape[1:]
+            self._input_shape = layers_module._as_shape(shape, "input_shape")
+        if self._input_shape is None:
+            raise ConfigError(f"Sequential '{self.name}' cannot be built: the input shape is unknown. Pass "
+                              "input_shape=(n_features,) to the first layer, start with Input(shape=...), "
+                              "or call fit/predict on data.")
+        self._build_layers()
+
+    def ensure_built(self, sample_shape: tuple[int, ...]) -> None:
+        if not self._stack:
+            raise ConfigError(f"Sequential '{self.name}' has no layers: add some with model.add(Dense(...)).")
+        if self._input_shape is None:
+            self._input_shape = tuple(int(s) for s in sample_shape)
+        if not self.built:
+            self._build_layers()
+
+    def _build_layers(self) -> None:
+        shape = self._input_shape
+        for layer in self._stack:
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.to(self.device)
+
+    # -- forward ----------------------------------------------------------------------------
+    def call(self, x: torch.Tensor, final_activation: bool = True) -> torch.Tensor:
+        """Forward pass; ``final_activation=False`` returns the last Dense layer's pre-activation."""
+        last = len(self._stack) - 1
+        for i, layer in enumerate(self._stack):
+            x = layer.linear(x) if (i == last and not final_activation) else layer(x)
+        return x
+
+    def forward(self, x):
+        """``model(x)`` on a tensor, array or DataFrame; returns a tensor, as Keras does."""
+        if not isinstance(x, torch.Tensor):
+            x = training.prepare_x(self, x, "x", self.device)
+        elif not self.built:
+            self.ensure_built(tuple(x.shape[1:]))
+        return self.call(x)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self._stack for p in layer.trainable_weights]
+
+    def set_device(self, device=None) -> torch.device:
+        """Move the model to ``device`` (None keeps the current one) and return it."""
+        if device is not None:
+            dev = training.resolve_device(device)
+            if dev != self.device:
+                self.device = dev
+                self.to(dev)
+        return self.device
+
+    # -- compile ----------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True,
+                device=None) -> None:
+        """Configure the model for training.
+
+        Args:
+            optimizer: Name ('adam', 'sgd', 'rmsprop', ...) or an optimizer instance. Keras's default 'rmsprop'.
+            loss: Name ('mean_squared_error', 'categorical_crossentropy', ...), a Loss, or a callable.
+            loss_weights: Optional scalar multiplying the loss.
+            metrics: List of names ('accuracy', 'mae', ...) or Metric instances.
+            device: 'auto' (GPU when present), 'cpu', 'cuda' or 'cuda:N'; None keeps the current device.
+
+        Raises:
+            ConfigError: an unknown optimizer, loss or metric name (the message lists the valid ones).
+        """
+        if loss is None:
+            raise ConfigError("compile() needs a loss, e.g. loss='mean_squared_error' for regression or "
+                              "loss='categorical_crossentropy' for classification.")
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        if loss_weights is not None and not isinstance(loss_weights, numbers.Real):
+            raise ConfigError(f"`loss_weights` expects a number for a single-output model, received "
+                              f"{describe(loss_weights)}.")
+        self.loss_weights = loss_weights
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            metrics = [metrics]
+        self.metrics_identifiers = list(metrics or []) + list(weighted_metrics or [])
+        for identifier in self.metrics_identifiers:  # fail early on unknown names
+            metrics_module.get(identifier, loss=self.loss, output_shape=(None, 2))
+        self._reset_compiled_metrics()
+        if device is not None:
+            self.set_device(device)
+        if self.built and self.optimizer is not None:
+            self.optimizer.build(self.trainable_parameters())
+
+    def _reset_compiled_metrics(self) -> None:
+        self.compiled_metrics = []
+
+    def compile_metrics(self) -> None:
+        """Resolve metric identifiers once the output shape is known ('accuracy' depends on it)."""
+        if self.compiled_metrics or not self.metrics_identifiers:
+            return
+        resolved = []
+        for identifier in self.metrics_identifiers:
+            metric = metrics_module.get(identifier, loss=self.loss, output_shape=self.output_shape)
+            name = identifier if isinstance(identifier, str) else metric.name
+            resolved.append((name, metric))
+        self.compiled_metrics = resolved
+
+    @property
+    def metrics_names(self) -> list[str]:
+        self.compile_metrics()
+        return ["loss"] + [name for name, _ in self.compiled_metrics]
+
+    # -- training API ---------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1, diagnostics="auto", device=None):
+        """Train the model for ``epochs`` passes over the data.
+
+        Args:
+            x: Inputs of shape (n_samples, n_features): numpy, pandas, torch or lists.
+            y: Targets: (n_samples,) or (n_samples, units); one-hot for categorical_crossentropy.
+            batch_size: Samples per gradient update. Defaults to 32.
+            epochs: Number of epochs (the final epoch index, counting from ``initial_epoch``).
+            verbose: 'auto' (=1), 0 silent, 1 progress bar (one line per epoch in a log), 2 one line per epoch.
+            callbacks: List of ``trainwell.callbacks`` instances (EarlyStopping, ModelCheckpoint, ...).
+            validation_split: Fraction in [0, 1) held out from the *end* of the data, before shuffling.
+            validation_data: ``(x_val, y_val)`` used instead of ``validation_split``.
+            shuffle: Shuffle the training rows each epoch.
+            class_weight: Dict class index → weight.
+            sample_weight: Array of per-sample weights.
+            initial_epoch: Epoch at which to start (to continue a previous run).
+            diagnostics: 'auto' (cheap sampled checks), 'full', or 'off': the training doctor.
+            device: 'auto', 'cpu', 'cuda', 'cuda:N'; None keeps the model's device.
+
+        Returns:
+            A ``History``: ``history.history`` maps 'loss', metrics and 'val_*' to per-epoch lists.
+        """
+        return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                            callbacks=callbacks, validation_split=validation_split,
+                            validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+                            sample_weight=sample_weight, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                            validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+                            diagnostics=diagnostics, device=device)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False):
+        """Loss (and metrics) on ``(x, y)``: a float when there are no metrics, else ``[loss, *metrics]``."""
+        return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                                 sample_weight=sample_weight, steps=steps, callbacks=callbacks,
+                                 return_dict=return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
+        """Outputs for ``x`` as a numpy array of shape (n_samples, units)."""
+        return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
+                                callbacks=callbacks)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One gradient update on one batch; returns that batch's loss (and metrics)."""
+        if self.optimizer is None:
+            training.fit(self, x, y)  # raises the not-compiled error
+        x_t = training.prepare_x(self, x, "x", self.device)
+        self.compile_metrics()
+        y_t = training.prepare_y(self, y, "y", self.device)
+        w_t = training.prepare_weights(x_t.shape[0], sample_weight, class_weight, y_t, self.device)
+        ctx = training.StepContext(self)
+        self.optimizer.build(self.trainable_parameters())
+        self.train()
+        acc = training.EpochAccumulator(ctx.metrics, self.device)
+        acc.add(training.select_step(ctx)(ctx, self.optimizer, x_t, y_t, w_t), x_t.shape[0])
+        return self._batch_result(acc.results(), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss (and metrics) of one batch, without updating the weights."""
+        logs = self.evaluate(x, y, batch_size=max(len(x), 1), verbose=0, sample_weight=sample_weight,
+                             return_dict=True)
+        return self._batch_result(logs, return_dict)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        return self.predict(x, verbose=0)
+
+    @staticmethod
+    def _batch_result(logs: dict, return_dict: bool):
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    # -- weights ----------------------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        return [w for layer in self._stack for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        expected = sum(len(layer.weights) for layer in self._stack)
+        if len(weights) != expected:
+            raise ConfigError(f"set_weights: model '{self.name}' has {expected} weight arrays, received "
+                              f"{len(weights)}.")
+        i = 0
+        for layer in self._stack:
+            k = len(layer.weights)
+            layer.set_weights(weights[i:i + k])
+            i += k
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        return [w for layer in self._stack for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[torch.Tensor]:
+        return [w for layer in self._stack for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self) -> list[torch.Tensor]:
+        return [w for layer in self._stack for w in layer.non_trainable_weights]
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ConfigError(f"Sequential '{self.name}' is not built yet, so it has no parameters to count. "
+                              "Give the first layer an input_shape or call build(input_shape).")
+        return sum(layer.count_params() for layer in self._stack)
+
+    # -- summary ----------------------------------------------------------------------------
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None) -> None:
+        """Print a table of layers, output shapes and parameter counts, as Keras does."""
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=box.HEAVY_HEAD, show_lines=False, title_justify="left")
+        table.add_column("Layer (type)")
+        table.add_column("Output Shape")
+        table.add_column("Param #", justify="right")
+        shape = self._input_shape
+        for layer in self._stack:
+            shape = layer.compute_output_shape(shape) if shape is not None else None
+            out = "?" if shape is None else str((None, *shape))
+            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+            table.add_row(f"{layer.name} ({type(layer).__name__})", out, params)
+        trainable = sum(w.numel() for w in self.trainable_weights)
+        frozen = sum(w.numel() for w in self.non_trainable_weights)
+        buf = io.StringIO()
+        console = Console(file=buf, width=line_length or 80, force_terminal=False, color_system=None)
+        console.print(f'Model: "{self.name}"')
+        console.print(table)
+        total = trainable + frozen
+        console.print(f" Total params: {total:,} ({_size(total)})")
+        console.print(f" Trainable params: {trainable:,} ({_size(trainable)})")
+        console.print(f" Non-trainable params: {frozen:,} ({_size(frozen)})")
+        (print_fn or print)(buf.getvalue().rstrip("\n"))
+
+    # -- config and files ---------------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"name": self.name,
+                "input_shape": None if self._input_shape is None else list(self._input_shape),
+                "layers": [layers_module.serialize(layer) for layer in self._stack]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Sequential:
+        model = cls(name=config.get("name"))
+        if config.get("input_shape"):
+            model._input_shape = tuple(config["input_shape"])
+        for layer_config in config.get("layers", []):
+            model._stack.append(layers_module.deserialize(layer_config))
+        if model._input_shape is not None:
+            model._build_layers()
+        return model
+
+    def save(self, filepath, overwrite: bool = True) -> None:
+        """Write the model (architecture, weights, optimizer state, history, preprocessing) to one file."""
+        from . import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Write the weights alone as a ``.safetensors`` file."""
+        from . import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath) -> None:
+        from . import saving
+
+        saving.load_weights(self, filepath)
+
+    def __repr__(self) -> str:
+        return f"<Sequential name={self.name!r} layers={[layer.name for layer in self._stack]}>"
+
+
+def _size(n_params: int) -> str:
+    b = n_params * 4
+    for unit in ("B", "KB", "MB", "GB"):
+        if b < 1024 or unit == "GB":
+            return f"{b:.2f} {unit}" if unit != "B" else f"{b} B"
+        b /= 1024
+    return f"{b:.2f} GB"
+
+
+def load_model(filepath, compile: bool = True) -> Sequential:
+    """Load a model written by ``model.save``: ready to predict, evaluate and continue training."""
+    from . import saving
+
+    return saving.load_model(filepath, compile=compile)
+

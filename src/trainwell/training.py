@@ -1,0 +1,475 @@
+"""The training loop: ``fit``, ``evaluate`` and ``predict`` over a compiled model.
+
+This is the hot path. For the small models of the course every framework is dominated by
+per-step overhead, so the loop is written for it:
+
+- data becomes tensors on the device once; batches are index slices of a per-epoch
+  permutation (no DataLoader, no per-batch host copies);
+- loss and metrics accumulate on the device, with one ``.item()`` per epoch (each ``.item()``
+  is a host-device sync point);
+- per-batch callback hooks are dispatched only to callbacks that override them, and their
+  ``logs`` are lazy, so nobody pays for a sync they did not ask for;
+- a final softmax/sigmoid is fused with its cross-entropy (``log_softmax``), which is both
+  faster and stable where Keras clips probabilities at 1e-7.
+
+The step itself is one visible function, ``train_step``; ``select_step`` is the one place
+where a faster step could be chosen instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from . import callbacks as callbacks_module
+from . import losses as losses_module
+from ._errors import ConfigError, DataError, NotCompiledError, check_positive_int, describe
+from .data import as_tensor, check_lengths, is_integer_valued, validation_slice, warn_if_sorted
+
+# ----------------------------------------------------------------------------------------------
+# devices
+
+
+def resolve_device(device) -> torch.device:
+    """'auto' → CUDA when available, else CPU; also 'cpu', 'cuda', 'cuda:N' or a torch.device."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"`device` expects 'auto', 'cpu', 'cuda' or 'cuda:N', received {describe(device)}.") \
+            from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"`device={device!r}` asks for a GPU, but torch sees no CUDA device here. "
+                          "Use device='auto' (GPU when present) or device='cpu'.")
+    return dev
+
+
+# ----------------------------------------------------------------------------------------------
+# data preparation: validate once at the boundary, then keep tensors on the device
+
+
+def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
+    t = as_tensor(x, name, device=device)
+    if t.dim() == 1:
+        t = t.unsqueeze(1) if model.input_shape_hint in (None, (1,)) else t.unsqueeze(0)
+    model.ensure_built(tuple(t.shape[1:]))
+    expected = model.input_shape_hint
+    if tuple(t.shape[1:]) != expected:
+        first = model.layers[0].name if model.layers else "input"
+        raise DataError(
+            f"Layer '{first}' expects samples of shape {expected} ({expected[-1]} features), but `{name}` "
+            f"has shape {tuple(t.shape[1:])} per sample ({t.shape[-1]} columns). Pass data with the same "
+            "columns as in training, or rebuild the model with the new input_shape."
+        )
+    return t
+
+
+def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
+    """Targets shaped for the loss: one-hot/binary/regression as (n, units), sparse labels as (n,)."""
+    kind = losses_module.kind(model.loss)
+    units = model.output_shape[-1]
+    t = as_tensor(y, name, device=device, dtype=torch.float32)
+    if t.dim() == 1:
+        t = t.unsqueeze(1)
+    if kind == "sparse":
+        if t.shape[1] != 1 or not is_integer_valued(t):
+            raise DataError(f"sparse_categorical_crossentropy expects integer class labels of shape (n,), "
+                            f"`{name}` has shape {tuple(t.shape)}. For one-hot targets use "
+                            "loss='categorical_crossentropy'.")
+        labels = t[:, 0].long()
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= units:
+            raise DataError(f"`{name}` holds class labels {lo}..{hi}, but the output layer has {units} units "
+                            f"(labels 0..{units - 1}). Use Dense({hi + 1}, activation='softmax') as the last layer.")
+        return labels
+    if kind == "categorical" and t.shape[1] == 1 and units > 1:
+        raise DataError(
+            f"categorical_crossentropy expects one-hot targets of shape (n, {units}), but `{name}` holds one "
+            "integer label per sample. Convert with trainwell.utils.to_categorical(y), or use "
+            "loss='sparse_categorical_crossentropy'.")
+    if t.shape[1] != units:
+        what = "classes (columns)" if kind == "categorical" else "target columns"
+        raise DataError(
+            f"The output layer '{model.layers[-1].name}' has {units} units but `{name}` has {t.shape[1]} "
+            f"{what}. Make the last layer Dense({t.shape[1]}{', activation=...' if kind != 'regression' else ''}) "
+            "or fix the targets.")
+    if kind == "binary" and bool(((t < 0) | (t > 1)).any()):
+        raise DataError(f"binary_crossentropy expects targets in [0, 1], `{name}` has values from "
+                        f"{float(t.min()):g} to {float(t.max()):g}.")
+    return t
+
+
+def prepare_weights(n: int, sample_weight, class_weight, y: torch.Tensor, device) -> torch.Tensor | None:
+    """Per-sample weights combining ``sample_weight`` and ``class_weight`` (None when neither is given)."""
+    w = None
+    if sample_weight is not None:
+        w = as_tensor(sample_weight, "sample_weight", device=device).reshape(-1)
+        if w.shape[0] != n:
+            raise DataError(f"`sample_weight` has {w.shape[0]} values for {n} samples.")
+    if class_weight:
+        labels = y if y.dim() == 1 else (y.argmax(1) if y.shape[1] > 1 else y[:, 0].round().long())
+        table = torch.ones(int(labels.max()) + 1 if labels.numel() else 1, device=device)
+        for cls, weight in dict(class_weight).items():
+            if int(cls) < table.shape[0]:
+                table[int(cls)] = float(weight)
+        cw = table[labels.long()]
+        w = cw if w is None else w * cw
+    return w
+
+
+# ----------------------------------------------------------------------------------------------
+# the step
+
+
+class StepContext:
+    """What a step needs, resolved once per fit: the loss (fused or not) and the output activation."""
+
+    def __init__(self, model):
+        self.model = model
+        self.loss = model.loss
+        self.loss_weight = float(model.loss_weights) if model.loss_weights is not None else 1.0
+        self.fused = False
+        last = model.layers[-1]
+        act = getattr(last, "activation_name", None) if hasattr(last, "linear") else None
+        kind = losses_module.kind(model.loss)
+        # Fuse softmax + (sparse) categorical CE and sigmoid + binary CE: log-space is stable and saves
+        # a kernel. Keras clips probabilities at 1e-7 instead; results differ only beyond that clip.
+        if not getattr(model.loss, "from_logits", True):
+            if (act == "softmax" and kind in ("categorical", "sparse")) or (act == "sigmoid" and kind == "binary"):
+                self.loss = model.loss.with_logits()
+                self.fused = True
+        self.output_activation = last.activation if self.fused else None
+        self.regularized = [layer for layer in model.layers if layer.regularization_loss() is not None]
+        self.metrics = model.compiled_metrics
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Model output, as logits when the final activation is fused into the loss."""
+        return self.model.call(x, final_activation=not self.fused)
+
+    def predictions(self, out: torch.Tensor) -> torch.Tensor:
+        return self.output_activation(out) if self.fused else out
+
+    def total_loss(self, y, out, w) -> torch.Tensor:
+        loss = self.loss(y, out, w)
+        if self.loss_weight != 1.0:
+            loss = loss * self.loss_weight
+        for layer in self.regularized:
+            loss = loss + layer.regularization_loss()
+        return loss
+
+
+def train_step(ctx: StepContext, optimizer, xb, yb, wb) -> torch.Tensor:
+    """One optimisation step on a batch; returns the batch loss as a (detached) device tensor."""
+    optimizer.zero_grad()
+    out = ctx.forward(xb)
+    loss = ctx.total_loss(yb, out, wb)
+    loss.backward()
+    optimizer.step()
+    if ctx.metrics:
+        with torch.no_grad():
+            pred = ctx.predictions(out.detach())
+            for _, metric in ctx.metrics:
+                metric.update_state(yb, pred, wb)
+    return loss.detach()
+
+
+def select_step(ctx: StepContext):
+    """The one place where the step is chosen (a fused fast path plugs in here)."""
+    return train_step
+
+
+# ----------------------------------------------------------------------------------------------
+# logs
+
+
+class EpochAccumulator:
+    """Running loss (weighted by batch size, as Keras) and metrics, kept on the device."""
+
+    def __init__(self, metrics, device):
+        self.metrics = metrics
+        self.loss_sum = torch.zeros((), device=device)
+        self.count = 0
+        for _, metric in metrics:
+            metric.reset_state()
+
+    def add(self, loss: torch.Tensor, n: int) -> None:
+        self.loss_sum += loss * n
+        self.count += n
+
+    def results(self, prefix: str = "") -> dict[str, float]:
+        """One host sync for everything: stack, then ``.tolist()``."""
+        names = ["loss"] + [name for name, _ in self.metrics]
+        values = [self.loss_sum / max(self.count, 1)] + [m.result() for _, m in self.metrics]
+        floats = torch.stack([v.float().reshape(()) for v in values]).tolist()
+        return {prefix + k: v for k, v in zip(names, floats)}
+
+
+class BatchLogs(Mapping):
+    """Lazy per-batch logs: values are computed (and the device synced) only when read."""
+
+    def __init__(self, acc: EpochAccumulator, batch: int, size: int):
+        self._acc, self._batch, self._size = acc, batch, size
+        self._cache = None
+
+    def _values(self) -> dict:
+        if self._cache is None:
+            self._cache = {"batch": self._batch, "size": self._size, **self._acc.results()}
+        return self._cache
+
+    def __getitem__(self, key):
+        return self._values()[key]
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __len__(self):
+        return len(self._values())
+
+
+# ----------------------------------------------------------------------------------------------
+# fit
+
+
+def _resolve_verbose(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ConfigError(f"`verbose` expects 'auto', 0, 1 or 2, received {describe(verbose)}.")
+    return int(verbose)
+
+
+def _epoch_order(n: int, shuffle, seed: int, device) -> torch.Tensor | None:
+    """Row order of one epoch, drawn from a generator seeded per epoch so resumed runs repeat it."""
+    if not shuffle:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen).to(device)
+
+
+def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+        validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
+        initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+        validation_freq=1, diagnostics="auto", device=None):
+    """Train ``model``; see ``Sequential.fit`` for the arguments. Returns a ``History``."""
+    if model.optimizer is None:
+        raise NotCompiledError("You must call compile() before fit(), e.g. "
+                               "model.compile(optimizer='adam', loss='mean_squared_error').")
+    if y is None:
+        raise DataError("fit() needs targets: call fit(x, y, ...).")
+    batch_size = 32 if batch_size is None else check_positive_int(batch_size, "batch_size", "fit()")
+    epochs = check_positive_int(epochs, "epochs", "fit()") if epochs != 0 else 0
+    verbose = _resolve_verbose(verbose)
+    if shuffle not in (True, False, "batch"):
+        raise ConfigError(f"`shuffle` expects True or False, received {describe(shuffle)}.")
+    dev = model.set_device(device)
+
+    x_all = prepare_x(model, x, "x", dev)
+    model.compile_metrics()
+    y_all = prepare_y(model, y, "y", dev)
+    check_lengths(x_all, y_all)
+    w_all = prepare_weights(x_all.shape[0], sample_weight, class_weight, y_all, dev)
+
+    if validation_data is not None:
+        vx, vy, vw = _unpack_validation(validation_data)
+        val = (prepare_x(model, vx, "validation_data x", dev), prepare_y(model, vy, "validation_data y", dev))
+        check_lengths(*val, "validation_data x", "validation_data y")
+        val = (*val, prepare_weights(val[0].shape[0], vw, None, val[1], dev))
+        x_tr, y_tr, w_tr = x_all, y_all, w_all
+    elif validation_split:
+        split_at = validation_slice(x_all.shape[0], validation_split)
+        warn_if_sorted(y_all, validation_split)
+        x_tr, y_tr = x_all[:split_at], y_all[:split_at]
+        w_tr = None if w_all is None else w_all[:split_at]
+        val = (x_all[split_at:], y_all[split_at:], None if w_all is None else w_all[split_at:])
+    else:
+        x_tr, y_tr, w_tr, val = x_all, y_all, w_all, None
+
+    return _fit_loop(model, x_tr, y_tr, w_tr, val, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                     callbacks=callbacks, shuffle=shuffle, initial_epoch=initial_epoch,
+                     validation_batch_size=validation_batch_size or batch_size,
+                     validation_freq=validation_freq, diagnostics=diagnostics)
+
+
+def _unpack_validation(validation_data):
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise DataError("`validation_data` expects a tuple (x_val, y_val) or (x_val, y_val, sample_weight), "
+                        f"received {describe(validation_data)}.")
+    vx, vy, *rest = validation_data
+    return vx, vy, rest[0] if rest else None
+
+
+def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, data):
+    from .callbacks import CallbackList, History, ProgbarLogger
+
+    user = list(callbacks or [])
+    for cb in user:
+        if not isinstance(cb, callbacks_module.Callback):
+            raise ConfigError(f"`callbacks` expects Callback instances, received {describe(cb)}.")
+    extra = []
+    monitor = _diagnostics_callback(model, diagnostics, data)
+    if monitor is not None:
+        extra.append(monitor)
+    history = History()
+    extra.append(history)
+    if verbose:
+        extra.append(ProgbarLogger(verbose=verbose))
+    cbs = CallbackList(user + extra, model=model, verbose=verbose, epochs=epochs, steps=steps)
+    return cbs, history, monitor
+
+
+def _diagnostics_callback(model, mode, data):
+    """The training doctor's monitor for this fit, or None when diagnostics are off."""
+    if mode in (None, False, "off"):
+        return None
+    if mode not in ("auto", "full", True):
+        raise ConfigError(f"`diagnostics` expects 'auto', 'full' or 'off', received {describe(mode)}.")
+    try:
+        from .diagnostics import monitor_for_fit
+    except ImportError:  # the doctor is optional in minimal installs
+        return None
+    return monitor_for_fit(model, "full" if mode == "full" else "auto", data)
+
+
+def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, shuffle, initial_epoch,
+              validation_batch_size, validation_freq, diagnostics):
+    n = x.shape[0]
+    steps = -(-n // batch_size)
+    ctx = StepContext(model)
+    step = select_step(ctx)
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_parameters())
+    cbs, history, monitor = _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics,
+                                            data=(x, y, val))
+    model.stop_training = False
+    model.history = history
+    cbs.on_train_begin()
+    logs: dict = {}
+    epoch = initial_epoch
+    try:
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            logs = _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch)
+            if val is not None and _is_validation_epoch(epoch, validation_freq):
+                logs.update(_evaluate_tensors(model, ctx, *val, validation_batch_size, prefix="val_"))
+            model.epochs_trained += 1
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    except KeyboardInterrupt:
+        # Nothing is lost: callbacks still see on_train_end (EarlyStopping restores its best weights)
+        # and the history of the finished epochs is returned.
+        history.interrupted = True
+        warnings.warn(f"fit() interrupted during epoch {epoch + 1}; returning the history of the "
+                      f"{len(history.epoch)} finished epoch(s).", RuntimeWarning, stacklevel=3)
+    cbs.on_train_end(logs)
+    if monitor is not None:
+        history.diagnosis = monitor.findings()
+    _warn_if_diverged(model, history)
+    return history
+
+
+def _is_validation_epoch(epoch: int, validation_freq) -> bool:
+    if isinstance(validation_freq, int):
+        return (epoch + 1) % validation_freq == 0
+    return (epoch + 1) in validation_freq
+
+
+def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> dict:
+    model.train()
+    n = x.shape[0]
+    order = _epoch_order(n, shuffle, model.shuffle_seed + model.epochs_trained, x.device)
+    acc = EpochAccumulator(ctx.metrics, x.device)
+    batch_hooks = cbs.needs_batch_hooks
+    for b, start in enumerate(range(0, n, batch_size)):
+        stop = min(start + batch_size, n)
+        if order is None:
+            xb, yb = x[start:stop], y[start:stop]
+            wb = None if w is None else w[start:stop]
+        else:
+            idx = order[start:stop]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+            wb = None if w is None else w.index_select(0, idx)
+        if batch_hooks:
+            cbs.on_train_batch_begin(b)
+        loss = step(ctx, model.optimizer, xb, yb, wb)
+        acc.add(loss, stop - start)
+        if batch_hooks:
+            cbs.on_train_batch_end(b, BatchLogs(acc, b, stop - start))
+            if model.stop_training:
+                break
+    return acc.results()
+
+
+def _warn_if_diverged(model, history) -> None:
+    losses = history.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        warnings.warn("The training loss became NaN or inf. The learning rate is probably too high, or the "
+                      "inputs are not scaled: try a 10x smaller learning_rate or a Normalization layer.",
+                      RuntimeWarning, stacklevel=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate and predict
+
+
+def _evaluate_tensors(model, ctx, x, y, w, batch_size, prefix="") -> dict[str, float]:
+    model.eval()
+    acc = EpochAccumulator(ctx.metrics, x.device)
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            stop = min(start + batch_size, x.shape[0])
+            xb, yb = x[start:stop], y[start:stop]
+            wb = None if w is None else w[start:stop]
+            out = ctx.forward(xb)
+            acc.add(ctx.total_loss(yb, out, wb), stop - start)
+            if ctx.metrics:
+                pred = ctx.predictions(out)
+                for _, metric in ctx.metrics:
+                    metric.update_state(yb, pred, wb)
+    return acc.results(prefix)
+
+
+def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+             callbacks=None, return_dict=False, device=None):
+    """Loss and metrics on ``(x, y)``: a float, ``[loss, *metrics]``, or a dict with ``return_dict``."""
+    if model.optimizer is None:
+        raise NotCompiledError("You must call compile() before evaluate(), e.g. "
+                               "model.compile(optimizer='adam', loss='mean_squared_error').")
+    if y is None:
+        raise DataError("evaluate() needs targets: call evaluate(x, y).")
+    batch_size = 32 if batch_size is None else check_positive_int(batch_size, "batch_size", "evaluate()")
+    verbose = _resolve_verbose(verbose)
+    dev = model.set_device(device)
+    xt = prepare_x(model, x, "x", dev)
+    model.compile_metrics()
+    yt = prepare_y(model, y, "y", dev)
+    check_lengths(xt, yt)
+    wt = prepare_weights(xt.shape[0], sample_weight, None, yt, dev)
+    logs = _evaluate_tensors(model, StepContext(model), xt, yt, wt, batch_size)
+    if verbose:
+        print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None, device=None) -> np.ndarray:
+    """Model outputs for ``x`` as a float32 numpy array of shape (n_samples, units)."""
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size", "predict()")
+    dev = model.set_device(device)
+    xt = prepare_x(model, x, "x", dev)
+    model.eval()
+    chunk = batch_size or 65536  # whole arrays at once up to a memory-friendly chunk
+    with torch.inference_mode():
+        if xt.shape[0] <= chunk:
+            out = model.call(xt)
+        else:
+            out = torch.cat([model.call(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
+    return out.cpu().numpy()
+
