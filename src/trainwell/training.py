@@ -365,6 +365,9 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
         history.interrupted = True
         warnings.warn(f"fit() interrupted during epoch {epoch + 1}; returning the history of the "
                       f"{len(history.epoch)} finished epoch(s).", RuntimeWarning, stacklevel=3)
+    except BaseException:
+        cbs.on_train_end(logs)  # close progress bars and log files before the error propagates
+        raise
     cbs.on_train_end(logs)
     if monitor is not None:
         history.diagnosis = monitor.findings()
