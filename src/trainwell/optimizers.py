@@ -1,0 +1,679 @@
+"""Keras optimizers over ``torch.optim``: Keras names, arguments and defaults; torch does the math.
+
+An ``Optimizer`` holds Keras's arguments, ``build(params)`` creates the torch optimizer, and
+``step()`` runs Keras's order: clip gradients, decay weights, update. Where Keras and torch
+compute different numbers, the mapping lives in one place with a comment saying why:
+
+- Adam / AdamW epsilon placement: ``Adam._prepare_step``.
+- Weight decay (decoupled, for every optimizer, as Keras does): ``Optimizer.step``.
+- Adagrad epsilon inside the square root: ``Adagrad._make_torch_optimizer``.
+- RMSprop epsilon inside the square root: ``_KerasRMSpropEngine`` (torch cannot express it).
+- SGD momentum keeps ``lr`` outside the buffer: ``SGD`` (equal to Keras at constant lr).
+
+Learning-rate schedules are in ``trainwell.optimizers.schedules``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+
+import torch
+
+from trainwell import schedules
+from trainwell._errors import ConfigError, ConfigTypeError, ModelFileError, describe, unknown_name
+
+# Keras code imports `keras.optimizers.schedules.ExponentialDecay`; registering the module under
+# this name makes `from trainwell.optimizers.schedules import ...` work too.
+sys.modules[__name__ + ".schedules"] = schedules
+
+LearningRateSchedule = schedules.LearningRateSchedule
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_positive(value, argument: str, where: str, example) -> float:
+    """``value`` as float if it is a finite number > 0, else a ConfigError naming ``argument``."""
+    if not (_is_real(value) and value > 0):
+        raise ConfigError(
+            f"{where}: `{argument}` expects a positive number, received {describe(value)}. "
+            f"Pass for example {argument}={example}."
+        )
+    return float(value)
+
+
+def _check_unit(value, argument: str, where: str, example) -> float:
+    """``value`` as float if it lies in [0, 1), else a ConfigError naming ``argument``."""
+    if not (_is_real(value) and 0 <= value < 1):
+        raise ConfigError(
+            f"{where}: `{argument}` expects a number in [0, 1), received {describe(value)}. "
+            f"Pass for example {argument}={example}."
+        )
+    return float(value)
+
+
+def _check_learning_rate(value, where: str):
+    """A LearningRateSchedule as is, or a positive number as float."""
+    if isinstance(value, LearningRateSchedule):
+        return value
+    if not (_is_real(value) and value > 0):
+        raise ConfigError(
+            f"{where}: `learning_rate` expects a positive number or a LearningRateSchedule, received "
+            f"{describe(value)}. Pass for example learning_rate=0.001."
+        )
+    return float(value)
+
+
+class Optimizer:
+    """Base class: Keras's optimizer arguments and step order around a ``torch.optim`` optimizer.
+
+    Each step: clip the gradients (``clipvalue``, ``clipnorm`` per tensor, or ``global_clipnorm``),
+    apply decoupled weight decay ``w -= lr * weight_decay * w``, update with the torch optimizer,
+    then increment ``iterations``. A schedule is evaluated at ``iterations`` (0 for the first step).
+
+    Args:
+        learning_rate: a positive float or a ``schedules.LearningRateSchedule``.
+        weight_decay: if set, decoupled weight decay as above. Defaults to None.
+        clipnorm: if set, each gradient tensor is rescaled so its L2 norm is at most this value.
+        clipvalue: if set, each gradient element is clipped to ``[-clipvalue, clipvalue]``.
+        global_clipnorm: if set, all gradients are rescaled together so their joint norm is at most
+            this value. At most one of the three clipping arguments may be set.
+        name: a name for the optimizer. Defaults to the lowercase class name.
+
+    Raises:
+        ConfigError: for a non-positive or non-numeric argument, or more than one clipping argument.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+        >>> opt = SGD(learning_rate=0.5)
+        >>> opt.build([w])
+        >>> w.grad = torch.tensor([0.2, -0.4])
+        >>> opt.step()
+        >>> w.data, opt.iterations
+        (tensor([0.9000, 2.2000]), 1)
+    """
+
+    def __init__(
+        self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None
+    ):
+        where = type(self).__name__
+        self._learning_rate = _check_learning_rate(learning_rate, where)
+        if weight_decay is not None and not (_is_real(weight_decay) and weight_decay >= 0):
+            raise ConfigError(
+                f"{where}: `weight_decay` expects None or a number >= 0, received {describe(weight_decay)}. "
+                "Pass for example weight_decay=0.004."
+            )
+        self.weight_decay = None if weight_decay is None else float(weight_decay)
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        clips = {
+            key: _check_positive(value, key, where, 1.0) for key, value in clips.items() if value is not None
+        }
+        if len(clips) > 1:
+            raise ConfigError(
+                f"{where}: only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set, received "
+                f"{', '.join(f'{k}={v}' for k, v in clips.items())}. Keep one of them."
+            )
+        self.clipnorm = clips.get("clipnorm")
+        self.clipvalue = clips.get("clipvalue")
+        self.global_clipnorm = clips.get("global_clipnorm")
+        self.name = name or type(self).__name__.lower()
+        self.iterations = 0
+        self.built = False
+        self.torch_optimizer: torch.optim.Optimizer | None = None
+        self._params: list[torch.Tensor] = []
+
+    # -- learning rate ---------------------------------------------------------------------------
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next step (a schedule is evaluated at ``iterations``)."""
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            return float(self._learning_rate(self.iterations))
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        # Callbacks such as ReduceLROnPlateau set a float; as in Keras, that is refused when the
+        # optimizer was created with a schedule (the schedule owns the rate).
+        if isinstance(self._learning_rate, LearningRateSchedule) and not isinstance(
+            value, LearningRateSchedule
+        ):
+            raise ConfigTypeError(
+                f"{type(self).__name__}: the learning rate comes from a {type(self._learning_rate).__name__} "
+                f"schedule and cannot be set to {describe(value)}. Create the optimizer with a float "
+                "learning_rate if it must be settable."
+            )
+        self._learning_rate = _check_learning_rate(value, type(self).__name__)
+        if self.built:
+            self._write_lr(self.learning_rate)
+
+    def _write_lr(self, lr: float) -> None:
+        for group in self.torch_optimizer.param_groups:
+            group["lr"] = lr
+
+    # -- building and stepping -------------------------------------------------------------------
+
+    def build(self, params) -> None:
+        """Create ``torch_optimizer`` over ``params``; a no-op if already built on the same params.
+
+        Args:
+            params: the trainable parameters (``torch.nn.Parameter``s), e.g. ``model.parameters()``.
+
+        Raises:
+            ConfigError: if ``params`` is empty, or the optimizer was built on other parameters.
+        """
+        params = list(params)
+        if self.built:
+            if len(params) == len(self._params) and all(a is b for a, b in zip(params, self._params)):
+                return
+            raise ConfigError(
+                f"{type(self).__name__}: already built for {len(self._params)} parameters, received "
+                f"{len(params)} different ones. Create a new optimizer for another set of parameters."
+            )
+        if not params:
+            raise ConfigError(
+                f"{type(self).__name__}.build: received an empty parameter list. "
+                "Pass the model's trainable parameters, e.g. optimizer.build(model.parameters())."
+            )
+        self._params = params
+        self.torch_optimizer = self._make_torch_optimizer(params, self.learning_rate)
+        self.built = True
+
+    def _make_torch_optimizer(self, params: list, lr: float) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def _prepare_step(self, step: int) -> None:
+        """Hook run just before the torch step; ``step`` is the 1-based number of that step."""
+
+    def _require_built(self, method: str) -> None:
+        if not self.built:
+            raise ConfigError(
+                f"{type(self).__name__}.{method}: the optimizer is not built yet. "
+                "Call optimizer.build(model.parameters()) first."
+            )
+
+    def zero_grad(self) -> None:
+        """Drop all gradients (``set_to_none=True``: no memset, and the next backward allocates)."""
+        if self.torch_optimizer is not None:
+            self.torch_optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Apply one update from the parameters' ``.grad``, in Keras's order; increment ``iterations``.
+
+        Raises:
+            ConfigError: if the optimizer is not built, or no parameter has a gradient.
+        """
+        self._require_built("step")
+        params = [p for p in self._params if p.grad is not None]
+        if not params:
+            raise ConfigError(
+                f"{type(self).__name__}.step: no parameter has a gradient. "
+                "Call loss.backward() before step()."
+            )
+        lr = self.learning_rate
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            self._write_lr(lr)
+        self._clip([p.grad for p in params])
+        if self.weight_decay:
+            # Keras decays every optimizer's weights decoupled from the gradient, before the update:
+            # w -= lr * wd * w. torch's `weight_decay` (except AdamW's) adds wd * w to the gradient
+            # instead, which Adam/RMSprop/Adagrad then rescale, so torch gets weight_decay=0 and the
+            # decay happens here. torch.optim.AdamW's decay is this same formula.
+            torch._foreach_mul_(params, 1.0 - lr * self.weight_decay)
+        self._prepare_step(self.iterations + 1)
+        self.torch_optimizer.step()
+        self.iterations += 1
+
+    def _clip(self, grads: list[torch.Tensor]) -> None:
+        """Clip ``grads`` in place as Keras does: ``g * c / max(norm, c)`` for the norm variants.
+
+        The norms stay on the device (no ``.item()``), so clipping adds no host sync.
+        """
+        if self.clipvalue is not None:
+            torch._foreach_clamp_min_(grads, -self.clipvalue)
+            torch._foreach_clamp_max_(grads, self.clipvalue)
+        elif self.clipnorm is not None:
+            norms = torch._foreach_clamp_min(torch._foreach_norm(grads), self.clipnorm)
+            torch._foreach_mul_(grads, self.clipnorm)
+            torch._foreach_div_(grads, norms)
+        elif self.global_clipnorm is not None:
+            # Not torch.nn.utils.clip_grad_norm_: it divides by (norm + 1e-6), a relative error of
+            # 1e-6 / norm against Keras; the exact Keras scale costs the same foreach kernels.
+            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            torch._foreach_mul_(grads, self.global_clipnorm / total.clamp_min(self.global_clipnorm))
+
+    # -- config and state ------------------------------------------------------------------------
+
+    def get_config(self) -> dict:
+        """Keras's config: the constructor arguments, JSON-serialisable (schedules as class_name/config)."""
+        lr = self._learning_rate
+        return {
+            "name": self.name,
+            "learning_rate": schedules.serialize(lr) if isinstance(lr, LearningRateSchedule) else lr,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> Optimizer:
+        """Rebuild an optimizer (without state) from ``get_config()``'s output."""
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        return cls(**config)
+
+    def export_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The optimizer's state as safetensors-ready tensors plus JSON-able metadata (no pickle).
+
+        Returns:
+            ``(tensors, meta)``: ``tensors`` maps ``"param_{i}/{slot}"`` (``i`` = position in the
+            params given to ``build``, ``slot`` = torch's state name such as ``exp_avg``) to
+            contiguous CPU copies; ``meta`` holds ``class_name``, ``iterations``, the float
+            ``learning_rate`` (None with a schedule) and any non-tensor state ``values``.
+
+        Raises:
+            ConfigError: if the optimizer is not built.
+        """
+        self._require_built("export_state")
+        tensors, values = {}, {}
+        for index, slots in self.torch_optimizer.state_dict()["state"].items():
+            for slot, value in slots.items():
+                key = f"param_{index}/{slot}"
+                if isinstance(value, torch.Tensor):
+                    tensors[key] = value.detach().to("cpu", copy=True).contiguous()
+                else:
+                    values[key] = value
+        lr = None if isinstance(self._learning_rate, LearningRateSchedule) else self._learning_rate
+        meta = {
+            "class_name": type(self).__name__,
+            "iterations": self.iterations,
+            "learning_rate": lr,
+            "values": values,
+        }
+        return tensors, meta
+
+    def import_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Load ``export_state()``'s output so training continues exactly where it stopped.
+
+        Args:
+            tensors: the tensor dict from ``export_state``.
+            meta: the metadata dict from ``export_state``.
+
+        Raises:
+            ConfigError: if the optimizer is not built.
+            ModelFileError: if the state belongs to another optimizer class or other parameters.
+        """
+        self._require_built("import_state")
+        where = f"{type(self).__name__}.import_state"
+        if meta.get("class_name") != type(self).__name__:
+            raise ModelFileError(
+                f"{where}: the saved state is for {meta.get('class_name')!r}, not {type(self).__name__!r}. "
+                "Load it into the optimizer class it was saved from."
+            )
+        state: dict[int, dict] = {}
+        for key, value in [*tensors.items(), *meta.get("values", {}).items()]:
+            index, slot = self._parse_state_key(key, where)
+            if isinstance(value, torch.Tensor):
+                if value.dim() > 0 and value.shape != self._params[index].shape:
+                    raise ModelFileError(
+                        f"{where}: entry {key!r} has shape {tuple(value.shape)}, but parameter {index} has "
+                        f"shape {tuple(self._params[index].shape)}. The state was saved for another model."
+                    )
+                value = value.clone()  # torch keeps the given tensors; never share the caller's
+            state.setdefault(index, {})[slot] = value
+        groups = self.torch_optimizer.state_dict()["param_groups"]
+        self.torch_optimizer.load_state_dict({"state": state, "param_groups": groups})
+        self.iterations = int(meta["iterations"])
+        if meta.get("learning_rate") is not None and not isinstance(
+            self._learning_rate, LearningRateSchedule
+        ):
+            self.learning_rate = meta["learning_rate"]
+
+    def _parse_state_key(self, key: str, where: str) -> tuple[int, str]:
+        head, _, slot = key.partition("/")
+        index = head.removeprefix("param_")
+        if not (head.startswith("param_") and index.isdigit() and slot and int(index) < len(self._params)):
+            raise ModelFileError(
+                f"{where}: entry {key!r} is not 'param_<i>/<slot>' with i < {len(self._params)} "
+                "(the number of parameters this optimizer was built on). "
+                "The state was saved for another model."
+            )
+        return int(index), slot
+
+
+class SGD(Optimizer):
+    """Gradient descent, optionally with (Nesterov) momentum.
+
+    Keras: ``m = momentum * m - lr * g; w += m`` (Nesterov: ``w += momentum * m - lr * g``).
+    torch: ``b = momentum * b + g; w -= lr * b`` (Nesterov: ``w -= lr * (g + momentum * b)``).
+    Since Keras's ``m`` equals ``-lr * b``, the two agree exactly at a constant learning rate. When
+    the rate changes (a schedule, ReduceLROnPlateau), torch applies the new rate to the whole
+    buffer at once while Keras keeps the velocity earned at the old rate; the difference fades at
+    the speed of the momentum.
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.01.
+        momentum: in [0, 1). Defaults to 0.0.
+        nesterov: use Nesterov momentum. Defaults to False.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``
+            (see ``Optimizer``).
+
+    Example:
+        >>> SGD(learning_rate=0.1, momentum=0.9).get_config()["momentum"]
+        0.9
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.momentum = _check_unit(momentum, "momentum", "SGD", 0.9)
+        self.nesterov = bool(nesterov)
+
+    def _make_torch_optimizer(self, params, lr):
+        # Keras ignores nesterov without momentum; torch refuses that combination.
+        nesterov = self.nesterov and self.momentum > 0
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, nesterov=nesterov, foreach=True)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, https://arxiv.org/abs/1412.6980) with Keras's epsilon placement.
+
+    Keras, at step t: ``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g**2``,
+    ``w -= lr * sqrt(1-b2**t) / (1-b1**t) * m / (sqrt(v) + epsilon)``
+    (with ``amsgrad``, ``v`` is replaced by its running maximum).
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001.
+        beta_1: decay of the first moment, in [0, 1). Defaults to 0.9.
+        beta_2: decay of the second moment, in [0, 1). Defaults to 0.999.
+        epsilon: positive. Defaults to 1e-7 (torch's default is 1e-8).
+        amsgrad: use the AMSGrad variant. Defaults to False.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Example:
+        >>> Adam().get_config()["epsilon"]
+        1e-07
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        where = type(self).__name__
+        self.beta_1 = _check_unit(beta_1, "beta_1", where, 0.9)
+        self.beta_2 = _check_unit(beta_2, "beta_2", where, 0.999)
+        self.epsilon = _check_positive(epsilon, "epsilon", where, 1e-7)
+        self.amsgrad = bool(amsgrad)
+
+    def _make_torch_optimizer(self, params, lr):
+        return torch.optim.Adam(
+            params,
+            lr=lr,
+            betas=(self.beta_1, self.beta_2),
+            eps=self.epsilon,
+            amsgrad=self.amsgrad,
+            foreach=True,
+        )
+
+    def _prepare_step(self, step: int) -> None:
+        # torch divides sqrt(v) by sqrt(1-b2**t) and then adds eps; Keras folds that correction into
+        # the step size and adds eps to sqrt(v) itself. Multiplying torch's denominator through by
+        # sqrt(1-b2**t) shows the two are identical when torch's eps = epsilon / sqrt(1-b2**t).
+        eps = self.epsilon / math.sqrt(1.0 - self.beta_2**step)
+        for group in self.torch_optimizer.param_groups:
+            group["eps"] = eps
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "amsgrad": self.amsgrad,
+        }
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, https://arxiv.org/abs/1711.05101).
+
+    As in Keras, this is ``Adam`` with ``weight_decay`` defaulting to 0.004: each step first does
+    ``w -= lr * weight_decay * w`` (the same formula as torch.optim.AdamW), then the Adam update.
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001.
+        weight_decay: a number >= 0. Defaults to 0.004.
+        beta_1, beta_2, epsilon, amsgrad: as in ``Adam``.
+        **kwargs: ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Raises:
+        ConfigError: if ``weight_decay`` is None or negative.
+
+    Example:
+        >>> AdamW().get_config()["weight_decay"]
+        0.004
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        weight_decay=0.004,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-7,
+        amsgrad=False,
+        **kwargs,
+    ):
+        if weight_decay is None:
+            raise ConfigError(
+                "AdamW: `weight_decay` expects a number >= 0, received None. Pass weight_decay=0.004."
+            )
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay=weight_decay, **kwargs)
+
+
+class _KerasRMSpropEngine(torch.optim.Optimizer):
+    """RMSprop as Keras computes it, with foreach kernels (see ``RMSprop`` for why it exists).
+
+    State per parameter: ``velocity``, plus ``average_gradient`` (centered) and ``momentum``.
+    """
+
+    def __init__(self, params, lr: float, rho: float, momentum: float, epsilon: float, centered: bool):
+        defaults = {"lr": lr, "rho": rho, "momentum": momentum, "epsilon": epsilon, "centered": centered}
+        super().__init__(params, defaults)
+
+    def _slots(self, params: list, name: str) -> list[torch.Tensor]:
+        slots = []
+        for p in params:
+            state = self.state[p]
+            if name not in state:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            slots.append(state[name])
+        return slots
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            rho, lr = group["rho"], group["lr"]
+            velocity = self._slots(params, "velocity")
+            torch._foreach_mul_(velocity, rho)
+            torch._foreach_addcmul_(velocity, grads, grads, value=1 - rho)
+            if group["centered"]:
+                average = self._slots(params, "average_gradient")
+                torch._foreach_mul_(average, rho)
+                torch._foreach_add_(average, grads, alpha=1 - rho)
+                denominator = torch._foreach_addcmul(velocity, average, average, value=-1)
+                torch._foreach_add_(denominator, group["epsilon"])
+            else:
+                denominator = torch._foreach_add(velocity, group["epsilon"])
+            torch._foreach_sqrt_(denominator)
+            increment = torch._foreach_mul(grads, lr)
+            torch._foreach_div_(increment, denominator)
+            if group["momentum"] > 0:
+                buffers = self._slots(params, "momentum")
+                torch._foreach_mul_(buffers, group["momentum"])
+                torch._foreach_add_(buffers, increment)
+                increment = buffers
+            torch._foreach_sub_(params, increment)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, 2012), plain (not Nesterov) momentum, optionally centered.
+
+    Keras: ``v = rho*v + (1-rho)*g**2``; centered: ``a = rho*a + (1-rho)*g``, ``d = v - a**2 + eps``,
+    else ``d = v + eps``; ``inc = lr * g / sqrt(d)``; with momentum ``m = momentum*m + inc; w -= m``,
+    else ``w -= inc``.
+
+    torch.optim.RMSprop adds eps *outside* the square root (``sqrt(v) + eps``), and no choice of
+    its arguments reproduces ``sqrt(v + eps)``: early in training, or for small gradients, ``v``
+    is near ``eps = 1e-7`` and the two differ several-fold. So this one optimizer runs the Keras
+    formula itself (``_KerasRMSpropEngine``, foreach kernels); Keras's ``rho`` (0.9) is torch's
+    ``alpha`` (0.99 by default there).
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001.
+        rho: discount of the squared-gradient average, in [0, 1). Defaults to 0.9.
+        momentum: in [0, 1). Defaults to 0.0.
+        epsilon: positive. Defaults to 1e-7.
+        centered: normalise by the estimated variance instead of the second moment. Defaults to False.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor(10.0))
+        >>> opt = RMSprop(learning_rate=0.1)
+        >>> opt.build([w])
+        >>> w.grad = w.detach().clone()  # loss = w**2 / 2
+        >>> opt.step()
+        >>> round(w.item(), 5)
+        9.68377
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _check_unit(rho, "rho", "RMSprop", 0.9)
+        self.momentum = _check_unit(momentum, "momentum", "RMSprop", 0.9)
+        self.epsilon = _check_positive(epsilon, "epsilon", "RMSprop", 1e-7)
+        self.centered = bool(centered)
+
+    def _make_torch_optimizer(self, params, lr):
+        return _KerasRMSpropEngine(params, lr, self.rho, self.momentum, self.epsilon, self.centered)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al., 2011): per-parameter rates shrinking with the summed squared gradients.
+
+    Keras: ``acc += g**2; w -= lr * g / sqrt(acc + epsilon)``, with ``acc`` starting at
+    ``initial_accumulator_value``.
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001.
+        initial_accumulator_value: starting value of the accumulators, >= 0. Defaults to 0.1
+            (torch's default is 0).
+        epsilon: positive. Defaults to 1e-7.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Example:
+        >>> Adagrad().get_config()["initial_accumulator_value"]
+        0.1
+    """
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not (_is_real(initial_accumulator_value) and initial_accumulator_value >= 0):
+            raise ConfigError(
+                "Adagrad: `initial_accumulator_value` expects a number >= 0, received "
+                f"{describe(initial_accumulator_value)}. Pass for example initial_accumulator_value=0.1."
+            )
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = _check_positive(epsilon, "epsilon", "Adagrad", 1e-7)
+
+    def _make_torch_optimizer(self, params, lr):
+        # Keras adds eps inside the square root, torch outside it. Since the accumulator only ever
+        # grows by g**2, starting torch's accumulator at initial + eps (and torch's eps at 0) makes
+        # torch's sqrt(acc) exactly Keras's sqrt(acc + eps). The saved "sum" state includes eps.
+        return torch.optim.Adagrad(
+            params,
+            lr=lr,
+            initial_accumulator_value=self.initial_accumulator_value + self.epsilon,
+            eps=0.0,
+            foreach=True,
+        )
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
+
+
+_OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+
+
+def _lookup(name) -> type[Optimizer]:
+    cls = _OPTIMIZERS.get(str(name).lower())
+    if cls is None:
+        raise unknown_name("optimizer", name, _OPTIMIZERS, argument="optimizer")
+    return cls
+
+
+def get(identifier) -> Optimizer:
+    """Resolve an optimizer from a name, a config dict, or an instance.
+
+    Args:
+        identifier: a name (``'adam'``, ``'SGD'``, ...; case-insensitive, Keras defaults), a dict
+            ``{"class_name": ..., "config": {...}}``, or an ``Optimizer`` (returned as is).
+
+    Returns:
+        An ``Optimizer`` (not yet built).
+
+    Raises:
+        ConfigError: for an unknown name (the message suggests the closest one).
+        ConfigTypeError: for any other kind of identifier.
+
+    Example:
+        >>> get("adam").learning_rate
+        0.001
+    """
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        return _lookup(identifier)()
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        return _lookup(identifier["class_name"]).from_config(identifier.get("config", {}))
+    raise ConfigTypeError(
+        f"`optimizer`: expected a name such as 'adam', a config dict or a trainwell optimizer, received "
+        f"{describe(identifier)}. Pass for example optimizer='adam' or optimizers.Adam(learning_rate=0.01)."
+    )
+
+
+def deserialize(config: dict) -> Optimizer:
+    """Rebuild an optimizer from ``serialize``'s output (same as ``get`` for a dict)."""
+    return get(config)
+
+
+def serialize(optimizer: Optimizer) -> dict:
+    """``{"class_name": ..., "config": ...}`` for an optimizer (JSON-serialisable).
+
+    Example:
+        >>> serialize(SGD())["class_name"]
+        'SGD'
+    """
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
