@@ -1,4 +1,7 @@
-"""Tests for trainwell.saving: the .tw container, atomic writes, plain safetensors files, errors."""
+"""Tests for trainwell._container: the .tw container, atomic writes, plain safetensors files, errors.
+
+The model glue on top of it (save_model, load_model, ...) is tested in test_saving_models.py.
+"""
 
 import ast
 import hashlib
@@ -18,9 +21,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainwell import saving
-from trainwell._errors import ConfigTypeError, ModelFileError, ModelFileNotFoundError
-from trainwell.saving import (
+from trainwell import _container, _file_checks, _file_summary, saving
+from trainwell._container import (
     FORMAT_VERSION,
     MAGIC,
     atomic_write_bytes,
@@ -30,8 +32,9 @@ from trainwell.saving import (
     save_tensors,
     write_container,
 )
+from trainwell._errors import ConfigTypeError, ModelFileError, ModelFileNotFoundError
 
-PREAMBLE = saving._PREAMBLE
+PREAMBLE = _container._PREAMBLE
 HEADER = {
     "config": {"name": "sequential", "layers": [{"class_name": "Dense", "config": {"units": 3}}]},
     "history": {"loss": [0.75, 0.5, float("nan")], "val_loss": [1.0, 0.25, float("inf")]},
@@ -189,8 +192,9 @@ def test_reading_and_writing_never_touch_pickle(tmp_path, monkeypatch):
     _assert_same_tensors(load_tensors(tmp_path / "w.safetensors"), _tensors())
 
 
-def test_module_imports_no_code_loading_serialiser():
-    tree = ast.parse(Path(saving.__file__).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", [_container, _file_checks, _file_summary, saving])
+def test_module_imports_no_code_loading_serialiser(module):
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not imported & {"pickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "joblib"}
@@ -205,7 +209,7 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temp_file(model_file, m
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(saving.os, "replace", broken_replace)
+    monkeypatch.setattr(_container.os, "replace", broken_replace)
     with pytest.raises(ModelFileError, match="No space left on device"):
         write_container(model_file, {"other": 1}, {"w": torch.ones(2)})
     assert model_file.read_bytes() == before
@@ -216,7 +220,7 @@ def test_interrupted_write_removes_the_temp_file(model_file, monkeypatch):
     def interrupted(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(saving.os, "fsync", interrupted)
+    monkeypatch.setattr(_container.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(model_file, b"new")
     assert os.listdir(model_file.parent) == ["model.tw"]
@@ -239,7 +243,7 @@ import json, os, random, signal, sys, time
 import numpy as np
 import torch
 torch.set_num_threads(1)
-from trainwell.saving import read_container, write_container
+from trainwell._container import read_container, write_container
 
 target, tries = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
@@ -294,7 +298,7 @@ print(json.dumps(report))
 def test_save_killed_at_random_moments_leaves_a_loadable_file(tmp_path):
     # One subprocess imports torch once, then forks a writer per try and SIGKILLs it after a
     # random delay: 30 kills cost about as much as one interpreter start.
-    src = str(Path(saving.__file__).resolve().parents[1])
+    src = str(Path(_container.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
     target = str(tmp_path / "model.tw")
     done = subprocess.run(

@@ -17,7 +17,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "activations", "callbacks", "data", "datasets", "diagnostics", "experiments", "initializers", "layers",
+    "activations", "callbacks", "data", "datasets", "diagnostics", "distributed", "experiments", "initializers", "layers",
     "losses", "metrics", "models", "optimizers", "regularizers", "report", "saving", "schedules", "tabular",
     "training", "utils",
 }
@@ -27,7 +27,7 @@ _NAMES = {
     "BatchNormalization": "layers", "Normalization": "layers",
     "to_categorical": "utils", "set_random_seed": "utils",
     "TrainwellError": "_errors", "ConfigError": "_errors", "DataError": "_errors",
-    "ModelFileError": "_errors", "NotCompiledError": "_errors",
+    "ModelFileError": "_errors", "NotCompiledError": "_errors", "DistributedError": "_errors",
 }
 
 __all__ = sorted(_SUBMODULES | set(_NAMES) | {"__version__"})

@@ -27,7 +27,8 @@ def to_numpy(x, name: str = "x") -> np.ndarray:
         return x.detach().cpu().numpy()
     columns = _column_names(x)
     if columns is not None or hasattr(x, "dtype") and hasattr(x, "to_numpy"):
-        _check_frame_numeric(x, name)
+        if len(x):  # an empty frame has object columns; it is reported as empty, not as text
+            _check_frame_numeric(x, name)
         arr = x.to_numpy()
     else:
         try:
@@ -73,7 +74,10 @@ def as_tensor(x, name: str = "x", dtype=torch.float32, device=None, check_finite
     if isinstance(x, torch.Tensor):
         t = x.detach()
     else:
-        t = torch.from_numpy(np.ascontiguousarray(to_numpy(x, name)))
+        arr = np.ascontiguousarray(to_numpy(x, name))
+        if not arr.flags.writeable:  # pandas copy-on-write views are read-only, and torch warns on those
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if t.dim() == 0:
         raise DataError(f"`{name}` is a scalar ({describe(x)}); pass an array with one row per sample.")
     if t.shape[0] == 0:
@@ -91,7 +95,8 @@ def _check_finite(t: torch.Tensor, name: str, columns: list[str] | None) -> None
     rows = int(bad.any(dim=1).sum())
     cols = torch.nonzero(bad.any(dim=0)).flatten().tolist()
     names = [columns[c] if columns and c < len(columns) else str(c) for c in cols[:10]]
-    kind = "NaN" if bool(torch.isnan(t).any()) else "inf"
+    has_nan, has_inf = bool(torch.isnan(t).any()), bool(torch.isinf(t).any())
+    kind = "NaN and inf" if has_nan and has_inf else ("NaN" if has_nan else "inf")
     raise DataError(
         f"`{name}` contains {kind} values in {rows} row(s), column(s) {', '.join(names)}"
         f"{' ...' if len(cols) > 10 else ''}. Drop or impute them before fitting "

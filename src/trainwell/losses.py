@@ -54,6 +54,23 @@ def _as_tensors(y_true, y_pred, true_dtype=None) -> tuple[torch.Tensor, torch.Te
     return y_true.to(true_dtype or y_pred.dtype), y_pred
 
 
+def _broadcast_shape(a, b) -> tuple[int, ...] | None:
+    """The broadcast of shapes ``a`` and ``b`` (numpy's rule), or None when they do not broadcast.
+
+    Not ``torch.broadcast_shapes``: it imports sympy on first use (seconds at start-up) and costs
+    more per call, and this runs on every batch.
+    """
+    a, b = tuple(a), tuple(b)
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x != y and x != 1 and y != 1:
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(out)
+
+
 def _align(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
     """Tensors with the same rank for an element-wise loss (Keras's squeeze-or-expand).
 
@@ -73,9 +90,7 @@ def _align(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
         y_pred = y_pred if y_pred.ndim == y_true.ndim else y_pred.squeeze(-1)
     if y_true.ndim <= 1 and y_pred.ndim <= 1:
         y_true, y_pred = y_true.reshape(-1, 1), y_pred.reshape(-1, 1)
-    try:
-        torch.broadcast_shapes(y_true.shape, y_pred.shape)
-    except RuntimeError:
+    if _broadcast_shape(y_true.shape, y_pred.shape) is None:
         raise DataError(
             f"loss: y_true of shape {tuple(y_true.shape)} does not match y_pred of shape "
             f"{tuple(y_pred.shape)}. Give targets one column per output unit (for one-hot "
@@ -259,11 +274,7 @@ def _weigh(values: torch.Tensor, sample_weight) -> tuple[torch.Tensor, torch.Ten
         weight = weight.squeeze(-1)
     while weight.ndim < values.ndim:
         weight = weight.unsqueeze(-1)
-    try:
-        ok = torch.broadcast_shapes(weight.shape, values.shape) == values.shape
-    except RuntimeError:
-        ok = False
-    if not ok:
+    if _broadcast_shape(weight.shape, values.shape) != tuple(values.shape):
         raise DataError(
             f"loss: `sample_weight` of shape {tuple(weight.shape)} does not fit per-sample losses "
             f"of shape {tuple(values.shape)}. Pass one weight per sample, shape (batch,)."
@@ -351,6 +362,13 @@ class Loss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+    def __radd__(self, other):
+        # Keras keeps `model.loss` as the string given to compile, and course code prints it with
+        # `"Loss function: " + model.loss`; our model.loss is a Loss, so it joins as its name.
+        if isinstance(other, str):
+            return other + self.name
+        return NotImplemented
 
 
 class LossFunctionWrapper(Loss):

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed, training
 from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
-from . import training
 from ._errors import ConfigError, ConfigTypeError, describe
 from .layers import InputLayer, Layer
 
@@ -53,6 +53,7 @@ class Sequential(nn.Module):
         # Per-epoch shuffles come from seed + epoch, so a resumed fit repeats an uninterrupted one.
         self.shuffle_seed = int(torch.randint(0, 2**31 - 1, ()).item())
         self.device = torch.device("cpu")
+        self.precision = "32-true"  # or "bf16-mixed": set by compile/fit
         self.preprocessing = None  # a tabular.Preprocessor config when built from a CSV
         for layer in layers or []:
             self.add(layer)
@@ -82,7 +83,10 @@ class Sequential(nn.Module):
         if not self._stack and self._input_shape is None and layer.input_shape_arg is not None:
             self._input_shape = layer.input_shape_arg
         self._stack.append(layer)
-        if self.built or (self._input_shape is not None and len(self._stack) == 1 and layer.built is False):
+        # With a known input shape every added layer is built at once, as in Keras (checking
+        # `self.built` here was wrong: the new, unbuilt layer makes it False, so only the first
+        # layer got weights and get_weights/summary/count_params saw a part of the model).
+        if self._input_shape is not None:
             self._build_layers()
 
     def pop(self) -> Layer:
@@ -190,7 +194,7 @@ class Sequential(nn.Module):
     # -- compile ----------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
                 run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True,
-                device=None) -> None:
+                device=None, precision=None) -> None:
         """Configure the model for training.
 
         Args:
@@ -199,9 +203,13 @@ class Sequential(nn.Module):
             loss_weights: Optional scalar multiplying the loss.
             metrics: List of names ('accuracy', 'mae', ...) or Metric instances.
             device: 'auto' (GPU when present), 'cpu', 'cuda' or 'cuda:N'; None keeps the current device.
+            precision: '32-true' (float32, the default) or 'bf16-mixed' (layers run in bfloat16 under
+                ``torch.autocast``, weights and loss stay float32; on CPUs and bfloat16 GPUs). Keras's
+                policy name 'mixed_bfloat16' is accepted too. None keeps the current setting.
 
         Raises:
-            ConfigError: an unknown optimizer, loss or metric name (the message lists the valid ones).
+            ConfigError: an unknown optimizer, loss, metric or precision name (the message lists the
+                valid ones); device='cuda' without a GPU.
         """
         if loss is None:
             raise ConfigError("compile() needs a loss, e.g. loss='mean_squared_error' for regression or "
@@ -218,6 +226,8 @@ class Sequential(nn.Module):
         for identifier in self.metrics_identifiers:  # fail early on unknown names
             metrics_module.get(identifier, loss=self.loss, output_shape=(None, 2))
         self._reset_compiled_metrics()
+        if precision is not None:
+            self.precision = distributed.check_precision(precision)
         if device is not None:
             self.set_device(device)
         if self.built and self.optimizer is not None:
@@ -246,7 +256,7 @@ class Sequential(nn.Module):
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
             initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-            validation_freq=1, diagnostics="auto", device=None):
+            validation_freq=1, diagnostics="auto", device=None, strategy=None, precision=None):
         """Train the model for ``epochs`` passes over the data.
 
         Args:
@@ -263,7 +273,22 @@ class Sequential(nn.Module):
             sample_weight: Array of per-sample weights.
             initial_epoch: Epoch at which to start (to continue a previous run).
             diagnostics: 'auto' (cheap sampled checks), 'full', or 'off': the training doctor.
-            device: 'auto', 'cpu', 'cuda', 'cuda:N'; None keeps the model's device.
+            device: 'auto', 'cpu', 'cuda', 'cuda:N'; None keeps the model's device. The data is moved
+                to it once per fit, not per batch.
+            strategy: None (one process) or 'ddp': when the script is started with
+                ``torchrun --nproc_per_node=N`` (on one or several machines), every process trains on
+                its shard and DistributedDataParallel averages the gradients (gloo on CPUs, nccl on
+                GPUs, each process on GPU ``LOCAL_RANK``). ``batch_size`` is per process, as in
+                PyTorch's DDP: the global batch is ``batch_size * world_size``. Each epoch's rows are
+                interleaved as ``DistributedSampler`` does (rank r takes rows r, r+N, ...; padded by
+                repeating a few rows so every rank runs the same number of steps), so with
+                ``shuffle=False`` one global batch holds the rows of one single-process batch of
+                ``batch_size * N``. Loss, metrics and validation are reduced over all processes once
+                per epoch; only rank 0 prints, writes checkpoints and CSV logs, and ``model.save`` writes
+                on rank 0 only; a stop asked by any rank (EarlyStopping) stops all at the epoch's end.
+                Run with plain ``python``, the same script trains in its one process. A lost worker
+                raises ``DistributedError`` (collective timeout: ``TRAINWELL_DIST_TIMEOUT`` seconds).
+            precision: None keeps the compiled precision; '32-true' or 'bf16-mixed' (see ``compile``).
 
         Returns:
             A ``History``: ``history.history`` maps 'loss', metrics and 'val_*' to per-epoch lists.
@@ -274,7 +299,7 @@ class Sequential(nn.Module):
                             sample_weight=sample_weight, initial_epoch=initial_epoch,
                             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                             validation_batch_size=validation_batch_size, validation_freq=validation_freq,
-                            diagnostics=diagnostics, device=device)
+                            diagnostics=diagnostics, device=device, strategy=strategy, precision=precision)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
@@ -300,7 +325,9 @@ class Sequential(nn.Module):
         self.optimizer.build(self.trainable_parameters())
         self.train()
         acc = training.EpochAccumulator(ctx.metrics, self.device)
-        acc.add(training.select_step(ctx)(ctx, self.optimizer, x_t, y_t, w_t), x_t.shape[0])
+        # Tell select_step about weights: the fused Dense step has none, and it silently dropped them.
+        step = training.select_step(ctx, self.optimizer, weighted=w_t is not None)
+        acc.add(step(ctx, self.optimizer, x_t, y_t, w_t), x_t.shape[0])
         return self._batch_result(acc.results(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -311,6 +338,60 @@ class Sequential(nn.Module):
 
     def predict_on_batch(self, x) -> np.ndarray:
         return self.predict(x, verbose=0)
+
+    # -- the training doctor --------------------------------------------------------------
+    def diagnose(self, x, y, epochs: int = 3, batch_size=None, validation_split: float = 0.0,
+                 validation_data=None, verbose="auto") -> list:
+        """A short probe run with full diagnostics; the weights and optimizer state are restored after.
+
+        Args:
+            x, y: training data, as for ``fit``.
+            epochs: epochs of the probe run. Defaults to 3.
+            batch_size, validation_split, validation_data: as for ``fit``.
+            verbose: 'auto'/1 prints the findings (or that there are none); 0 is silent.
+
+        Returns:
+            A list of ``trainwell.diagnostics.Finding`` (errors and warnings first).
+
+        Example:
+            >>> model.diagnose(X, y)
+            Training doctor: 1 problem found (details in history.diagnosis)
+              WARNING unscaled_inputs: Input features are on very different or large scales: ...
+        """
+        from .diagnostics import diagnose
+
+        return diagnose(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                        validation_data=validation_data, verbose=0 if verbose == 0 else 1)
+
+    def find_learning_rate(self, x, y, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100,
+                           batch_size=None):
+        """Learning-rate range test: ``steps`` mini-batches at rates growing from ``min_lr`` to ``max_lr``.
+
+        The weights and the optimizer's state are restored afterwards.
+
+        Args:
+            x, y: training data, as for ``fit``.
+            min_lr, max_lr: the range of learning rates tried (exponentially spaced).
+            steps: number of rates (one mini-batch each). Defaults to 100.
+            batch_size: rows per step. Defaults to 32.
+
+        Returns:
+            A ``trainwell.diagnostics.LRFinderResult`` with ``learning_rates``, ``losses``,
+            ``suggestion`` and ``plot(path=None)``.
+
+        Example:
+            >>> result = model.find_learning_rate(X, y)
+            >>> model.compile(optimizer=Adam(learning_rate=result.suggestion), loss='mse')
+        """
+        from .diagnostics import find_learning_rate
+
+        if self.optimizer is None:
+            training.fit(self, x, y)  # raises the not-compiled error
+        x_t = training.prepare_x(self, x, "x", self.device)
+        y_t = training.prepare_y(self, y, "y", self.device)
+        training.check_lengths(x_t, y_t)
+        return find_learning_rate(self, x_t, y_t, min_lr=min_lr, max_lr=max_lr, steps=steps,
+                                  batch_size=32 if batch_size is None else batch_size)
 
     @staticmethod
     def _batch_result(logs: dict, return_dict: bool):
@@ -401,13 +482,20 @@ class Sequential(nn.Module):
         return model
 
     def save(self, filepath, overwrite: bool = True) -> None:
-        """Write the model (architecture, weights, optimizer state, history, preprocessing) to one file."""
+        """Write the model (architecture, weights, optimizer state, history, preprocessing) to one file.
+
+        In a distributed run only rank 0 writes (the ranks hold the same weights); the others return.
+        """
+        if not distributed.is_main_process():
+            return
         from . import saving
 
         saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
-        """Write the weights alone as a ``.safetensors`` file."""
+        """Write the weights alone as a ``.safetensors`` file (on rank 0 only in a distributed run)."""
+        if not distributed.is_main_process():
+            return
         from . import saving
 
         saving.save_weights(self, filepath, overwrite=overwrite)
@@ -430,9 +518,27 @@ def _size(n_params: int) -> str:
     return f"{b:.2f} GB"
 
 
-def load_model(filepath, compile: bool = True) -> Sequential:
-    """Load a model written by ``model.save``: ready to predict, evaluate and continue training."""
+def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True) -> Sequential:
+    """Load a model written by ``model.save``: ready to predict, evaluate and continue training.
+
+    Args:
+        filepath: a file written by ``model.save``.
+        custom_objects: Keras's argument, accepted for compatibility; must be empty, because
+            trainwell model files hold no code (custom functions cannot be stored).
+        compile: restore the compile settings and optimizer state.
+        safe_mode: Keras's argument; trainwell loading is always safe (no pickle, no code).
+
+    Raises:
+        ModelFileError: the file is damaged or incompatible (see ``saving.load_model``).
+        ConfigError: ``custom_objects`` is not empty.
+
+    Example:
+        >>> model = load_model("model.tw")
+    """
     from . import saving
 
+    if custom_objects:
+        raise ConfigError("load_model: `custom_objects` is not supported: trainwell model files hold no code, "
+                          "so they never need custom objects. Remove the argument.")
     return saving.load_model(filepath, compile=compile)
 

@@ -122,7 +122,10 @@ class Optimizer:
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self.built = False
-        self.torch_optimizer: torch.optim.Optimizer | None = None
+        self._torch_optimizer: torch.optim.Optimizer | None = None
+        # Per-parameter slots (torch's names: exp_avg, momentum_buffer, ...) before the torch
+        # optimizer exists; the fused step in trainwell.fastpath reads and writes these dicts.
+        self._slots: dict[torch.Tensor, dict] = {}
         self._params: list[torch.Tensor] = []
 
     # -- learning rate ---------------------------------------------------------------------------
@@ -151,7 +154,9 @@ class Optimizer:
             self._write_lr(self.learning_rate)
 
     def _write_lr(self, lr: float) -> None:
-        for group in self.torch_optimizer.param_groups:
+        if self._torch_optimizer is None:
+            return  # created later with the current rate
+        for group in self._torch_optimizer.param_groups:
             group["lr"] = lr
 
     # -- building and stepping -------------------------------------------------------------------
@@ -179,8 +184,25 @@ class Optimizer:
                 "Pass the model's trainable parameters, e.g. optimizer.build(model.parameters())."
             )
         self._params = params
-        self.torch_optimizer = self._make_torch_optimizer(params, self.learning_rate)
         self.built = True
+
+    @property
+    def torch_optimizer(self) -> torch.optim.Optimizer | None:
+        """The ``torch.optim`` optimizer, created on first use (None before ``build``).
+
+        Created lazily because creating the first torch optimizer in a process imports torch's
+        compiler stack (about 1.5 s), which a fit on the fused path (``trainwell.fastpath``)
+        never needs. Slots that path filled are handed over, as the same dicts.
+        """
+        if self._torch_optimizer is None and self.built:
+            self._torch_optimizer = self._make_torch_optimizer(self._params, self.learning_rate)
+            self._torch_optimizer.state.update(self._slots)
+            self._slots = self._torch_optimizer.state
+        return self._torch_optimizer
+
+    def state_for(self, param: torch.Tensor) -> dict:
+        """The slot dict of ``param`` (torch's state names), shared with the torch optimizer."""
+        return self._slots.setdefault(param, {})
 
     def _make_torch_optimizer(self, params: list, lr: float) -> torch.optim.Optimizer:
         raise NotImplementedError
@@ -197,8 +219,8 @@ class Optimizer:
 
     def zero_grad(self) -> None:
         """Drop all gradients (``set_to_none=True``: no memset, and the next backward allocates)."""
-        if self.torch_optimizer is not None:
-            self.torch_optimizer.zero_grad(set_to_none=True)
+        for p in self._params:  # what torch's zero_grad(set_to_none=True) does
+            p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
@@ -282,7 +304,9 @@ class Optimizer:
         """
         self._require_built("export_state")
         tensors, values = {}, {}
-        for index, slots in self.torch_optimizer.state_dict()["state"].items():
+        # The slots in torch's state_dict layout, read without creating the torch optimizer.
+        indexed = [(i, self._slots[p]) for i, p in enumerate(self._params) if self._slots.get(p)]
+        for index, slots in indexed:
             for slot, value in slots.items():
                 key = f"param_{index}/{slot}"
                 if isinstance(value, torch.Tensor):
@@ -329,6 +353,7 @@ class Optimizer:
             state.setdefault(index, {})[slot] = value
         groups = self.torch_optimizer.state_dict()["param_groups"]
         self.torch_optimizer.load_state_dict({"state": state, "param_groups": groups})
+        self._slots = self.torch_optimizer.state  # load_state_dict replaced the state dict
         self.iterations = int(meta["iterations"])
         if meta.get("learning_rate") is not None and not isinstance(
             self._learning_rate, LearningRateSchedule
@@ -425,9 +450,13 @@ class Adam(Optimizer):
         # torch divides sqrt(v) by sqrt(1-b2**t) and then adds eps; Keras folds that correction into
         # the step size and adds eps to sqrt(v) itself. Multiplying torch's denominator through by
         # sqrt(1-b2**t) shows the two are identical when torch's eps = epsilon / sqrt(1-b2**t).
-        eps = self.epsilon / math.sqrt(1.0 - self.beta_2**step)
+        eps = self.torch_epsilon(step)
         for group in self.torch_optimizer.param_groups:
             group["eps"] = eps
+
+    def torch_epsilon(self, step: int) -> float:
+        """torch's ``eps`` that reproduces Keras's ``epsilon`` at the 1-based ``step`` (see above)."""
+        return self.epsilon / math.sqrt(1.0 - self.beta_2**step)
 
     def get_config(self) -> dict:
         return {

@@ -699,6 +699,20 @@ class Preprocessor:
             )
         return codes.to_numpy(dtype=np.int64)
 
+    def known_target_rows(self, y) -> np.ndarray:
+        """Boolean mask, shape (n,): rows whose target is present and (classification) a known class.
+
+        Lets a caller leave out, with a note, validation rows of a class absent from training
+        instead of failing in ``transform_target``.
+        """
+        self._check_fitted("known_target_rows")
+        series = y if isinstance(y, pd.Series) else pd.Series(y)
+        present = series.notna().to_numpy()
+        if self.task != "classification":
+            return present
+        known = {_category_key(label) for label in self.classes}
+        return present & _keys(series).isin(known).to_numpy()
+
     def transform_xy(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(X, y)`` for the rows of ``df`` whose target is present."""
         df, _ = self.drop_missing_target(df)

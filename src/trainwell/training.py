@@ -18,6 +18,7 @@ where a faster step could be chosen instead.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from . import callbacks as callbacks_module
+from . import distributed, fastpath
 from . import losses as losses_module
 from ._errors import ConfigError, DataError, NotCompiledError, check_positive_int, describe
 from .data import as_tensor, check_lengths, is_integer_valued, validation_slice, warn_if_sorted
@@ -145,10 +147,20 @@ class StepContext:
         self.output_activation = last.activation if self.fused else None
         self.regularized = [layer for layer in model.layers if layer.regularization_loss() is not None]
         self.metrics = model.compiled_metrics
+        # Hooks for scaling (distributed.py): under DDP `call` is the DDP wrapper and `dist` its run;
+        # with precision='bf16-mixed' the forward runs under autocast.
+        self.call = model.call
+        self.dist = None
+        self.autocast_dtype = distributed.autocast_dtype(getattr(model, "precision", None), model.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Model output, as logits when the final activation is fused into the loss."""
-        return self.model.call(x, final_activation=not self.fused)
+        if self.autocast_dtype is None:
+            return self.call(x, final_activation=not self.fused)
+        # Mixed precision: layers run in bfloat16, the loss is computed on float32 outputs.
+        with torch.autocast(self.model.device.type, dtype=self.autocast_dtype):
+            out = self.call(x, final_activation=not self.fused)
+        return out.float()
 
     def predictions(self, out: torch.Tensor) -> torch.Tensor:
         return self.output_activation(out) if self.fused else out
@@ -177,9 +189,67 @@ def train_step(ctx: StepContext, optimizer, xb, yb, wb) -> torch.Tensor:
     return loss.detach()
 
 
-def select_step(ctx: StepContext):
-    """The one place where the step is chosen (a fused fast path plugs in here)."""
+# Rows per validation batch inside fit when `validation_batch_size` is not given.
+VALIDATION_ROWS = 8192
+# Set to False to train every model with the plain autograd step (the parity tests do).
+FUSED_STEP = True
+_log = logging.getLogger("trainwell.training")
+
+
+def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
+    """The one place where the step is chosen: ``fastpath.FusedDenseStep`` when it covers the model.
+
+    Anything it does not cover (other layers, regularizers, custom losses, sample weights, ...)
+    falls back to ``train_step``; the choice and its reason go to the debug log of the
+    'trainwell.training' logger.
+
+    Args:
+        ctx: the fit's StepContext.
+        optimizer: the trainwell optimizer (defaults to the model's).
+        weighted: whether batches carry sample or class weights.
+
+    Returns:
+        A callable ``step(ctx, optimizer, xb, yb, wb) -> loss``.
+    """
+    if ctx.dist is not None or ctx.autocast_dtype is not None:
+        reason = "DDP averages gradients in autograd hooks; autocast needs autograd too"
+    elif not FUSED_STEP:
+        reason = "training.FUSED_STEP is False"
+    else:
+        reason = fastpath.unsupported(ctx, optimizer or ctx.model.optimizer, weighted)
+    if reason is None:
+        _log.debug("fit: fused Dense step (no autograd graph)")
+        return fastpath.FusedDenseStep(ctx)
+    _log.debug("fit: plain autograd step, because %s", reason)
     return train_step
+
+
+# Multiply-adds per batch below which fit and predict run on one intra-op thread. On small
+# matrices a second thread costs more in synchronisation than it saves, and when another process
+# keeps the CPU busy every operation waits for a descheduled thread: on 2 shared cores a wages fit
+# took 20 s with 2 threads and 0.5 s with 1 (bench/NOTES.md).
+SMALL_WORK_MACS = 2_000_000
+
+
+def limit_threads(model, rows: int) -> int | None:
+    """Use one torch thread when ``rows`` rows through ``model`` are small work (SMALL_WORK_MACS).
+
+    Returns:
+        The thread count to give back to ``restore_threads`` afterwards, or None if unchanged.
+    """
+    previous = torch.get_num_threads()
+    # Kernels only (dim 2); layers without one add no matrix multiply. Cheaper than model.parameters().
+    macs_per_row = sum(k.numel() for k in (getattr(layer, "kernel", None) for layer in model.layers)
+                       if k is not None)
+    if previous == 1 or rows * macs_per_row >= SMALL_WORK_MACS:
+        return None
+    torch.set_num_threads(1)
+    return previous
+
+
+def restore_threads(previous: int | None) -> None:
+    if previous is not None:
+        torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,7 +267,7 @@ class EpochAccumulator:
             metric.reset_state()
 
     def add(self, loss: torch.Tensor, n: int) -> None:
-        self.loss_sum += loss * n
+        self.loss_sum.add_(loss, alpha=n)  # one kernel, where `+= loss * n` is two
         self.count += n
 
     def results(self, prefix: str = "") -> dict[str, float]:
@@ -253,7 +323,7 @@ def _epoch_order(n: int, shuffle, seed: int, device) -> torch.Tensor | None:
 def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
         initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-        validation_freq=1, diagnostics="auto", device=None):
+        validation_freq=1, diagnostics="auto", device=None, strategy=None, precision=None):
     """Train ``model``; see ``Sequential.fit`` for the arguments. Returns a ``History``."""
     if model.optimizer is None:
         raise NotCompiledError("You must call compile() before fit(), e.g. "
@@ -265,7 +335,10 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     verbose = _resolve_verbose(verbose)
     if shuffle not in (True, False, "batch"):
         raise ConfigError(f"`shuffle` expects True or False, received {describe(shuffle)}.")
-    dev = model.set_device(device)
+    strategy = distributed.check_strategy(strategy)
+    if precision is not None:
+        model.precision = distributed.check_precision(precision)
+    dev = model.set_device(distributed.process_device(device) if strategy else device)
 
     x_all = prepare_x(model, x, "x", dev)
     model.compile_metrics()
@@ -290,8 +363,10 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
 
     return _fit_loop(model, x_tr, y_tr, w_tr, val, batch_size=batch_size, epochs=epochs, verbose=verbose,
                      callbacks=callbacks, shuffle=shuffle, initial_epoch=initial_epoch,
-                     validation_batch_size=validation_batch_size or batch_size,
-                     validation_freq=validation_freq, diagnostics=diagnostics)
+                     # Validation batches only bound memory (the mean loss is the same up to rounding),
+                     # so by default they are large: one forward pass instead of dozens per epoch.
+                     validation_batch_size=validation_batch_size or max(batch_size, VALIDATION_ROWS),
+                     validation_freq=validation_freq, diagnostics=diagnostics, strategy=strategy)
 
 
 def _unpack_validation(validation_data):
@@ -309,15 +384,15 @@ def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, data)
     for cb in user:
         if not isinstance(cb, callbacks_module.Callback):
             raise ConfigError(f"`callbacks` expects Callback instances, received {describe(cb)}.")
+    # History first, so callbacks that save the model (ModelCheckpoint) store the epoch just finished.
+    history = History()
     extra = []
     monitor = _diagnostics_callback(model, diagnostics, data)
     if monitor is not None:
         extra.append(monitor)
-    history = History()
-    extra.append(history)
     if verbose:
         extra.append(ProgbarLogger(verbose=verbose))
-    cbs = CallbackList(user + extra, model=model, verbose=verbose, epochs=epochs, steps=steps)
+    cbs = CallbackList([history] + user + extra, model=model, verbose=verbose, epochs=epochs, steps=steps)
     return cbs, history, monitor
 
 
@@ -335,11 +410,17 @@ def _diagnostics_callback(model, mode, data):
 
 
 def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, shuffle, initial_epoch,
-              validation_batch_size, validation_freq, diagnostics):
-    n = x.shape[0]
-    steps = -(-n // batch_size)
+              validation_batch_size, validation_freq, diagnostics, strategy=None):
     ctx = StepContext(model)
-    step = select_step(ctx)
+    n = x.shape[0]
+    ctx.dist = distributed.start(model, x.device, strategy)  # None on one process
+    if ctx.dist is not None:  # the DDP wrapper lives as long as ctx: this fit only
+        ctx.call, n, val = ctx.dist.forward, ctx.dist.shard_length(n), ctx.dist.shard_validation(val)
+        callbacks, verbose, diagnostics = ctx.dist.for_this_rank(callbacks, verbose, diagnostics)
+    steps = -(-n // batch_size)
+    step = select_step(ctx, model.optimizer, weighted=w is not None)
+    if ctx.dist is not None:
+        step = ctx.dist.guarded_step(step)
     optimizer = model.optimizer
     optimizer.build(model.trainable_parameters())
     cbs, history, monitor = _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics,
@@ -347,8 +428,10 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
     model.stop_training = False
     model.history = history
     cbs.on_train_begin()
+    initial_epoch = _resume_point(model, initial_epoch)
     logs: dict = {}
     epoch = initial_epoch
+    threads = limit_threads(model, batch_size)
     try:
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
@@ -357,6 +440,8 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
                 logs.update(_evaluate_tensors(model, ctx, *val, validation_batch_size, prefix="val_"))
             model.epochs_trained += 1
             cbs.on_epoch_end(epoch, logs)
+            if ctx.dist is not None:  # all ranks stop together, or none does
+                model.stop_training = ctx.dist.agree(model.stop_training)
             if model.stop_training:
                 break
     except KeyboardInterrupt:
@@ -368,11 +453,33 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
     except BaseException:
         cbs.on_train_end(logs)  # close progress bars and log files before the error propagates
         raise
+    finally:
+        restore_threads(threads)
     cbs.on_train_end(logs)
     if monitor is not None:
         history.diagnosis = monitor.findings()
+        summary = monitor.summary() if verbose else ""
+        if summary:  # a few lines naming each problem and its fix; nothing for a healthy run
+            print(summary)
     _warn_if_diverged(model, history)
     return history
+
+
+def _resume_point(model, initial_epoch: int) -> int:
+    """Apply what ``load_model`` or ``BackupAndRestore.on_train_begin`` restored; return the first epoch.
+
+    torch's CPU random state (which Dropout draws from) is put back here, at the start of the fit,
+    rather than at load time, so loading a model never disturbs the caller's random stream.
+    """
+    state = getattr(model, "_resume_rng_state", None)
+    if state is not None:
+        torch.set_rng_state(state)
+        model._resume_rng_state = None
+    override = getattr(model, "_initial_epoch_override", None)
+    if override is not None:
+        model._initial_epoch_override = None
+        return max(initial_epoch, int(override))
+    return initial_epoch
 
 
 def _is_validation_epoch(epoch: int, validation_freq) -> bool:
@@ -385,6 +492,9 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
     model.train()
     n = x.shape[0]
     order = _epoch_order(n, shuffle, model.shuffle_seed + model.epochs_trained, x.device)
+    if ctx.dist is not None:  # this rank's interleaved rows of the same permutation
+        order = ctx.dist.shard(order, n, x.device)
+        n = order.shape[0]
     acc = EpochAccumulator(ctx.metrics, x.device)
     batch_hooks = cbs.needs_batch_hooks
     for b, start in enumerate(range(0, n, batch_size)):
@@ -402,8 +512,13 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
         acc.add(loss, stop - start)
         if batch_hooks:
             cbs.on_train_batch_end(b, BatchLogs(acc, b, stop - start))
-            if model.stop_training:
+            # Under DDP every rank must run every step (ranks differ in batch hooks: only rank 0
+            # has a progress bar), so a stop asked mid-epoch takes effect at the epoch's end.
+            if model.stop_training and ctx.dist is None:
                 break
+    if ctx.dist is not None:  # one all_reduce per epoch for the loss and every metric
+        ctx.dist.reduce_accumulator(acc)
+        ctx.dist.sync_buffers()
     return acc.results()
 
 
@@ -433,6 +548,8 @@ def _evaluate_tensors(model, ctx, x, y, w, batch_size, prefix="") -> dict[str, f
                 pred = ctx.predictions(out)
                 for _, metric in ctx.metrics:
                     metric.update_state(yb, pred, wb)
+    if ctx.dist is not None:
+        ctx.dist.reduce_accumulator(acc)
     return acc.results(prefix)
 
 
@@ -463,16 +580,40 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
 
 def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None, device=None) -> np.ndarray:
     """Model outputs for ``x`` as a float32 numpy array of shape (n_samples, units)."""
-    if batch_size is not None:
-        check_positive_int(batch_size, "batch_size", "predict()")
-    dev = model.set_device(device)
-    xt = prepare_x(model, x, "x", dev)
-    model.eval()
-    chunk = batch_size or 65536  # whole arrays at once up to a memory-friendly chunk
-    with torch.inference_mode():
-        if xt.shape[0] <= chunk:
-            out = model.call(xt)
-        else:
-            out = torch.cat([model.call(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
+    forward = fastpath.inference_forward(model)  # None for an unbuilt or not Dense-only model
+    if forward is not None and batch_size is None and device is None and _is_ready_array(model, x):
+        xt = torch.from_numpy(x)  # shares memory: no copy, no per-call conversion
+    else:
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size", "predict()")
+        xt = prepare_x(model, x, "x", model.set_device(device))
+        forward = fastpath.inference_forward(model) or model.call
+    if model.training:  # eval() walks every module; skip it when nothing changed since the last call
+        model.eval()
+    chunk = batch_size or PREDICT_ROWS
+    # A few rows never wake a second thread (torch splits work above ~32k elements), so the
+    # thread policy, ~10 µs, is skipped for them.
+    threads = limit_threads(model, min(xt.shape[0], chunk)) if xt.shape[0] > 16 else None
+    try:
+        with torch.inference_mode():
+            if xt.shape[0] <= chunk:
+                out = forward(xt)
+            else:
+                out = torch.cat([forward(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
+    finally:
+        restore_threads(threads)
     return out.cpu().numpy()
+
+
+# Rows per forward pass in predict: whole arrays at once up to a memory-friendly chunk.
+PREDICT_ROWS = 65536
+
+
+def _is_ready_array(model, x) -> bool:
+    """Whether ``x`` needs none of ``prepare_x``'s work: a finite, writable, C-ordered float32 numpy
+    array of the (built) model's sample shape, on the CPU. These checks cost a few µs where
+    ``prepare_x`` costs ~100 µs, which was most of a one-row predict."""
+    return (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 and 0 < x.shape[0]
+            and x.flags.c_contiguous and x.flags.writeable and model.device.type == "cpu"
+            and x.shape[1:] == model.input_shape_hint and bool(np.isfinite(x).all()))
 

@@ -1,0 +1,189 @@
+"""The monitor: a callback that watches a fit and hands its record to the detectors.
+
+It overrides no per-batch hook, so the loop never dispatches batches to it. All its work
+happens at a few epoch boundaries chosen in advance (``probe_epochs``):
+
+- before training: the static checks' statistics and a first probe;
+- at a probe epoch: a kernel snapshot at its start, update-to-weight ratios and a probe at its end;
+- after training: a last probe.
+
+Every epoch it only copies the epoch's logs (floats) and the learning rate. A probe is one
+forward and backward pass on 256 fixed training rows. Nothing it does may stop a fit: each hook
+catches its own errors, which become 'info' findings.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+
+from .. import losses as losses_module
+from ..callbacks import Callback
+from .detectors import run_detectors
+from .findings import format_findings
+from .probes import (
+    baseline_loss,
+    describe_layers,
+    input_stats,
+    kernel_snapshot,
+    plan_probe,
+    probe_rows,
+    take_probe,
+    target_stats,
+    update_ratios,
+)
+from .record import RunRecord
+
+MODES = ("auto", "full")
+
+
+def probe_epochs(first: int, last: int, mode: str = "auto") -> set[int]:
+    """Epochs (0-based, in ``[first, last]``) at whose end the network is probed.
+
+    'auto' probes after epochs first + 0, 3, 15, 63, ... (offsets 4**k - 1) and after ``last``:
+    about log4(epochs) probes, denser early when most problems show, so that the doctor costs a
+    few percent of a fit. 'full' probes every epoch up to 100 epochs, then about 100 evenly
+    spaced ones.
+
+    Example:
+        >>> sorted(probe_epochs(0, 29))
+        [0, 3, 15, 29]
+    """
+    if last < first:
+        return set()
+    if mode == "full":
+        stride = max(1, (last - first + 1) // 100)
+        return set(range(first, last + 1, stride)) | {last}
+    chosen, span = {first, last}, 4
+    while first + span - 1 <= last:
+        chosen.add(first + span - 1)
+        span *= 4
+    return chosen
+
+
+class TrainingMonitor(Callback):
+    """Collects the training doctor's evidence during ``fit``; ``findings()`` runs the detectors.
+
+    Args:
+        mode: 'auto' (a few probes) or 'full' (a probe every epoch, up to about 100).
+        data: ``(x_train, y_train, val)`` tensors on the model's device, as the loop holds them.
+        detectors: the detector functions to run; ``DETECTORS`` by default.
+
+    Example:
+        >>> monitor = TrainingMonitor("auto", (x, y, None))
+        >>> history = model.fit(x, y, callbacks=[monitor], diagnostics='off')
+        >>> [f.code for f in monitor.findings()]
+    """
+
+    def __init__(self, mode: str = "auto", data=None, detectors=None):
+        super().__init__()
+        self.mode = mode if mode in MODES else "auto"
+        self.x, self.y, self.val = data if data is not None else (None, None, None)
+        self.detectors = detectors
+        self.record = RunRecord()
+        self._probe_at: set[int] = set()
+        self._snapshot = None
+        self._probe_x = self._probe_y = None
+        self._probe_plan = None
+        self._findings = None
+        self._last_probed = None
+
+    # -- hooks ------------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self._guard("on_train_begin", self._begin)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch in self._probe_at:
+            self._guard("snapshot", lambda: setattr(self, "_snapshot", kernel_snapshot(self.model)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._guard("on_epoch_end", lambda: self._epoch_end(epoch, logs))
+
+    def on_train_end(self, logs=None):
+        if self._last_probed != self.model.epochs_trained:
+            self._guard("final probe", lambda: self._probe(self.record.epochs[-1] if self.record.epochs else -1))
+
+    # -- results ----------------------------------------------------------------------------
+    def findings(self) -> list:
+        """The findings of this fit (the detectors run once, on first call)."""
+        if self._findings is None:
+            self._findings = run_detectors(self.record, self.detectors)
+        return list(self._findings)
+
+    def summary(self) -> str:
+        """The printed summary: a few lines per problem, '' for a healthy run."""
+        return format_findings(self.findings())
+
+    # -- work -------------------------------------------------------------------------------
+    def _guard(self, where: str, fn) -> None:
+        # Diagnostics never crash a fit: an error here is written down and shown as an 'info'.
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - any failure of the doctor must stay harmless
+            self.record.failures.append((where, f"{type(exc).__name__}: {exc}"))
+            self._last_error = traceback.format_exc()
+
+    def _begin(self) -> None:
+        model, rec = self.model, self.record
+        params = self.params or {}
+        epochs = int(params.get("epochs", 0) or 0)
+        first = int(getattr(model, "epochs_trained", 0))
+        self._probe_at = probe_epochs(first, epochs - 1, self.mode)
+        rec.epochs_planned = epochs - first
+        rec.steps_per_epoch = int(params.get("steps", 0) or 0)
+        rec.layers = describe_layers(model)
+        rec.loss_name = getattr(model.loss, "name", type(model.loss).__name__)
+        rec.loss_kind = losses_module.kind(model.loss)
+        rec.from_logits = bool(getattr(model.loss, "from_logits", False))
+        rec.optimizer = type(model.optimizer).__name__
+        rec.n_params = sum(p.numel() for p in model.trainable_parameters())
+        if self.x is None:
+            return
+        rec.n_train, rec.n_features = int(self.x.shape[0]), int(self.x.shape[-1])
+        rec.x_mean, rec.x_std, rec.inputs_normalized_in_model = input_stats(model, self.x)
+        for key, value in target_stats(self.y).items():
+            setattr(rec, key, value)
+        rows = probe_rows(self.x.shape[0], device=self.x.device)
+        self._probe_x, self._probe_y = self.x[rows], self.y[rows]
+        rec.baseline_loss = baseline_loss(model, self._probe_y, rec.loss_kind)
+        self._probe(-1)
+
+    def _epoch_end(self, epoch: int, logs) -> None:
+        rec = self.record
+        rec.epochs.append(int(epoch))
+        rec.logs.append({k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))})
+        rec.learning_rates.append(_learning_rate(self.model))
+        if epoch in self._probe_at and self._snapshot is not None:
+            rec.update_ratios[int(epoch)] = update_ratios(self.model, self._snapshot, rec.steps_per_epoch)
+            self._snapshot = None
+            self._probe(epoch)
+
+    def _probe(self, epoch: int) -> None:
+        if self._probe_x is None:
+            return
+        if self._probe_plan is None:
+            self._probe_plan = plan_probe(self.model)
+        self.record.probes.append(take_probe(self.model, self._probe_x, self._probe_y, epoch, self._probe_plan))
+        self._last_probed = getattr(self.model, "epochs_trained", None)
+
+
+def _learning_rate(model) -> float:
+    try:
+        return float(model.optimizer.learning_rate)
+    except Exception:  # noqa: BLE001 - an exotic optimizer without a readable rate
+        return math.nan
+
+
+def monitor_for_fit(model, mode: str, data) -> TrainingMonitor:
+    """The monitor ``fit`` adds to its callbacks (the loop's hook into the doctor).
+
+    Args:
+        model: the model being trained.
+        mode: 'auto' or 'full'.
+        data: ``(x_train, y_train, val)`` tensors on the device; ``val`` is
+            ``(x_val, y_val, w_val)`` or None.
+
+    Returns:
+        A ``TrainingMonitor``; after ``fit`` its ``findings()`` become ``history.diagnosis``.
+    """
+    return TrainingMonitor(mode, data)

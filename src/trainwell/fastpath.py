@@ -1,0 +1,353 @@
+"""The fused training step for plain Dense stacks: forward and backward written out, no autograd.
+
+For the course's small models a PyTorch step is mostly overhead: recording the autograd graph,
+running the backward engine, and an optimizer step that loops over every tensor (about 0.5 ms
+for torch.optim's Adam on six small tensors). This step computes the same numbers with fewer,
+larger operations:
+
+- the trainable tensors become views of one flat buffer, and so do their gradients and the
+  optimizer's slots, so the update is one kernel (torch's fused Adam kernel on the CPU) or a
+  few whole-buffer operations, whatever the number of layers;
+- activations and gradients go into buffers allocated once per fit (``out=`` operations), and
+  the backward uses the same kernels autograd would (``threshold_backward``, ...);
+- no ``torch.optim`` object is created, so torch's compiler stack (about 1.5 s to import) is
+  never loaded; the slots keep torch's names and layout, so the plain path, ``save`` and
+  ``load_model`` continue from them.
+
+``training.select_step`` is the one place that chooses this step: ``unsupported`` says why a
+model cannot use it (and the loop falls back to ``training.train_step``).
+``tests/test_training_fastpath.py`` checks both paths give the same losses and weights.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import activations
+from . import losses as losses_module
+from . import optimizers as optimizers_module
+from .layers import Dense
+
+_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
+_LOSS_KINDS = {
+    losses_module.MeanSquaredError: "mse",
+    losses_module.MeanAbsoluteError: "mae",
+    losses_module.CategoricalCrossentropy: "categorical",
+    losses_module.SparseCategoricalCrossentropy: "sparse",
+    losses_module.BinaryCrossentropy: "binary",
+}
+_OPTIMIZERS = (optimizers_module.Adam, optimizers_module.SGD, optimizers_module.RMSprop)
+
+
+def unsupported(ctx, optimizer, weighted: bool) -> str | None:
+    """Why the fused step cannot train this model, or None when it can.
+
+    Args:
+        ctx: the fit's ``training.StepContext``.
+        optimizer: the model's trainwell optimizer.
+        weighted: whether batches carry sample or class weights.
+
+    Returns:
+        A short reason for the debug log, or None.
+    """
+    model = ctx.model
+    for layer in model.layers:
+        if type(layer) is not Dense:
+            return f"layer {layer.name!r} is a {type(layer).__name__}, not a Dense"
+        if not layer.trainable:
+            return f"layer {layer.name!r} is frozen"
+    if ctx.regularized:
+        return "a layer has a weight regularizer"
+    hidden = [_activation_name(layer) for layer in model.layers[:-1]]
+    last = "linear" if ctx.fused else _activation_name(model.layers[-1])
+    for name in hidden + [last]:
+        if name not in _ACTIVATIONS:
+            return f"activation {name!r} is not one of {_ACTIVATIONS}"
+    loss_kind = _LOSS_KINDS.get(type(ctx.loss))
+    if loss_kind is None:
+        return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} has no fused gradient"
+    if loss_kind in ("categorical", "sparse", "binary") and not ctx.fused:
+        return "a cross-entropy without its softmax/sigmoid output layer"
+    if ctx.loss.reduction not in ("sum_over_batch_size", "mean") or ctx.loss_weight != 1.0:
+        return "a non-default loss reduction or loss_weights"
+    if getattr(ctx.loss, "_fn_kwargs", {}).get("label_smoothing"):
+        return "label_smoothing"
+    if weighted:
+        return "sample_weight or class_weight"
+    if type(optimizer) not in _OPTIMIZERS:
+        return f"optimizer {type(optimizer).__name__} has no fused update"
+    if optimizer.weight_decay or optimizer.clipnorm or optimizer.clipvalue or optimizer.global_clipnorm:
+        return "weight decay or gradient clipping"
+    if model.device.type != "cpu":
+        return f"device {model.device} (the fused step is written for the CPU)"
+    return None
+
+
+def _activation_name(layer) -> str:
+    """The layer's activation name among ``_ACTIVATIONS``, or 'other'."""
+    for name in _ACTIVATIONS:
+        if layer.activation is activations.get(name):
+            return name
+    return "other"
+
+
+class FlatParameters:
+    """Trainable tensors rebound as views of one flat buffer, with a flat gradient of the same layout.
+
+    Each ``Parameter`` object stays the same (callbacks, ``get_weights`` and the optimizer's
+    slots keep working); only its storage moves. ``p.grad`` is the matching view of ``grad``.
+
+    Args:
+        params: the model's trainable parameters, in order.
+    """
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+        self.spans = []
+        offset = 0
+        for p in params:
+            self.spans.append((offset, p.numel()))
+            offset += p.numel()
+        self.data = torch.empty(offset, dtype=params[0].dtype, device=params[0].device)
+        self.grad = torch.zeros_like(self.data)
+        for p, view in zip(params, self.views(self.data)):
+            view.copy_(p.detach())
+            p.data = view
+        for p, view in zip(params, self.views(self.grad)):
+            p.grad = view
+
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Per-parameter views of a flat buffer of this layout."""
+        return [flat[o:o + k].view_as(p) for p, (o, k) in zip(self.params, self.spans)]
+
+    def slot(self, optimizer, name: str) -> torch.Tensor:
+        """A flat optimizer slot; each parameter's slot ``name`` becomes a view of it (values kept)."""
+        flat = torch.zeros_like(self.data)
+        for p, view in zip(self.params, self.views(flat)):
+            state = optimizer.state_for(p)
+            if state.get(name) is not None:
+                view.copy_(state[name])
+            state[name] = view
+        return flat
+
+    def step_counts(self, optimizer) -> torch.Tensor:
+        """torch's per-parameter ``step`` (0-d float32 on the CPU) as views of one vector."""
+        steps = torch.zeros(len(self.params))
+        for i, p in enumerate(self.params):
+            state = optimizer.state_for(p)
+            if "step" in state:
+                steps[i] = state["step"]
+            state["step"] = steps[i]
+        return steps
+
+
+class FusedUpdate:
+    """The optimizer's update on flat buffers; the same numbers as its torch optimizer.
+
+    Adam uses torch's fused CPU kernel (the one behind ``torch.optim.Adam(fused=True)``), with
+    Keras's epsilon mapped as in ``optimizers.Adam``; SGD and RMSprop are written out on the
+    flat buffers, in the order torch.optim's foreach code (SGD) and
+    ``optimizers._KerasRMSpropEngine`` (RMSprop) run them.
+
+    Args:
+        optimizer: a built trainwell ``Adam``, ``SGD`` or ``RMSprop``.
+        flat: the model's ``FlatParameters``.
+    """
+
+    def __init__(self, optimizer, flat: FlatParameters):
+        self.optimizer, self.flat = optimizer, flat
+        self.kind = type(optimizer).__name__
+        if self.kind == "Adam":
+            self.m, self.v = flat.slot(optimizer, "exp_avg"), flat.slot(optimizer, "exp_avg_sq")
+            self.vmax = [flat.slot(optimizer, "max_exp_avg_sq")] if optimizer.amsgrad else []
+            self.steps = flat.step_counts(optimizer)
+        elif self.kind == "SGD":
+            self.buf = flat.slot(optimizer, "momentum_buffer") if optimizer.momentum else None
+        else:
+            self.velocity = flat.slot(optimizer, "velocity")
+            self.average = flat.slot(optimizer, "average_gradient") if optimizer.centered else None
+            self.buf = flat.slot(optimizer, "momentum") if optimizer.momentum else None
+
+    def __call__(self) -> None:
+        """One update from ``flat.grad``; advances ``optimizer.iterations`` as ``Optimizer.step`` does."""
+        opt = self.optimizer
+        lr = opt.learning_rate
+        getattr(self, "_" + self.kind.lower())(opt, lr, self.flat.data, self.flat.grad)
+        opt.iterations += 1
+
+    def _adam(self, opt, lr, w, g):
+        self.steps.add_(1)
+        torch._fused_adam_([w], [g], [self.m], [self.v], self.vmax, [self.steps[0]], lr=lr,
+                           beta1=opt.beta_1, beta2=opt.beta_2, weight_decay=0.0,
+                           eps=opt.torch_epsilon(opt.iterations + 1), amsgrad=opt.amsgrad, maximize=False)
+
+    def _sgd(self, opt, lr, w, g):
+        if self.buf is not None:
+            self.buf.mul_(opt.momentum).add_(g)
+            g = g.add(self.buf, alpha=opt.momentum) if opt.nesterov else self.buf
+        w.add_(g, alpha=-lr)
+
+    def _rmsprop(self, opt, lr, w, g):
+        rho = opt.rho
+        self.velocity.mul_(rho).addcmul_(g, g, value=1 - rho)
+        if self.average is not None:
+            self.average.mul_(rho).add_(g, alpha=1 - rho)
+            denominator = torch.addcmul(self.velocity, self.average, self.average, value=-1)
+            denominator.add_(opt.epsilon)
+        else:
+            denominator = torch.add(self.velocity, opt.epsilon)
+        denominator.sqrt_()
+        increment = torch.mul(g, lr).div_(denominator)
+        if self.buf is not None:
+            increment = self.buf.mul_(opt.momentum).add_(increment)
+        w.sub_(increment)
+
+
+class FusedDenseStep:
+    """``training.train_step`` for a plain Dense stack, without autograd; same call signature.
+
+    The flat buffers are set up at the first call, not here: ``select_step`` runs before the
+    callbacks' ``on_train_begin``, which may restore weights and optimizer state.
+
+    Args:
+        ctx: the fit's ``training.StepContext`` (``unsupported(ctx, ...)`` returned None).
+    """
+
+    def __init__(self, ctx):
+        layers = ctx.model.layers
+        self.layers = [(layer.kernel, layer.bias) for layer in layers]
+        self.acts = [_activation_name(layer) for layer in layers]
+        if ctx.fused:
+            self.acts[-1] = "linear"  # the loss takes logits
+        self.loss_kind = _LOSS_KINDS[type(ctx.loss)]
+        self.update = None
+        self.rows = 0
+
+    def _setup(self, ctx, optimizer) -> None:
+        self.flat = FlatParameters(ctx.model.trainable_parameters())
+        self.update = FusedUpdate(optimizer, self.flat)
+        views = iter(self.flat.views(self.flat.grad))  # kernel, bias, kernel, ... as the parameters
+        self.grads = [(next(views), next(views) if bias is not None else None) for _, bias in self.layers]
+
+    def _allocate(self, rows: int, like: torch.Tensor) -> None:
+        """Activation and gradient buffers for batches of up to ``rows`` rows."""
+        self.rows = rows
+        units = [kernel.shape[1] for kernel, _ in self.layers]
+        self.z = [like.new_empty((rows, u)) for u in units]
+        self.dz = [like.new_empty((rows, u)) for u in units]
+
+    @torch.no_grad()
+    def __call__(self, ctx, optimizer, xb, yb, wb) -> torch.Tensor:
+        if self.update is None:
+            self._setup(ctx, optimizer)
+        n = xb.shape[0]
+        if n > self.rows:
+            self._allocate(n, xb)
+        hs = [xb]
+        for (kernel, bias), act, z in zip(self.layers, self.acts, self.z):
+            h = z[:n]
+            if bias is not None:
+                torch.addmm(bias, hs[-1], kernel, out=h)
+            else:
+                torch.mm(hs[-1], kernel, out=h)
+            if act != "linear":
+                getattr(h, act + "_")()
+            hs.append(h)
+        loss, d = self._loss_and_grad(hs[-1], yb, n)
+        for i in range(len(self.layers) - 1, -1, -1):
+            d = _activation_backward(self.acts[i], d, hs[i + 1])
+            grad_kernel, grad_bias = self.grads[i]
+            torch.mm(hs[i].t(), d, out=grad_kernel)
+            if grad_bias is not None:
+                torch.sum(d, 0, out=grad_bias)
+            if i:
+                d = torch.mm(d, self.layers[i][0].t(), out=self.dz[i - 1][:n])
+        self.update()
+        if ctx.metrics:
+            pred = ctx.predictions(hs[-1])
+            for _, metric in ctx.metrics:
+                metric.update_state(yb, pred, wb)
+        return loss
+
+    def _loss_and_grad(self, out, y, n):
+        """Batch loss (0-d) and its gradient w.r.t. ``out``, as the Keras loss and autograd give them."""
+        d = self.dz[-1][:n]
+        kind = self.loss_kind
+        if kind in ("mse", "mae"):
+            torch.sub(out, y, out=d)
+            if kind == "mse":
+                loss = d.square().mean()
+                return loss, d.mul_(2.0 / d.numel())
+            loss = d.abs().mean()
+            return loss, d.sign_().div_(d.numel())
+        if kind == "binary":
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(out, y)
+            torch.sigmoid(out, out=d)
+            return loss, d.sub_(y).div_(d.numel())
+        log_prob = torch.log_softmax(out, 1)
+        if kind == "categorical":
+            loss = torch.dot(y.reshape(-1), log_prob.reshape(-1)).div(-n)
+            grad_log_prob = torch.mul(y, -1.0 / n)
+        else:
+            loss = log_prob.gather(1, y.unsqueeze(1)).sum().div(-n)
+            grad_log_prob = torch.zeros_like(log_prob).scatter_(1, y.unsqueeze(1), -1.0 / n)
+        return loss, torch._log_softmax_backward_data(grad_log_prob, log_prob, 1, log_prob.dtype)
+
+
+def _activation_backward(name: str, grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """dL/dz from dL/dh and h = act(z), with the kernels autograd uses for these activations."""
+    if name == "relu":
+        return torch.ops.aten.threshold_backward(grad, out, 0)
+    if name == "tanh":
+        return torch.ops.aten.tanh_backward(grad, out)
+    if name == "sigmoid":
+        return torch.ops.aten.sigmoid_backward(grad, out)
+    return grad
+
+
+# In-place forms for inference (under inference_mode nothing needs the pre-activation).
+_INFERENCE_ACTIVATIONS = {"linear": None, "relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_,
+                          "softmax": lambda h: torch.softmax(h, -1)}
+
+
+def inference_forward(model):
+    """A forward function for ``predict`` on a Dense-only model, or None for any other model.
+
+    It calls ``addmm`` and the activation directly, skipping ``nn.Module.__call__`` and the
+    layers' shape handling: about 10 µs per layer, most of a one-row predict. The plan is cached
+    on the model and rebuilt when its list of layers changes.
+
+    Args:
+        model: a built ``Sequential``.
+
+    Returns:
+        ``forward(x) -> outputs`` (the same numbers as ``model.call``), or None.
+    """
+    layers = tuple(model._stack)
+    cached = model.__dict__.get("_inference_plan")
+    if cached is not None and cached[0] == layers:
+        return cached[1]
+    plan = []
+    for layer in layers:
+        name = _activation_name(layer) if type(layer) is Dense else None
+        if name == "other" and layer.activation is activations.get("softmax"):
+            name = "softmax"
+        if name not in _INFERENCE_ACTIVATIONS:
+            plan = None
+            break
+        plan.append((layer.kernel, layer.bias, _INFERENCE_ACTIVATIONS[name]))
+    if not layers or any(getattr(layer, "kernel", 0) is None for layer in layers):
+        return None  # not built yet: nothing to cache
+    forward = None if plan is None else _plan_forward(plan)
+    model.__dict__["_inference_plan"] = (layers, forward)
+    return forward
+
+
+def _plan_forward(plan):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        for kernel, bias, act in plan:
+            x = torch.addmm(bias, x, kernel) if bias is not None else torch.mm(x, kernel)
+            if act is not None:
+                x = act(x)
+        return x
+    return forward

@@ -1,0 +1,513 @@
+"""The training doctor's parts: findings, probes (against autograd and numpy), each detector on
+hand-made records, the monitor inside ``fit``, ``diagnose`` and the learning-rate finder.
+
+The labelled end-to-end scenarios live in ``test_diagnostics_scenarios.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainwell import diagnostics
+from trainwell._errors import ConfigError
+from trainwell.callbacks import overrides
+from trainwell.diagnostics import Finding, RunRecord, format_findings, probe_epochs, run_detectors
+from trainwell.diagnostics import detectors as det
+from trainwell.diagnostics import probes
+from trainwell.diagnostics.lr_finder import suggest
+from trainwell.diagnostics.record import LayerInfo, Probe
+from trainwell.layers import Dense, Input, Normalization
+from trainwell.models import Sequential
+from trainwell.optimizers import SGD, Adam
+from trainwell.utils import set_random_seed
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def regression_data(n=200, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x @ rng.normal(size=(d, 1)) + 0.1 * rng.normal(size=(n, 1))).astype(np.float32)
+    return x, y
+
+
+def small_model(units=8, activation="relu", out=1, out_activation=None, optimizer="adam", loss="mse", d=4):
+    model = Sequential([Input(shape=(d,)), Dense(units, activation=activation), Dense(out, activation=out_activation)])
+    model.compile(optimizer=optimizer, loss=loss)
+    return model
+
+
+def record(**kwargs) -> RunRecord:
+    """A record of a healthy regression run, with fields overridden by ``kwargs``."""
+    base = dict(layers=[LayerInfo("dense", "Dense", "relu", 8), LayerInfo("dense_1", "Dense", "linear", 1, True)],
+                loss_name="mean_squared_error", loss_kind="regression", optimizer="Adam", n_train=200,
+                n_features=4, n_params=49, x_mean=[0.0] * 4, x_std=[1.0] * 4, y_min=-3.0, y_max=3.0,
+                y_distinct=200, baseline_loss=1.0, learning_rates=[0.001] * 20, epochs=list(range(20)),
+                logs=[{"loss": 1.0 / (1 + e), "val_loss": 1.1 / (1 + e)} for e in range(20)],
+                probes=[Probe(-1, loss=1.0), Probe(19, loss=0.05)],
+                update_ratios={0: {"dense": 1e-3, "dense_1": 1e-3}})
+    base.update(kwargs)
+    return RunRecord(**base)
+
+
+def codes(rec: RunRecord) -> set[str]:
+    return {f.code for f in run_detectors(rec) if f.is_problem}
+
+
+# ----------------------------------------------------------------------------------------------
+# findings
+
+
+def test_finding_rejects_unknown_severity():
+    with pytest.raises(ConfigError, match="severity"):
+        Finding("x", "fatal", None, {}, "m", "f")
+
+
+def test_finding_text_and_dict():
+    f = Finding("lr_too_high", "error", "dense", {"loss": math.nan}, "The loss became nan.", "Lower it.")
+    assert str(f) == "[error] lr_too_high (layer 'dense'): The loss became nan. Fix: Lower it."
+    assert f.to_dict()["evidence"] == {"loss": "nan"}
+    assert f.is_problem and not Finding("x", "info", None, {}, "", "").is_problem
+
+
+def test_format_findings_is_empty_for_healthy_runs_and_sorted_otherwise():
+    info = Finding("stalled", "info", None, {}, "flat", "stop")
+    warn = Finding("overfitting", "warning", None, {}, "rising", "EarlyStopping")
+    err = Finding("lr_too_high", "error", None, {}, "nan", "lower")
+    assert format_findings([]) == "" and format_findings([info]) == ""
+    text = format_findings([info, warn, err])
+    lines = text.splitlines()
+    assert lines[0].startswith("Training doctor: 2 problems")
+    assert lines[1].startswith("  ERROR lr_too_high") and lines[3].startswith("  WARNING overfitting")
+    assert "stalled" not in text
+    assert "1 more" in format_findings([warn, err], limit=1)
+
+
+def test_probe_epochs():
+    assert sorted(probe_epochs(0, 29)) == [0, 3, 15, 29]
+    assert sorted(probe_epochs(5, 7)) == [5, 7]
+    assert sorted(probe_epochs(0, 499)) == [0, 3, 15, 63, 255, 499]
+    assert probe_epochs(3, 2) == set()
+    assert probe_epochs(0, 9, "full") == set(range(10))
+    assert len(probe_epochs(0, 499, "full")) == 101
+
+
+# ----------------------------------------------------------------------------------------------
+# probes
+
+
+def test_probe_gradients_match_autograd_in_float64():
+    set_random_seed(1)
+    model = small_model(units=5, activation="tanh", d=3)
+    x = torch.randn(16, 3)
+    y = torch.randn(16, 1)
+    probe = probes.take_probe(model, x, y, epoch=-1)
+    # The same loss in float64, by hand: mse of W2·tanh(W1 x + b1) + b2.
+    w1, b1, w2, b2 = (p.detach().double().requires_grad_() for p in model.parameters())
+    z1 = x.double() @ w1 + b1
+    z2 = torch.tanh(z1) @ w2 + b2
+    loss = ((z2 - y.double()) ** 2).mean()
+    g_z1, g_z2, g_w1, g_w2 = torch.autograd.grad(loss, [z1, z2, w1, w2])
+    names = [layer.name for layer in model.layers]
+    assert [n for n, _ in probe.signal] == names
+    assert probe.signal[0][1] == pytest.approx(float(g_z1.pow(2).mean().sqrt()), rel=1e-5)
+    assert probe.signal[1][1] == pytest.approx(float(g_z2.pow(2).mean().sqrt()), rel=1e-5)
+    assert probe.grad_norms[names[0]] == pytest.approx(float(g_w1.norm()), rel=1e-5)
+    assert probe.grad_norms[names[1]] == pytest.approx(float(g_w2.norm()), rel=1e-5)
+    assert probe.weight_norms[names[0]] == pytest.approx(float(w1.detach().norm()), rel=1e-6)
+    assert probe.loss == pytest.approx(float(loss.detach()), rel=1e-6)
+
+
+def test_probe_leaves_grads_training_mode_and_random_state_alone():
+    model = small_model()
+    model.train()
+    x, y = torch.randn(8, 4), torch.randn(8, 1)
+    state = torch.get_rng_state()
+    probes.take_probe(model, x, y, epoch=0)
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_probe_finds_dead_and_saturated_units():
+    model = Sequential([Input(shape=(2,)), Dense(3, activation="relu"), Dense(2, activation="tanh"), Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    relu, tanh = model.layers[0], model.layers[1]
+    relu.set_weights([np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 0.0]]), np.array([0.0, -10.0, -1.0])])
+    tanh.set_weights([np.array([[100.0, 0.0], [0.0, 0.0], [0.0, 0.0]]), np.array([0.0, 0.0])])
+    x = torch.tensor([[1.0, 0.0], [2.0, 0.0], [-1.0, 0.0], [0.5, 3.0]])
+    probe = probes.take_probe(model, x, torch.zeros(4, 1), epoch=-1)
+    # Unit 0 is positive for x0 > 0; unit 1 is -x0 - 10 < 0 always; unit 2 is -1 always.
+    assert probe.dead[relu.name] == [False, True, True]
+    # tanh unit 0 sees 100·relu(x0): |tanh| > 0.99 on the three rows with x0 > 0; unit 1 is tanh(0) = 0.
+    assert probe.saturated[tanh.name] == pytest.approx(3 / 8)
+
+
+def test_update_ratios_hand_worked():
+    model = Sequential([Input(shape=(1,)), Dense(2)])
+    layer = model.layers[0]
+    layer.set_weights([np.array([[3.0, 4.0]]), np.zeros(2)])
+    before = probes.kernel_snapshot(model)
+    layer.set_weights([np.array([[3.3, 4.4]]), np.zeros(2)])
+    # ‖ΔW‖ = ‖(0.3, 0.4)‖ = 0.5, ‖W‖ = 5: 0.1 over the epoch, 0.01 per step with 10 steps.
+    assert probes.update_ratios(model, before, steps=10)[layer.name] == pytest.approx(0.01, rel=1e-5)
+
+
+def test_input_stats_after_a_leading_normalization():
+    x = np.array([[1.0, 100.0], [3.0, 300.0], [5.0, 500.0]], dtype=np.float32)
+    raw = Sequential([Input(shape=(2,)), Dense(1)])
+    means, stds, normalized = probes.input_stats(raw, torch.tensor(x))
+    assert means == pytest.approx([3.0, 300.0]) and stds == pytest.approx(list(x.std(0)))
+    assert not normalized
+    norm = Normalization()
+    norm.adapt(x)
+    scaled = Sequential([Input(shape=(2,)), norm, Dense(1)])
+    means, stds, _ = probes.input_stats(scaled, torch.tensor(x))
+    assert means == pytest.approx([0.0, 0.0], abs=1e-6) and stds == pytest.approx([1.0, 1.0], rel=1e-5)
+
+
+def test_baseline_losses_match_numpy():
+    model = small_model()
+    y = torch.tensor([[1.0], [2.0], [4.0], [5.0]])
+    assert probes.baseline_loss(model, y, "regression") == pytest.approx(float(np.var([1, 2, 4, 5])))
+    labels = torch.tensor([0, 0, 0, 1])
+    p = np.array([0.75, 0.25])
+    assert probes.baseline_loss(model, labels, "sparse") == pytest.approx(-np.mean(np.log(p[[0, 0, 0, 1]])), rel=1e-6)
+    onehot = torch.eye(2)[labels]
+    assert probes.baseline_loss(model, onehot, "categorical") == pytest.approx(-np.mean(np.log(p[[0, 0, 0, 1]])),
+                                                                              rel=1e-6)
+    binary = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
+    expected = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
+    assert probes.baseline_loss(model, binary, "binary") == pytest.approx(expected, rel=1e-6)
+
+
+def test_target_stats():
+    stats = probes.target_stats(torch.tensor([[0.0], [1.0], [1.0], [0.5]]))
+    assert stats == {"y_min": 0.0, "y_max": 1.0, "y_distinct": 3, "y_integer": False, "y_columns": 1}
+
+
+# ----------------------------------------------------------------------------------------------
+# detectors on hand-made records
+
+
+def test_healthy_record_has_no_problem():
+    assert codes(record()) == set()
+
+
+@pytest.mark.parametrize("activation, loss_kind, units, from_logits, severity", [
+    ("softmax", "binary", 3, False, "error"),
+    ("sigmoid", "categorical", 1, False, "error"),
+    ("softmax", "sparse", 1, False, "error"),
+    ("linear", "binary", 1, False, "error"),
+    ("relu", "categorical", 3, False, "error"),
+])
+def test_loss_output_mismatch(activation, loss_kind, units, from_logits, severity):
+    rec = record(layers=[LayerInfo("dense", "Dense", "relu", 8), LayerInfo("out", "Dense", activation, units, True)],
+                 loss_kind=loss_kind, loss_name=f"{loss_kind}_crossentropy", from_logits=from_logits,
+                 y_min=0.0, y_max=1.0, y_distinct=2, y_integer=True)
+    found = det.loss_output_mismatch(rec)
+    assert [(f.code, f.severity, f.layer) for f in found] == [("loss_output_mismatch", severity, "out")]
+
+
+def test_no_mismatch_for_matching_pairs_and_logits():
+    for act, kind, logits in [("sigmoid", "binary", False), ("softmax", "categorical", False),
+                              ("linear", "binary", True), ("linear", "regression", False)]:
+        rec = record(layers=[LayerInfo("out", "Dense", act, 2, True)], loss_kind=kind, from_logits=logits,
+                     y_min=0.0, y_max=1.0, y_distinct=2, y_integer=True)
+        assert det.loss_output_mismatch(rec) == [], (act, kind)
+
+
+def test_mismatch_for_continuous_targets_and_unreachable_ranges():
+    continuous = record(layers=[LayerInfo("out", "Dense", "sigmoid", 1, True)], loss_kind="binary",
+                        loss_name="binary_crossentropy", y_min=0.01, y_max=0.98, y_distinct=150, y_integer=False)
+    assert [f.severity for f in det.loss_output_mismatch(continuous)] == ["warning"]
+    wages = record(layers=[LayerInfo("out", "Dense", "sigmoid", 1, True)], y_min=1.0, y_max=44.5)
+    (finding,) = det.loss_output_mismatch(wages)
+    assert "[0, 1]" in finding.message and "44.5" in finding.message
+    negative = record(layers=[LayerInfo("out", "Dense", "relu", 1, True)], y_min=-2.0, y_max=2.0)
+    assert det.loss_output_mismatch(negative)[0].evidence["activation"] == "relu"
+
+
+def test_unscaled_inputs():
+    assert det.unscaled_inputs(record(x_mean=[0, 0, 0, 0], x_std=[1, 1, 1, 1000.0]))[0].evidence["columns"] == [3]
+    assert det.unscaled_inputs(record(x_mean=[0, 0, 2000.0, 0], x_std=[1, 1, 5, 1]))[0].evidence["columns"] == [2]
+    assert det.unscaled_inputs(record(x_mean=[0, 0.5, 37, 13], x_std=[1, 0.5, 12, 2.6])) == []
+    assert det.unscaled_inputs(record(x_std=[1, 1, 1, 1000.0], inputs_normalized_in_model=True)) == []
+
+
+def dead_probe(epoch, dead):
+    return Probe(epoch, loss=1.0, dead={"dense": [True] * dead + [False] * (10 - dead)})
+
+
+def test_dead_units_counts_deaths_and_since_when():
+    rec = record(probes=[dead_probe(-1, 0), dead_probe(0, 2), dead_probe(2, 9), dead_probe(4, 9)])
+    (finding,) = det.dead_units(rec)
+    assert finding.severity == "warning" and finding.layer == "dense"
+    assert finding.evidence["dead"] == 9 and finding.evidence["died_during_training"] == 9
+    assert finding.evidence["since_epoch"] == 3  # 1-based: the probe after 0-based epoch 2
+    assert "90% of its 10 ReLU units (9)" in finding.message
+    everything = record(probes=[dead_probe(-1, 10), dead_probe(4, 10)])
+    assert det.dead_units(everything)[0].severity == "error"
+    assert det.dead_units(record(probes=[dead_probe(-1, 0), dead_probe(4, 3)])) == []
+
+
+def signal_probe(epoch, values, **kwargs):
+    names = [f"dense_{i}" for i in range(len(values))]
+    return Probe(epoch, loss=1.0, signal=list(zip(names, values)), **kwargs)
+
+
+def test_vanishing_and_exploding_gradients_from_the_signal_ratio():
+    vanish = record(probes=[signal_probe(-1, [1e-9, 1e-6, 1e-3]), signal_probe(9, [1e-8, 1e-5, 1e-3])])
+    assert codes(vanish) == {"vanishing_gradients"}
+    explode = record(probes=[signal_probe(-1, [1e4, 1e2, 1.0]), signal_probe(9, [1e3, 1e1, 1.0])])
+    assert codes(explode) == {"exploding_gradients"}
+    healthy = record(probes=[signal_probe(-1, [0.1, 0.3, 1.0]), signal_probe(9, [0.2, 0.5, 1.0])])
+    assert codes(healthy) == set()
+
+
+def test_saturation_and_non_finite_gradients():
+    sat = record(probes=[Probe(-1, loss=1.0), Probe(9, loss=0.1, saturated={"dense": 0.8})])
+    (finding,) = det.vanishing_gradients(sat)
+    assert finding.layer == "dense" and finding.evidence["saturated_fraction"] == 0.8
+    broken = record(probes=[Probe(-1, loss=1.0), Probe(3, loss=math.nan, grads_finite=False)])
+    assert det.exploding_gradients(broken)[0].severity == "error"
+
+
+def test_oversized_gradients():
+    probe = Probe(-1, loss=1e6, grad_norms={"dense": 1e7}, weight_norms={"dense": 60.0})
+    rec = record(probes=[probe, Probe(9, loss=1e5)])
+    assert det.exploding_gradients(rec)[0].evidence["ratio"] == pytest.approx(1e7 / 60)
+
+
+def test_lr_too_high_on_nan_divergence_oscillation_and_first_epoch_jump():
+    nan = record(logs=[{"loss": 1.0}, {"loss": math.nan}], epochs=[0, 1])
+    (finding,) = det.lr_too_high(nan)
+    assert finding.severity == "error" and finding.evidence["nan_epoch"] == 2
+    diverging = record(logs=[{"loss": v} for v in [1.0, 0.5, 0.8, 1.5]])
+    assert "diverges" in det.lr_too_high(diverging)[0].message
+    wobbly = record(logs=[{"loss": v} for v in [1.0, 0.5, 0.8, 0.4, 0.6, 0.3, 0.5, 0.3, 0.45, 0.3]])
+    assert "oscillates" in det.lr_too_high(wobbly)[0].message
+    jump = record(logs=[{"loss": v} for v in [500.0, 2.0, 1.0]])
+    assert "jumped" in det.lr_too_high(jump)[0].message
+    memorised = record(logs=[{"loss": v} for v in [1.0, 0.01] + [1e-5, 2e-5] * 10])
+    assert det.lr_too_high(memorised) == []
+
+
+def test_lr_too_high_fix_names_a_concrete_rate():
+    sgd = record(optimizer="SGD", learning_rates=[10.0], logs=[{"loss": math.nan}])
+    assert "learning_rate=0.01" in det.lr_too_high(sgd)[0].fix
+    adam = record(learning_rates=[0.005], logs=[{"loss": math.nan}])
+    assert "learning_rate=0.0005" in det.lr_too_high(adam)[0].fix
+
+
+def test_lr_too_low():
+    flat = dict(probes=[Probe(-1, loss=1.0), Probe(19, loss=0.999)], learning_rates=[1e-7],
+                update_ratios={0: {"dense": 3e-7}})
+    (finding,) = det.lr_too_low(record(**flat))
+    assert "learning_rate=0.001" in finding.fix
+    assert finding.evidence["relative_change"] == pytest.approx(0.001)
+    assert det.lr_too_low(record(**{**flat, "update_ratios": {0: {"dense": 1e-3}}})) == []
+    assert det.lr_too_low(record(**{**flat, "update_ratios": {0: {"dense": 0.0}}})) == []  # no gradient at all
+
+
+def test_overfitting_names_the_best_epoch():
+    val = [1.0, 0.6, 0.4, 0.35, 0.36, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
+    train = [1.0 / (1 + e) for e in range(len(val))]
+    rec = record(logs=[{"loss": t, "val_loss": v} for t, v in zip(train, val)], epochs=list(range(len(val))))
+    (finding,) = det.overfitting(rec)
+    assert finding.evidence["best_epoch"] == 4 and "EarlyStopping" in finding.fix
+
+
+def test_underfitting_needs_a_small_model_and_a_high_flat_loss():
+    flat = [{"loss": 0.9} for _ in range(10)]
+    small = record(layers=[LayerInfo("out", "Dense", "linear", 1, True)], logs=flat, n_params=5,
+                   probes=[Probe(-1, loss=1.0), Probe(9, loss=0.9)])
+    assert codes(small) == {"underfitting"}
+    big = record(logs=flat, n_params=5000, probes=[Probe(-1, loss=1.0), Probe(9, loss=0.9)])
+    assert codes(big) == set()
+
+
+def test_stalled_warns_when_both_curves_are_flat_and_informs_when_only_validation_is():
+    flat = [{"loss": 0.5 + 0.01 * (e % 2), "val_loss": 0.6 + 0.01 * (e % 3)} for e in range(30)]
+    (finding,) = det.stalled(record(logs=flat))
+    assert finding.severity == "warning" and finding.evidence["window"] == 10
+    learning = [{"loss": 1.0 / (1 + e), "val_loss": 0.6} for e in range(30)]
+    assert det.stalled(record(logs=learning))[0].severity == "info"
+    assert det.stalled(record(logs=flat[:15])) == []  # too short to tell
+
+
+def test_stalled_stays_silent_when_another_finding_explains_it():
+    flat = [{"loss": 0.5, "val_loss": 0.6} for _ in range(30)]
+    rec = record(logs=flat, x_std=[1, 1, 1, 1000.0])
+    assert codes(rec) == {"unscaled_inputs"}
+
+
+def test_a_failing_detector_becomes_info_and_others_still_run():
+    def broken(rec):
+        raise RuntimeError("boom")
+
+    def custom(rec):
+        return [Finding("my_check", "warning", None, {"n": 1}, "custom", "fix it")]
+
+    found = run_detectors(record(), [broken, custom])
+    assert [(f.code, f.severity) for f in found] == [("my_check", "warning"), ("detector_failed", "info")]
+    assert "boom" in found[1].evidence["error"]
+
+
+def test_detector_registration():
+    assert det.stalled in diagnostics.DETECTORS and det.DETECTORS[-1] is det.stalled
+    names = [fn.__name__ for fn in diagnostics.DETECTORS]
+    assert set(names) == set(diagnostics.CODES) - {"detector_failed"}
+
+
+# ----------------------------------------------------------------------------------------------
+# the monitor inside fit
+
+
+def test_fit_records_a_diagnosis_and_the_monitor_has_no_batch_hooks():
+    x, y = regression_data()
+    model = small_model()
+    history = model.fit(x, y, epochs=3, verbose=0, validation_split=0.2)
+    assert isinstance(history.diagnosis, list)
+    monitor = diagnostics.monitor_for_fit(model, "auto", None)
+    assert not overrides(monitor, "on_train_batch_end") and not overrides(monitor, "on_train_batch_begin")
+
+
+def test_diagnostics_do_not_change_the_training_result():
+    x, y = regression_data()
+    results = []
+    for mode in ("off", "auto", "full"):
+        set_random_seed(3)
+        model = small_model()
+        model.fit(x, y, epochs=4, batch_size=16, verbose=0, validation_split=0.2, diagnostics=mode)
+        results.append(model.get_weights())
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_full_mode_probes_every_epoch(monkeypatch):
+    x, y = regression_data()
+    seen = []
+    original = diagnostics.TrainingMonitor.findings
+
+    def spy(self):
+        seen.append(self.record)
+        return original(self)
+
+    monkeypatch.setattr(diagnostics.TrainingMonitor, "findings", spy)
+    small_model().fit(x, y, epochs=6, verbose=0, diagnostics="full")
+    small_model().fit(x, y, epochs=6, verbose=0)
+    assert [p.epoch for p in seen[0].probes] == [-1, 0, 1, 2, 3, 4, 5]
+    assert [p.epoch for p in seen[1].probes] == [-1, 0, 3, 5]
+
+
+def test_verbose_fit_prints_the_doctor_only_for_a_sick_run(capsys):
+    x, y = regression_data()
+    small_model().fit(x, y, epochs=2, verbose=2)
+    assert "Training doctor" not in capsys.readouterr().out
+    sick = small_model(out_activation="sigmoid")  # targets run from about -4 to 4
+    sick.fit(x, y, epochs=2, verbose=2)
+    out = capsys.readouterr().out
+    assert "Training doctor: 1 problem found" in out and "loss_output_mismatch" in out and "Fix:" in out
+
+
+def test_a_crashing_probe_never_stops_fit(monkeypatch):
+    from trainwell.diagnostics import monitor as monitor_module
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("probe failed")
+
+    monkeypatch.setattr(monitor_module, "take_probe", explode)
+    x, y = regression_data()
+    history = small_model().fit(x, y, epochs=3, verbose=0)
+    assert len(history.history["loss"]) == 3
+    failures = [f for f in history.diagnosis if f.code == "detector_failed"]
+    assert failures and all(f.severity == "info" for f in failures)
+    assert "probe failed" in failures[0].evidence["error"]
+
+
+def test_diagnostics_argument_is_checked():
+    x, y = regression_data()
+    with pytest.raises(ConfigError, match="diagnostics"):
+        small_model().fit(x, y, epochs=1, verbose=0, diagnostics="sometimes")
+
+
+# ----------------------------------------------------------------------------------------------
+# model.diagnose
+
+
+def test_diagnose_finds_a_mismatch_and_restores_everything(capsys):
+    x, y = regression_data()
+    labels = (y[:, 0] > 0).astype(int)
+    onehot = np.eye(2, dtype=np.float32)[labels]
+    model = small_model(out=2, out_activation="softmax", loss="binary_crossentropy")
+    model.fit(x, onehot, epochs=1, verbose=0, diagnostics="off")
+    weights, history = model.get_weights(), model.history
+    state = {k: v.clone() for k, v in model.optimizer.torch_optimizer.state_dict()["state"][0].items()}
+    iterations, epochs = model.optimizer.iterations, model.epochs_trained
+    found = model.diagnose(x, onehot)
+    assert "loss_output_mismatch" in {f.code for f in found}
+    assert "Training doctor" in capsys.readouterr().out
+    for a, b in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    after = model.optimizer.torch_optimizer.state_dict()["state"][0]
+    assert all(torch.equal(state[k], after[k]) for k in state)
+    assert (model.optimizer.iterations, model.epochs_trained, model.history) == (iterations, epochs, history)
+
+
+def test_diagnose_on_a_fresh_model_hands_back_an_unbuilt_optimizer():
+    x, y = regression_data()
+    model = Sequential([Dense(8, activation="relu"), Dense(1)])  # no input shape: built by the first fit
+    model.compile(optimizer="adam", loss="mse")
+    found = model.diagnose(x, y, epochs=2, verbose=0)
+    assert not [f for f in found if f.is_problem]
+    assert not model.optimizer.built and model.optimizer.iterations == 0 and model.epochs_trained == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# the learning-rate finder
+
+
+def test_suggest_hand_worked():
+    # Smoothed losses fall fastest between 1e-2 and 1e-1 (slope -0.35 per decade at 1e-2 by central
+    # differences), are lowest at 1e-1, then blow up.
+    assert suggest([1e-3, 1e-2, 1e-1, 1.0], [1.0, 0.9, 0.3, 5.0]) == (0.01, 0.1, "steepest")
+    assert suggest([1e-3, 1e-2, 1e-1], [0.5, 0.9, 2.0]) == (1e-4, 1e-3, "min_loss/10")
+
+
+def test_find_learning_rate_restores_the_model_and_suggests_a_sensible_rate(tmp_path):
+    set_random_seed(0)
+    x, y = regression_data(n=512)
+    model = small_model(units=16, optimizer=SGD(0.01))
+    model.fit(x[:64], y[:64], epochs=1, verbose=0, diagnostics="off")
+    weights = model.get_weights()
+    momentum_state = dict(model.optimizer.torch_optimizer.state_dict()["state"])
+    iterations, lr = model.optimizer.iterations, model.optimizer.learning_rate
+    result = model.find_learning_rate(x, y, min_lr=1e-5, max_lr=10.0, steps=60)
+    for a, b in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.torch_optimizer.state_dict()["state"].keys() == momentum_state.keys()
+    assert (model.optimizer.iterations, model.optimizer.learning_rate) == (iterations, lr)
+    rates = np.array(result.learning_rates)
+    assert rates[0] == pytest.approx(1e-5) and np.allclose(rates[1:] / rates[:-1], rates[1] / rates[0])
+    assert len(result.losses) == len(result.raw_losses) == len(rates) <= 60
+    assert len(rates) < 60  # SGD at rates near 10 blows up and the test stops early
+    assert 1e-3 <= result.suggestion <= 1.0
+    fig = result.plot(tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").stat().st_size > 0 and fig.axes[0].get_xscale() == "log"
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"min_lr": 0}, "min_lr"), ({"max_lr": -1.0}, "max_lr"), ({"min_lr": 1.0, "max_lr": 0.1}, "below"),
+    ({"steps": 0}, "steps"),
+])
+def test_find_learning_rate_checks_its_arguments(kwargs, fragment):
+    x, y = regression_data()
+    with pytest.raises(ConfigError, match=fragment):
+        small_model(optimizer=Adam()).find_learning_rate(x, y, **kwargs)

@@ -1,0 +1,232 @@
+"""The fused Dense step (trainwell.fastpath) against the plain autograd step (training.train_step).
+
+Every layer option, activation, loss and optimizer the fused step covers is trained twice from
+the same seed, once on each path, and must give the same per-epoch losses and final weights to
+float32 tolerance. Models it does not cover must fall back, with the reason in the debug log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from trainwell import callbacks, optimizers, training
+from trainwell.layers import Dense, Dropout, Input
+from trainwell.models import Sequential, load_model
+from trainwell.regularizers import l2
+from trainwell.utils import set_random_seed, to_categorical
+
+N, FEATURES = 40, 5
+
+
+def _data(kind: str, units: int):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((N, FEATURES)).astype(np.float32)
+    if kind == "regression":
+        return x, (x[:, :units] * 0.5 + 0.1).astype(np.float32)
+    labels = (x[:, 0] > 0).astype(int)
+    if units > 1:
+        labels = labels + (x[:, 1] > 0.5).astype(int)
+    if kind == "binary":
+        return x, labels.reshape(-1, 1).astype(np.float32)
+    if kind == "sparse":
+        return x, labels
+    return x, to_categorical(labels, units)
+
+
+def _train(fused: bool, monkeypatch, hidden_act="relu", out_units=1, out_act="linear", loss="mse",
+           optimizer=lambda: optimizers.Adam(learning_rate=0.01), kind="regression", use_bias=True,
+           metrics=None, epochs=3, **fit_kwargs):
+    monkeypatch.setattr(training, "FUSED_STEP", fused)
+    set_random_seed(7)
+    model = Sequential([Input(shape=(FEATURES,)), Dense(6, activation=hidden_act),
+                        Dense(4, activation=hidden_act, use_bias=use_bias),
+                        Dense(out_units, activation=out_act)])
+    model.compile(optimizer=optimizer(), loss=loss, metrics=metrics)
+    x, y = _data(kind, out_units)
+    history = model.fit(x, y, batch_size=8, epochs=epochs, validation_split=0.25, verbose=0,
+                        diagnostics="off", **fit_kwargs)
+    return model, history
+
+
+def _assert_same(a, b, rtol=2e-5, atol=2e-6):
+    (model_a, hist_a), (model_b, hist_b) = a, b
+    assert hist_a.history.keys() == hist_b.history.keys()
+    for key in hist_a.history:
+        np.testing.assert_allclose(hist_a.history[key], hist_b.history[key], rtol=rtol, atol=atol,
+                                   err_msg=key)
+    for wa, wb in zip(model_a.get_weights(), model_b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=rtol, atol=atol)
+
+
+def _both(monkeypatch, **kwargs):
+    return _train(True, monkeypatch, **kwargs), _train(False, monkeypatch, **kwargs)
+
+
+@pytest.mark.parametrize("hidden_act", ["relu", "tanh", "sigmoid", "linear"])
+@pytest.mark.parametrize("out_act", ["linear", "sigmoid", "tanh"])
+def test_activations_match(monkeypatch, hidden_act, out_act):
+    _assert_same(*_both(monkeypatch, hidden_act=hidden_act, out_act=out_act))
+
+
+@pytest.mark.parametrize("loss, kind, units, out_act", [
+    ("mse", "regression", 2, "linear"),
+    ("mae", "regression", 2, "linear"),
+    ("categorical_crossentropy", "categorical", 3, "softmax"),
+    ("sparse_categorical_crossentropy", "sparse", 3, "softmax"),
+    ("binary_crossentropy", "binary", 1, "sigmoid"),
+])
+def test_losses_and_metrics_match(monkeypatch, loss, kind, units, out_act):
+    metrics = ["accuracy"] if kind != "regression" else ["mae"]
+    _assert_same(*_both(monkeypatch, loss=loss, kind=kind, out_units=units, out_act=out_act, metrics=metrics))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.Adam(learning_rate=0.01),
+    lambda: optimizers.Adam(learning_rate=0.05, beta_1=0.5, epsilon=1e-3, amsgrad=True),
+    lambda: optimizers.SGD(learning_rate=0.05),
+    lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9),
+    lambda: optimizers.SGD(learning_rate=0.05, momentum=0.8, nesterov=True),
+    lambda: optimizers.RMSprop(learning_rate=0.01),
+    lambda: optimizers.RMSprop(learning_rate=0.01, momentum=0.5, centered=True),
+    lambda: optimizers.Adam(learning_rate=optimizers.schedules.ExponentialDecay(0.05, 3, 0.5)),
+], ids=["adam", "adam-amsgrad", "sgd", "sgd-momentum", "sgd-nesterov", "rmsprop", "rmsprop-centered",
+        "adam-schedule"])
+def test_optimizers_match(monkeypatch, make):
+    _assert_same(*_both(monkeypatch, optimizer=make))
+
+
+def test_layer_without_bias_matches(monkeypatch):
+    _assert_same(*_both(monkeypatch, use_bias=False))
+
+
+def test_unshuffled_and_validation_data_match(monkeypatch):
+    x, y = _data("regression", 1)
+    _assert_same(*_both(monkeypatch, shuffle=False, validation_data=(x[:10], y[:10])))
+
+
+def test_fused_then_plain_equals_plain_throughout(monkeypatch):
+    """Slots written by the fused step are the torch optimizer's state when the plain step takes over."""
+    model, _ = _train(True, monkeypatch, epochs=2)
+    monkeypatch.setattr(training, "FUSED_STEP", False)
+    x, y = _data("regression", 1)
+    model.fit(x, y, batch_size=8, epochs=4, initial_epoch=2, validation_split=0.25, verbose=0,
+              diagnostics="off")
+    reference, _ = _train(False, monkeypatch, epochs=4)
+    for wa, wb in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=2e-5, atol=2e-6)
+
+
+def test_fused_fit_creates_no_torch_optimizer_and_saves_its_state(monkeypatch, tmp_path):
+    # Creating a torch.optim optimizer imports torch's compiler stack (~1.5 s); the fused fit never does.
+    model, _ = _train(True, monkeypatch, epochs=2)
+    assert model.optimizer._torch_optimizer is None
+    tensors, meta = model.optimizer.export_state()
+    assert meta["iterations"] == 8
+    assert set(tensors) >= {"param_0/exp_avg", "param_0/exp_avg_sq", "param_0/step"}
+    path = tmp_path / "m.tw"
+    model.save(path)
+    x, y = _data("regression", 1)
+    resumed = load_model(path)
+    resumed.fit(x, y, batch_size=8, epochs=4, initial_epoch=2, validation_split=0.25, verbose=0,
+                diagnostics="off")
+    reference, _ = _train(True, monkeypatch, epochs=4)
+    for wa, wb in zip(resumed.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=2e-5, atol=2e-6)
+
+
+def _rewinding_callback():
+    """Saves the weights after epoch 0 and puts them back after epoch 1, mid-fit, as EarlyStopping does."""
+    saved = {}
+
+    def on_epoch_end(epoch, logs):
+        if epoch == 0:
+            saved["w"] = rewind.model.get_weights()
+        elif epoch == 1:
+            rewind.model.set_weights(saved["w"])
+
+    rewind = callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
+    return rewind
+
+
+def test_set_weights_inside_fit_reaches_the_fused_step(monkeypatch):
+    """set_weights copies into the parameters, which are views of the fused step's flat buffer."""
+    fused = _train(True, monkeypatch, epochs=4, callbacks=[_rewinding_callback()])
+    plain = _train(False, monkeypatch, epochs=4, callbacks=[_rewinding_callback()])
+    _assert_same(fused, plain)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (dict(extra_layer=Dropout), "Dropout"),
+    (dict(hidden_act="elu"), "activation 'other'"),
+    (dict(regularizer=True), "regularizer"),
+    (dict(loss="huber"), "no fused gradient"),
+    (dict(optimizer=lambda: optimizers.Adam(clipnorm=1.0)), "clipping"),
+    (dict(optimizer=lambda: optimizers.Adagrad()), "Adagrad"),
+    (dict(sample_weight=True), "sample_weight"),
+])
+def test_uncovered_models_fall_back_visibly(monkeypatch, caplog, change, reason):
+    set_random_seed(0)
+    layers = [Input(shape=(FEATURES,)),
+              Dense(4, activation=change.get("hidden_act", "relu"),
+                    kernel_regularizer=l2(0.01) if change.get("regularizer") else None)]
+    if "extra_layer" in change:
+        layers.append(change["extra_layer"](0.5))
+    model = Sequential(layers + [Dense(1)])
+    model.compile(optimizer=change.get("optimizer", optimizers.Adam)(), loss=change.get("loss", "mse"))
+    x, y = _data("regression", 1)
+    weights = np.ones(N, dtype=np.float32) if change.get("sample_weight") else None
+    with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
+        history = model.fit(x, y, epochs=1, verbose=0, diagnostics="off", sample_weight=weights)
+    assert np.isfinite(history.history["loss"][0])
+    messages = [r.getMessage() for r in caplog.records if r.name == "trainwell.training"]
+    assert any("plain autograd step" in m and reason in m for m in messages), messages
+
+
+def test_covered_model_takes_the_fused_step(monkeypatch, caplog):
+    with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
+        _train(True, monkeypatch, epochs=1)
+    assert any("fused Dense step" in r.getMessage() for r in caplog.records)
+
+
+def test_fit_uses_one_thread_for_small_work_and_restores_the_setting(monkeypatch):
+    seen = []
+    probe = callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _train(True, monkeypatch, epochs=1, callbacks=[probe])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_predict_fast_path_matches_the_layers_and_the_general_path(monkeypatch):
+    model, _ = _train(True, monkeypatch, out_units=3, out_act="softmax", loss="categorical_crossentropy",
+                      kind="categorical")
+    x, _ = _data("regression", 1)
+    with torch.no_grad():
+        expected = model.call(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.predict(x[:1], verbose=0), expected[:1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.predict(x.astype(np.float64), verbose=0), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.predict(x, batch_size=7, verbose=0), expected, rtol=1e-6, atol=1e-7)
+    bad = x.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(bad, verbose=0)
+
+
+def test_predict_follows_layer_changes():
+    """The cached inference plan is rebuilt when the layers change (regression: stale plan after pop)."""
+    set_random_seed(1)
+    model = Sequential([Input(shape=(FEATURES,)), Dense(3, activation="relu"), Dense(2)])
+    x = np.ones((2, FEATURES), dtype=np.float32)
+    assert model.predict(x, verbose=0).shape == (2, 2)
+    model.pop()
+    assert model.predict(x, verbose=0).shape == (2, 3)
+    model.add(Dropout(0.5))
+    np.testing.assert_array_equal(model.predict(x, verbose=0) >= 0, True)
