@@ -42,6 +42,7 @@ class Stopwatch:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds += time.process_time() - start
+
         return timed
 
 
@@ -63,8 +64,15 @@ def one_fit(spec, X, y, mode: str, stopwatch: Stopwatch) -> tuple[float, float, 
     model = build(spec, X.shape[1])
     stopwatch.seconds = 0.0
     wall, cpu = time.perf_counter(), time.process_time()
-    model.fit(X, y, batch_size=spec.batch_size, epochs=spec.epochs, validation_split=spec.validation_split,
-              verbose=0, diagnostics=mode)
+    model.fit(
+        X,
+        y,
+        batch_size=spec.batch_size,
+        epochs=spec.epochs,
+        validation_split=spec.validation_split,
+        verbose=0,
+        diagnostics=mode,
+    )
     return time.perf_counter() - wall, time.process_time() - cpu, stopwatch.seconds
 
 
@@ -83,9 +91,16 @@ def measure(name: str, repeats: int, modes: tuple[str, ...], stopwatch: Stopwatc
     row = {"workload": name, "off_s": off_wall, "off_cpu_s": off_cpu}
     for mode in modes[1:]:
         wall, cpu, inside = med[mode]
-        row.update({f"{mode}_s": wall, f"{mode}_overhead": wall / off_wall - 1, f"{mode}_cpu_s": cpu,
-                    f"{mode}_cpu_overhead": cpu / off_cpu - 1, f"{mode}_monitor_s": inside,
-                    f"{mode}_monitor_share": inside / off_cpu})
+        row.update(
+            {
+                f"{mode}_s": wall,
+                f"{mode}_overhead": wall / off_wall - 1,
+                f"{mode}_cpu_s": cpu,
+                f"{mode}_cpu_overhead": cpu / off_cpu - 1,
+                f"{mode}_monitor_s": inside,
+                f"{mode}_monitor_share": inside / off_cpu,
+            }
+        )
     return row
 
 
@@ -100,16 +115,20 @@ def main(argv=None) -> list[dict]:
     install(stopwatch)
     modes = ("off", "auto") if args.no_full else ("off", "auto", "full")
     rows = []
-    print(f"{'workload':9s} {'mode':5s} {'wall s':>7s} {'wall +%':>8s} {'cpu s':>7s} {'cpu +%':>8s} "
-          f"{'monitor ms':>10s} {'monitor %':>9s}")
+    print(
+        f"{'workload':9s} {'mode':5s} {'wall s':>7s} {'wall +%':>8s} {'cpu s':>7s} {'cpu +%':>8s} "
+        f"{'monitor ms':>10s} {'monitor %':>9s}"
+    )
     for name in args.workloads:
         row = measure(name, args.repeats, modes, stopwatch)
         rows.append(row)
         print(f"{name:9s} {'off':5s} {row['off_s']:7.3f} {'':>8s} {row['off_cpu_s']:7.3f}")
         for m in modes[1:]:
-            print(f"{'':9s} {m:5s} {row[f'{m}_s']:7.3f} {100 * row[f'{m}_overhead']:+7.1f}% "
-                  f"{row[f'{m}_cpu_s']:7.3f} {100 * row[f'{m}_cpu_overhead']:+7.1f}% "
-                  f"{1000 * row[f'{m}_monitor_s']:10.1f} {100 * row[f'{m}_monitor_share']:8.1f}%")
+            print(
+                f"{'':9s} {m:5s} {row[f'{m}_s']:7.3f} {100 * row[f'{m}_overhead']:+7.1f}% "
+                f"{row[f'{m}_cpu_s']:7.3f} {100 * row[f'{m}_cpu_overhead']:+7.1f}% "
+                f"{1000 * row[f'{m}_monitor_s']:10.1f} {100 * row[f'{m}_monitor_share']:8.1f}%"
+            )
     return rows
 
 

@@ -15,9 +15,8 @@ import torch
 from trainwell import diagnostics
 from trainwell._errors import ConfigError
 from trainwell.callbacks import overrides
-from trainwell.diagnostics import Finding, RunRecord, format_findings, probe_epochs, run_detectors
+from trainwell.diagnostics import Finding, RunRecord, format_findings, probe_epochs, probes, run_detectors
 from trainwell.diagnostics import detectors as det
-from trainwell.diagnostics import probes
 from trainwell.diagnostics.lr_finder import suggest
 from trainwell.diagnostics.record import LayerInfo, Probe
 from trainwell.layers import Dense, Input, Normalization
@@ -37,20 +36,35 @@ def regression_data(n=200, d=4, seed=0):
 
 
 def small_model(units=8, activation="relu", out=1, out_activation=None, optimizer="adam", loss="mse", d=4):
-    model = Sequential([Input(shape=(d,)), Dense(units, activation=activation), Dense(out, activation=out_activation)])
+    model = Sequential(
+        [Input(shape=(d,)), Dense(units, activation=activation), Dense(out, activation=out_activation)]
+    )
     model.compile(optimizer=optimizer, loss=loss)
     return model
 
 
 def record(**kwargs) -> RunRecord:
     """A record of a healthy regression run, with fields overridden by ``kwargs``."""
-    base = dict(layers=[LayerInfo("dense", "Dense", "relu", 8), LayerInfo("dense_1", "Dense", "linear", 1, True)],
-                loss_name="mean_squared_error", loss_kind="regression", optimizer="Adam", n_train=200,
-                n_features=4, n_params=49, x_mean=[0.0] * 4, x_std=[1.0] * 4, y_min=-3.0, y_max=3.0,
-                y_distinct=200, baseline_loss=1.0, learning_rates=[0.001] * 20, epochs=list(range(20)),
-                logs=[{"loss": 1.0 / (1 + e), "val_loss": 1.1 / (1 + e)} for e in range(20)],
-                probes=[Probe(-1, loss=1.0), Probe(19, loss=0.05)],
-                update_ratios={0: {"dense": 1e-3, "dense_1": 1e-3}})
+    base = dict(
+        layers=[LayerInfo("dense", "Dense", "relu", 8), LayerInfo("dense_1", "Dense", "linear", 1, True)],
+        loss_name="mean_squared_error",
+        loss_kind="regression",
+        optimizer="Adam",
+        n_train=200,
+        n_features=4,
+        n_params=49,
+        x_mean=[0.0] * 4,
+        x_std=[1.0] * 4,
+        y_min=-3.0,
+        y_max=3.0,
+        y_distinct=200,
+        baseline_loss=1.0,
+        learning_rates=[0.001] * 20,
+        epochs=list(range(20)),
+        logs=[{"loss": 1.0 / (1 + e), "val_loss": 1.1 / (1 + e)} for e in range(20)],
+        probes=[Probe(-1, loss=1.0), Probe(19, loss=0.05)],
+        update_ratios={0: {"dense": 1e-3, "dense_1": 1e-3}},
+    )
     base.update(kwargs)
     return RunRecord(**base)
 
@@ -89,9 +103,9 @@ def test_format_findings_is_empty_for_healthy_runs_and_sorted_otherwise():
 
 
 def test_probe_epochs():
-    assert sorted(probe_epochs(0, 29)) == [0, 3, 15, 29]
+    assert sorted(probe_epochs(0, 29)) == [0, 7, 29]
     assert sorted(probe_epochs(5, 7)) == [5, 7]
-    assert sorted(probe_epochs(0, 499)) == [0, 3, 15, 63, 255, 499]
+    assert sorted(probe_epochs(0, 499)) == [0, 7, 63, 499]
     assert probe_epochs(3, 2) == set()
     assert probe_epochs(0, 9, "full") == set(range(10))
     assert len(probe_epochs(0, 499, "full")) == 101
@@ -135,7 +149,9 @@ def test_probe_leaves_grads_training_mode_and_random_state_alone():
 
 
 def test_probe_finds_dead_and_saturated_units():
-    model = Sequential([Input(shape=(2,)), Dense(3, activation="relu"), Dense(2, activation="tanh"), Dense(1)])
+    model = Sequential(
+        [Input(shape=(2,)), Dense(3, activation="relu"), Dense(2, activation="tanh"), Dense(1)]
+    )
     model.compile(optimizer="sgd", loss="mse")
     relu, tanh = model.layers[0], model.layers[1]
     relu.set_weights([np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 0.0]]), np.array([0.0, -10.0, -1.0])])
@@ -177,10 +193,13 @@ def test_baseline_losses_match_numpy():
     assert probes.baseline_loss(model, y, "regression") == pytest.approx(float(np.var([1, 2, 4, 5])))
     labels = torch.tensor([0, 0, 0, 1])
     p = np.array([0.75, 0.25])
-    assert probes.baseline_loss(model, labels, "sparse") == pytest.approx(-np.mean(np.log(p[[0, 0, 0, 1]])), rel=1e-6)
+    assert probes.baseline_loss(model, labels, "sparse") == pytest.approx(
+        -np.mean(np.log(p[[0, 0, 0, 1]])), rel=1e-6
+    )
     onehot = torch.eye(2)[labels]
-    assert probes.baseline_loss(model, onehot, "categorical") == pytest.approx(-np.mean(np.log(p[[0, 0, 0, 1]])),
-                                                                              rel=1e-6)
+    assert probes.baseline_loss(model, onehot, "categorical") == pytest.approx(
+        -np.mean(np.log(p[[0, 0, 0, 1]])), rel=1e-6
+    )
     binary = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
     expected = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
     assert probes.baseline_loss(model, binary, "binary") == pytest.approx(expected, rel=1e-6)
@@ -199,32 +218,60 @@ def test_healthy_record_has_no_problem():
     assert codes(record()) == set()
 
 
-@pytest.mark.parametrize("activation, loss_kind, units, from_logits, severity", [
-    ("softmax", "binary", 3, False, "error"),
-    ("sigmoid", "categorical", 1, False, "error"),
-    ("softmax", "sparse", 1, False, "error"),
-    ("linear", "binary", 1, False, "error"),
-    ("relu", "categorical", 3, False, "error"),
-])
+@pytest.mark.parametrize(
+    "activation, loss_kind, units, from_logits, severity",
+    [
+        ("softmax", "binary", 3, False, "error"),
+        ("sigmoid", "categorical", 1, False, "error"),
+        ("softmax", "sparse", 1, False, "error"),
+        ("linear", "binary", 1, False, "error"),
+        ("relu", "categorical", 3, False, "error"),
+    ],
+)
 def test_loss_output_mismatch(activation, loss_kind, units, from_logits, severity):
-    rec = record(layers=[LayerInfo("dense", "Dense", "relu", 8), LayerInfo("out", "Dense", activation, units, True)],
-                 loss_kind=loss_kind, loss_name=f"{loss_kind}_crossentropy", from_logits=from_logits,
-                 y_min=0.0, y_max=1.0, y_distinct=2, y_integer=True)
+    rec = record(
+        layers=[LayerInfo("dense", "Dense", "relu", 8), LayerInfo("out", "Dense", activation, units, True)],
+        loss_kind=loss_kind,
+        loss_name=f"{loss_kind}_crossentropy",
+        from_logits=from_logits,
+        y_min=0.0,
+        y_max=1.0,
+        y_distinct=2,
+        y_integer=True,
+    )
     found = det.loss_output_mismatch(rec)
     assert [(f.code, f.severity, f.layer) for f in found] == [("loss_output_mismatch", severity, "out")]
 
 
 def test_no_mismatch_for_matching_pairs_and_logits():
-    for act, kind, logits in [("sigmoid", "binary", False), ("softmax", "categorical", False),
-                              ("linear", "binary", True), ("linear", "regression", False)]:
-        rec = record(layers=[LayerInfo("out", "Dense", act, 2, True)], loss_kind=kind, from_logits=logits,
-                     y_min=0.0, y_max=1.0, y_distinct=2, y_integer=True)
+    for act, kind, logits in [
+        ("sigmoid", "binary", False),
+        ("softmax", "categorical", False),
+        ("linear", "binary", True),
+        ("linear", "regression", False),
+    ]:
+        rec = record(
+            layers=[LayerInfo("out", "Dense", act, 2, True)],
+            loss_kind=kind,
+            from_logits=logits,
+            y_min=0.0,
+            y_max=1.0,
+            y_distinct=2,
+            y_integer=True,
+        )
         assert det.loss_output_mismatch(rec) == [], (act, kind)
 
 
 def test_mismatch_for_continuous_targets_and_unreachable_ranges():
-    continuous = record(layers=[LayerInfo("out", "Dense", "sigmoid", 1, True)], loss_kind="binary",
-                        loss_name="binary_crossentropy", y_min=0.01, y_max=0.98, y_distinct=150, y_integer=False)
+    continuous = record(
+        layers=[LayerInfo("out", "Dense", "sigmoid", 1, True)],
+        loss_kind="binary",
+        loss_name="binary_crossentropy",
+        y_min=0.01,
+        y_max=0.98,
+        y_distinct=150,
+        y_integer=False,
+    )
     assert [f.severity for f in det.loss_output_mismatch(continuous)] == ["warning"]
     wages = record(layers=[LayerInfo("out", "Dense", "sigmoid", 1, True)], y_min=1.0, y_max=44.5)
     (finding,) = det.loss_output_mismatch(wages)
@@ -234,8 +281,12 @@ def test_mismatch_for_continuous_targets_and_unreachable_ranges():
 
 
 def test_unscaled_inputs():
-    assert det.unscaled_inputs(record(x_mean=[0, 0, 0, 0], x_std=[1, 1, 1, 1000.0]))[0].evidence["columns"] == [3]
-    assert det.unscaled_inputs(record(x_mean=[0, 0, 2000.0, 0], x_std=[1, 1, 5, 1]))[0].evidence["columns"] == [2]
+    assert det.unscaled_inputs(record(x_mean=[0, 0, 0, 0], x_std=[1, 1, 1, 1000.0]))[0].evidence[
+        "columns"
+    ] == [3]
+    assert det.unscaled_inputs(record(x_mean=[0, 0, 2000.0, 0], x_std=[1, 1, 5, 1]))[0].evidence[
+        "columns"
+    ] == [2]
     assert det.unscaled_inputs(record(x_mean=[0, 0.5, 37, 13], x_std=[1, 0.5, 12, 2.6])) == []
     assert det.unscaled_inputs(record(x_std=[1, 1, 1, 1000.0], inputs_normalized_in_model=True)) == []
 
@@ -249,8 +300,8 @@ def test_dead_units_counts_deaths_and_since_when():
     (finding,) = det.dead_units(rec)
     assert finding.severity == "warning" and finding.layer == "dense"
     assert finding.evidence["dead"] == 9 and finding.evidence["died_during_training"] == 9
-    assert finding.evidence["since_epoch"] == 3  # 1-based: the probe after 0-based epoch 2
-    assert "90% of its 10 ReLU units (9)" in finding.message
+    assert finding.evidence["dead_by_epoch"] == 3  # 1-based: the probe after 0-based epoch 2
+    assert "(9) output zero for every probe sample (dead by epoch 3;" in finding.message
     everything = record(probes=[dead_probe(-1, 10), dead_probe(4, 10)])
     assert det.dead_units(everything)[0].severity == "error"
     assert det.dead_units(record(probes=[dead_probe(-1, 0), dead_probe(4, 3)])) == []
@@ -306,13 +357,18 @@ def test_lr_too_high_fix_names_a_concrete_rate():
 
 
 def test_lr_too_low():
-    flat = dict(probes=[Probe(-1, loss=1.0), Probe(19, loss=0.999)], learning_rates=[1e-7],
-                update_ratios={0: {"dense": 3e-7}})
+    flat = dict(
+        probes=[Probe(-1, loss=1.0), Probe(19, loss=0.999)],
+        learning_rates=[1e-7],
+        update_ratios={0: {"dense": 3e-7}},
+    )
     (finding,) = det.lr_too_low(record(**flat))
     assert "learning_rate=0.001" in finding.fix
     assert finding.evidence["relative_change"] == pytest.approx(0.001)
     assert det.lr_too_low(record(**{**flat, "update_ratios": {0: {"dense": 1e-3}}})) == []
-    assert det.lr_too_low(record(**{**flat, "update_ratios": {0: {"dense": 0.0}}})) == []  # no gradient at all
+    assert (
+        det.lr_too_low(record(**{**flat, "update_ratios": {0: {"dense": 0.0}}})) == []
+    )  # no gradient at all
 
 
 def test_overfitting_names_the_best_epoch():
@@ -325,8 +381,12 @@ def test_overfitting_names_the_best_epoch():
 
 def test_underfitting_needs_a_small_model_and_a_high_flat_loss():
     flat = [{"loss": 0.9} for _ in range(10)]
-    small = record(layers=[LayerInfo("out", "Dense", "linear", 1, True)], logs=flat, n_params=5,
-                   probes=[Probe(-1, loss=1.0), Probe(9, loss=0.9)])
+    small = record(
+        layers=[LayerInfo("out", "Dense", "linear", 1, True)],
+        logs=flat,
+        n_params=5,
+        probes=[Probe(-1, loss=1.0), Probe(9, loss=0.9)],
+    )
     assert codes(small) == {"underfitting"}
     big = record(logs=flat, n_params=5000, probes=[Probe(-1, loss=1.0), Probe(9, loss=0.9)])
     assert codes(big) == set()
@@ -404,7 +464,22 @@ def test_full_mode_probes_every_epoch(monkeypatch):
     small_model().fit(x, y, epochs=6, verbose=0, diagnostics="full")
     small_model().fit(x, y, epochs=6, verbose=0)
     assert [p.epoch for p in seen[0].probes] == [-1, 0, 1, 2, 3, 4, 5]
-    assert [p.epoch for p in seen[1].probes] == [-1, 0, 3, 5]
+    assert [p.epoch for p in seen[1].probes] == [-1, 0, 5]
+
+
+def test_probes_follow_initial_epoch(monkeypatch):
+    x, y = regression_data()
+    seen = []
+    original = diagnostics.TrainingMonitor.findings
+
+    def spy(self):
+        seen.append(self.record)
+        return original(self)
+
+    monkeypatch.setattr(diagnostics.TrainingMonitor, "findings", spy)
+    small_model().fit(x, y, epochs=9, initial_epoch=5, verbose=0)
+    assert [p.epoch for p in seen[0].probes] == [-1, 5, 8]
+    assert sorted(seen[0].update_ratios) == [5, 8] and seen[0].epochs_planned == 4
 
 
 def test_verbose_fit_prints_the_doctor_only_for_a_sick_run(capsys):
@@ -503,10 +578,15 @@ def test_find_learning_rate_restores_the_model_and_suggests_a_sensible_rate(tmp_
     assert (tmp_path / "lr.png").stat().st_size > 0 and fig.axes[0].get_xscale() == "log"
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"min_lr": 0}, "min_lr"), ({"max_lr": -1.0}, "max_lr"), ({"min_lr": 1.0, "max_lr": 0.1}, "below"),
-    ({"steps": 0}, "steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"min_lr": 0}, "min_lr"),
+        ({"max_lr": -1.0}, "max_lr"),
+        ({"min_lr": 1.0, "max_lr": 0.1}, "below"),
+        ({"steps": 0}, "steps"),
+    ],
+)
 def test_find_learning_rate_checks_its_arguments(kwargs, fragment):
     x, y = regression_data()
     with pytest.raises(ConfigError, match=fragment):

@@ -230,3 +230,28 @@ def test_predict_follows_layer_changes():
     assert model.predict(x, verbose=0).shape == (2, 3)
     model.add(Dropout(0.5))
     np.testing.assert_array_equal(model.predict(x, verbose=0) >= 0, True)
+
+
+def test_train_on_batch_with_sample_weight_keeps_the_weights(monkeypatch):
+    """Regression: train_on_batch must tell select_step about sample weights (the fused step has none)."""
+    results = []
+    for fused in (True, False):
+        model, _ = _train(fused, monkeypatch, epochs=1)
+        x, y = _data("regression", 1)
+        weights = np.linspace(0.0, 2.0, N).astype(np.float32)
+        results.append((model.train_on_batch(x, y, sample_weight=weights), model.get_weights()))
+    (loss_a, w_a), (loss_b, w_b) = results
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
+    for a, b in zip(w_a, w_b):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_save_weights_after_a_fused_fit(monkeypatch, tmp_path):
+    """The parameters share one flat storage after a fused fit; weight files must not mind."""
+    model, _ = _train(True, monkeypatch, epochs=1)
+    path = tmp_path / "w.weights.safetensors"
+    model.save_weights(path)
+    other, _ = _train(False, monkeypatch, epochs=2)
+    other.load_weights(path)
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -17,9 +17,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "activations", "callbacks", "data", "datasets", "diagnostics", "distributed", "experiments", "initializers", "layers",
-    "losses", "metrics", "models", "optimizers", "regularizers", "report", "saving", "schedules", "tabular",
-    "training", "utils",
+    "activations", "callbacks", "csvio", "data", "datasets", "diagnostics", "distributed", "experiments",
+    "initializers", "layers", "losses", "metrics", "models", "optimizers", "pipeline", "regularizers",
+    "report", "saving", "schedules", "tabular", "training", "utils",
 }
 _NAMES = {
     "Sequential": "models", "load_model": "models",

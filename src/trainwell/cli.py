@@ -1,8 +1,8 @@
 """The ``trainwell`` command line: from a CSV file to a model, predictions and a report.
 
-Thin ``click`` subcommands over the public API (``tabular``, ``Sequential``, ``report``,
-``saving``). Nothing heavy is imported at module level: torch, pandas and matplotlib load inside
-the commands, so ``trainwell --help`` answers at once.
+Thin ``click`` subcommands over the public API: they parse options, call ``pipeline`` (the same
+workflow as Python functions) and print. Nothing heavy is imported at module level: torch,
+pandas and matplotlib load inside the commands, so ``trainwell --help`` answers at once.
 
 Conventions of every command:
 
@@ -24,14 +24,23 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
+# pipeline imports only the standard library at module level, so --help stays fast.
+from .pipeline import (
+    DEFAULT_CHUNK_ROWS,
+    Settings,
+    TrainedRun,
+    check_output,
+    finding_text,
+    run_report,
+    train_table,
+)
+
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
-DEFAULT_CHUNK_ROWS = 10_000
 DEMO_DATASETS = (("wages", "hourly wages"), ("titanic", "Titanic passengers"))
 
 EXAMPLES_TRAIN = """
@@ -72,71 +81,10 @@ def _progress(description: str):
                     TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=True)
 
 
-def _check_output(path, option: str) -> Path:
-    """Fail before any work when an output's folder is missing or the path is a folder."""
-    path = Path(path)
-    from ._errors import ConfigError
-
-    if path.is_dir():
-        raise ConfigError(f"`{option}`: {path} is a folder; expected a file name such as {path / 'out'}.")
-    if not path.absolute().parent.is_dir():
-        raise ConfigError(f"`{option}`: the folder {path.absolute().parent} does not exist. Create it first.")
-    return path
-
-
-def _finding_text(finding) -> str:
-    """One line for a doctor's finding (code, severity, layer, message, fix), or its str."""
-    message = getattr(finding, "message", None)
-    if message is None:
-        return str(finding)
-    layer = getattr(finding, "layer", None)
-    head = f"[{getattr(finding, 'severity', 'info')}] {getattr(finding, 'code', '')}"
-    head += f" (layer {layer})" if layer else ""
-    fix = getattr(finding, "fix", None)
-    return f"{head}: {message}" + (f" Fix: {fix}" if fix else "")
-
-
 def _format_metrics(metrics: dict) -> str:
     from .report import scalar_metrics
 
     return "  ".join(f"{name} {value:.4g}" for name, value in scalar_metrics(metrics).items())
-
-
-# ----------------------------------------------------------------------------- training from a table
-
-
-@dataclass
-class Settings:
-    """The options shared by ``train``, ``diagnose`` and ``demo``."""
-
-    task: str = "auto"
-    layers: tuple[int, ...] = (50, 32)
-    activation: str = "relu"
-    optimizer: str = "adam"
-    learning_rate: float | None = None
-    epochs: int = 200
-    batch_size: int = 32
-    validation_split: float = 0.2
-    patience: int = 10
-    seed: int = 0
-
-
-@dataclass
-class TrainedRun:
-    """What ``train_table`` produced: the model and everything the report and printout need."""
-
-    model: object
-    preprocessor: object
-    history: object
-    frame: object
-    data_path: str
-    notes: list[str]
-    metrics: dict
-    metrics_on: str
-    y_true: object
-    y_pred: object
-    best_epoch: int | None
-    findings: list = field(default_factory=list)
 
 
 def _parse_layers(ctx, param, value: str) -> tuple[int, ...]:
@@ -150,117 +98,6 @@ def _parse_layers(ctx, param, value: str) -> tuple[int, ...]:
         raise click.BadParameter(f"expected positive whole numbers separated by commas such as 50,32; "
                                  f"received {value!r}.")
     return units
-
-
-def _split_rows(df, settings: Settings):
-    """Shuffle the rows with the seed, then hold out the last ``validation_split`` of them."""
-    import numpy as np
-
-    from .data import validation_slice
-
-    order = np.random.default_rng(settings.seed).permutation(len(df))
-    shuffled = df.iloc[order]
-    if not settings.validation_split:
-        return shuffled, None
-    split_at = validation_slice(len(df), settings.validation_split)
-    return shuffled.iloc[:split_at], shuffled.iloc[split_at:]
-
-
-def build_model(n_features: int, n_outputs: int, settings: Settings):
-    """Dense layers of ``settings.layers``, then Dense(1) (regression) or Dense(k, softmax), compiled."""
-    from . import optimizers
-    from .layers import Dense, Input
-    from .models import Sequential
-    from .utils import clear_session
-
-    clear_session()  # layer names restart at 'dense' for each model the command builds
-    model = Sequential([Input(shape=(n_features,))])
-    for units in settings.layers:
-        model.add(Dense(units, activation=settings.activation))
-    optimizer = optimizers.get(settings.optimizer)
-    if settings.learning_rate is not None:
-        optimizer.learning_rate = settings.learning_rate
-    if n_outputs == 1:
-        model.add(Dense(1))
-        model.compile(optimizer=optimizer, loss="mean_squared_error", metrics=["mae"])
-    else:
-        # Two classes too get a 2-unit softmax: one probability column per class, like k > 2.
-        model.add(Dense(n_outputs, activation="softmax"))
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def predict_table(model, preprocessor, X):
-    """Model outputs for features ``X``: values of shape (n,) or probabilities of shape (n, k)."""
-    out = model.predict(X, verbose=0)
-    return out.reshape(-1) if preprocessor.task == "regression" else out
-
-
-def table_metrics(preprocessor, y_true, y_pred) -> dict:
-    """``report.regression_metrics`` or ``report.classification_metrics`` as the task asks."""
-    from .report import classification_metrics, regression_metrics
-
-    if preprocessor.task == "regression":
-        return regression_metrics(y_true, y_pred)
-    return classification_metrics(y_true, y_pred, preprocessor.classes)
-
-
-def train_table(data_path, target: str, settings: Settings, diagnostics: str = "auto") -> TrainedRun:
-    """Read a CSV, learn the preprocessing on the training rows, build and fit the model.
-
-    Raises:
-        DataError: the file or the target cannot be used (the message says why and what to do).
-    """
-    from .tabular import Preprocessor, read_csv
-
-    df = read_csv(data_path)
-    notes = list(df.attrs.get("notes", []))
-    preprocessor = Preprocessor(target=target, task=None if settings.task == "auto" else settings.task)
-    labelled, n_dropped = preprocessor.drop_missing_target(df)
-    if n_dropped:
-        notes.append(f"dropped {n_dropped} of {len(df)} row(s) whose target {target!r} is missing")
-    train_df, val_df = _split_rows(labelled, settings)
-    preprocessor.fit(train_df)
-    notes += preprocessor.notes
-    if val_df is not None:
-        known = preprocessor.known_target_rows(val_df[target])
-        if not known.all():
-            notes.append(f"left out {int((~known).sum())} validation row(s) whose class never occurs in the "
-                         f"training rows")
-            val_df = val_df[known]
-    X, y = preprocessor.transform(train_df), preprocessor.transform_target(train_df[target])
-    # torch loads only now, so errors in the data come back without waiting for it.
-    from .callbacks import EarlyStopping
-    from .utils import set_random_seed
-
-    set_random_seed(settings.seed)
-    n_outputs = 1 if preprocessor.task == "regression" else len(preprocessor.classes)
-    model = build_model(X.shape[1], n_outputs, settings)
-    validation, monitor = None, "loss"
-    if val_df is not None and len(val_df):
-        validation = (preprocessor.transform(val_df), preprocessor.transform_target(val_df[target]))
-        monitor = "val_loss"
-    stopper = EarlyStopping(monitor=monitor, patience=settings.patience, restore_best_weights=True)
-    bar = _epoch_progress(settings.epochs)
-    history = model.fit(X, y, batch_size=settings.batch_size, epochs=settings.epochs, verbose=0,
-                        validation_data=validation, callbacks=[stopper, bar], diagnostics=diagnostics)
-    eval_x, eval_y = validation if validation is not None else (X, y)
-    y_pred = predict_table(model, preprocessor, eval_x)
-    where = "validation rows" if validation is not None else "training rows (no validation split)"
-    model.preprocessing = preprocessor.get_config()
-    return TrainedRun(model=model, preprocessor=preprocessor, history=history, frame=df,
-                      data_path=str(data_path), notes=notes,
-                      metrics=table_metrics(preprocessor, eval_y, y_pred),
-                      metrics_on=f"{where} ({len(eval_y)})", y_true=eval_y, y_pred=y_pred,
-                      best_epoch=_kept_epoch(stopper, history),
-                      findings=list(getattr(history, "diagnosis", None) or []))
-
-
-def _kept_epoch(stopper, history) -> int | None:
-    """The 0-based epoch whose weights the model holds after EarlyStopping restored the best."""
-    if stopper.best_weights is None or not history.epoch:
-        return None
-    return int(stopper.best_epoch)
 
 
 def _epoch_progress(epochs: int):
@@ -296,166 +133,9 @@ def print_run(run: TrainedRun, indent: str = "") -> None:
     if run.findings:
         click.echo(f"{indent}The training doctor found:")
         for finding in run.findings:
-            click.echo(f"{indent}  - {_finding_text(finding)}")
+            click.echo(f"{indent}  - {finding_text(finding)}")
     else:
         click.echo(f"{indent}The training doctor found no problem.")
-
-
-def run_report(run: TrainedRun, title: str, settings: Settings, files: dict):
-    """The ``report.RunReport`` of a trained run."""
-    from dataclasses import asdict
-
-    from .report import RunReport, data_summary
-
-    columns, class_counts = data_summary(run.frame, run.model.preprocessing)
-    architecture = [{"name": layer.name, "type": type(layer).__name__, "units": getattr(layer, "units", ""),
-                     "activation": getattr(layer, "activation_name", ""), "params": layer.count_params()}
-                    for layer in run.model.layers]
-    shown = asdict(settings)
-    if shown["learning_rate"] is None:
-        shown["learning_rate"] = f"{settings.optimizer}'s default"
-    shown["layers"] = ",".join(map(str, settings.layers)) or "none (linear model)"
-    shown["features after preprocessing"] = run.preprocessor.n_features_out
-    return RunReport(title=title, task=run.preprocessor.task, target=str(run.preprocessor.target),
-                     history=run.history.history, metrics=run.metrics, metrics_on=run.metrics_on,
-                     y_true=run.y_true, y_pred=run.y_pred, classes=run.preprocessor.classes,
-                     findings=[_finding_text(f) for f in run.findings], notes=run.notes, columns=columns,
-                     class_counts=class_counts, architecture=architecture, settings=shown, files=files,
-                     best_epoch=run.best_epoch)
-
-
-# ----------------------------------------------------------------------------- predicting a file
-
-
-def _load_with_preprocessing(model_path):
-    """``(model, preprocessor)`` from a .tw file trained from a table."""
-    from ._errors import ModelFileError
-    from .models import load_model
-    from .tabular import Preprocessor
-
-    model = load_model(model_path)
-    config = getattr(model, "preprocessing", None)
-    if not config:
-        raise ModelFileError(f"{model_path}: the model holds no CSV preprocessing (it was not trained with "
-                             f"`trainwell train`). Use it from Python: model.predict(X).")
-    return model, Preprocessor.from_config(config)
-
-
-def _prediction_frame(preprocessor, out):
-    import numpy as np
-    import pandas as pd
-
-    name = f"predicted_{preprocessor.target}"
-    if preprocessor.task == "regression":
-        return pd.DataFrame({name: out.astype(np.float64)})
-    frame = pd.DataFrame({name: preprocessor.inverse_transform_target(out)})
-    for index, label in enumerate(preprocessor.classes):
-        frame[f"probability_{label}"] = out[:, index].astype(np.float64)
-    return frame
-
-
-def _count_rows(path) -> int:
-    """Data rows of a file (lines minus the header), counted in blocks with bounded memory."""
-    lines = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            lines += block.count(b"\n")
-    return max(lines - 1, 1)
-
-
-def _collect_warnings(records: list, seen: dict) -> None:
-    """Group warnings of all chunks by their text with the numbers left out."""
-    import re
-
-    for record in records:
-        key = re.sub(r"\d+", "#", str(record.message))
-        if key in seen:
-            seen[key][1] += 1
-        else:
-            seen[key] = [str(record.message), 1]
-
-
-def predict_file(model_path, data_path, output, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
-    """Stream ``data_path`` in chunks through the stored preprocessing and the model into ``output``.
-
-    ``output`` is a path (written to a temporary file, renamed at the end) or ``"-"`` (stdout).
-
-    Returns:
-        The number of rows predicted.
-    """
-    import secrets
-
-    from .tabular import read_csv
-
-    model, preprocessor = _load_with_preprocessing(model_path)
-    to_stdout = str(output) == "-"
-    if not to_stdout:
-        output = _check_output(output, "--output")
-        # Beside the target so the final rename stays on one file system; mode 0o666 lets the
-        # umask decide, as for any file the user creates (mkstemp would force 0o600).
-        tmp_name = output.with_name(f".{output.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        handle = os.fdopen(fd, "w", newline="", encoding="utf-8")
-    else:
-        handle = sys.stdout
-    bar = _progress("Predicting")
-    seen: dict = {}
-    rows = 0
-    try:
-        if bar is not None:
-            task = bar.add_task("predict", total=_count_rows(data_path), info="")
-            bar.start()
-        for index, chunk in enumerate(read_csv(data_path, chunksize=chunk_rows)):
-            with warnings.catch_warnings(record=True) as records:
-                warnings.simplefilter("always")
-                X = preprocessor.transform(chunk)
-            _collect_warnings(records, seen)
-            frame = _prediction_frame(preprocessor, predict_table(model, preprocessor, X))
-            frame.to_csv(handle, header=index == 0, index=False, lineterminator="\n")
-            rows += len(chunk)
-            if bar is not None:
-                bar.update(task, completed=rows)
-        if not to_stdout:
-            handle.close()
-            os.replace(tmp_name, output)
-    except BaseException:
-        if not to_stdout:
-            handle.close()
-            os.unlink(tmp_name)
-        raise
-    finally:
-        if bar is not None:
-            bar.stop()
-    for message, count in seen.values():
-        more = f" (and similar in {count - 1} more chunk(s))" if count > 1 else ""
-        click.echo(f"warning: {message}{more}", err=True)
-    return rows
-
-
-def evaluate_file(model_path, data_path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[dict, object, int]:
-    """``(metrics, preprocessor, n_rows)`` of a model on a labelled CSV, read in chunks."""
-    import numpy as np
-
-    from ._errors import DataError
-    from .tabular import read_csv
-
-    model, preprocessor = _load_with_preprocessing(model_path)
-    truths, outputs, dropped = [], [], 0
-    for chunk in read_csv(data_path, chunksize=chunk_rows):
-        if preprocessor.target not in chunk.columns:
-            names = ", ".join(map(repr, map(str, chunk.columns[:30])))
-            raise DataError(f"{data_path}: no target column {preprocessor.target!r} to evaluate against. "
-                            f"Columns: {names}. Evaluate on labelled rows; `trainwell predict` needs none.")
-        chunk, n_missing = preprocessor.drop_missing_target(chunk)
-        dropped += n_missing
-        truths.append(preprocessor.transform_target(chunk[preprocessor.target]))
-        outputs.append(predict_table(model, preprocessor, preprocessor.transform(chunk)))
-    if dropped:
-        _note(f"left out {dropped} row(s) whose target {preprocessor.target!r} is missing")
-    y_true, y_pred = np.concatenate(truths), np.concatenate(outputs)
-    if not len(y_true):
-        raise DataError(f"{data_path}: no row has a target value; nothing to evaluate.")
-    return table_metrics(preprocessor, y_true, y_pred), preprocessor, len(y_true)
 
 
 def print_metrics(metrics: dict, preprocessor) -> None:
@@ -475,6 +155,44 @@ def print_metrics(metrics: dict, preprocessor) -> None:
     click.echo(" " * width + "".join(f"{label:>{width}}" for label in labels))
     for label, counts in zip(labels, metrics["confusion"]):
         click.echo(f"{label:<{width}}" + "".join(f"{count:>{width}}" for count in counts))
+
+
+# ----------------------------------------------------------------------------- predicting a file
+
+
+def _count_rows(path) -> int:
+    """Data rows of a file (lines minus the header), counted in blocks with bounded memory."""
+    lines = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            lines += block.count(b"\n")
+    return max(lines - 1, 1)
+
+
+def _predict_file(model_path, data, output, chunk_size: int = DEFAULT_CHUNK_ROWS) -> int:
+    """``pipeline.predict_csv`` with a progress bar (terminals only) and its warnings on stderr."""
+    from .pipeline import predict_csv
+
+    if str(output) != "-":
+        output = check_output(output, "--output")
+    bar = _progress("Predicting")
+    on_rows = None
+    if bar is not None:
+        task = bar.add_task("predict", total=_count_rows(data), info="")
+        bar.start()
+
+        def on_rows(rows):
+            bar.update(task, completed=rows)
+
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        try:
+            return predict_csv(model_path, data, output, chunk_size, on_rows=on_rows)
+        finally:
+            if bar is not None:
+                bar.stop()
+            for record in records:
+                click.echo(f"warning: {record.message}", err=True)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -560,9 +278,9 @@ def train(data, target, output, report_path, **options):
     and writes an HTML report with the curves and plots.
     """
     settings = _settings(options)
-    output = _check_output(output, "--output")
-    report_path = _check_output(report_path or output.with_name(f"{output.stem}-report.html"), "--report")
-    run = train_table(data, target, settings)
+    output = check_output(output, "--output")
+    report_path = check_output(report_path or output.with_name(f"{output.stem}-report.html"), "--report")
+    run = train_table(data, target, settings, callbacks=lambda: [_epoch_progress(settings.epochs)])
     for message in run.notes:
         _note(message)
     print_run(run)
@@ -594,7 +312,7 @@ def predict(model_path, data, output, chunk_size):
     Example:
       trainwell predict model.tw new.csv -o predictions.csv
     """
-    rows = predict_file(model_path, data, output, chunk_size)
+    rows = _predict_file(model_path, data, output, chunk_size)
     if output != "-":
         click.echo(f"Wrote {rows} prediction(s) to {output}")
 
@@ -613,12 +331,17 @@ def evaluate(model_path, data, as_json):
     Example:
       trainwell evaluate model.tw labelled.csv
     """
-    metrics, preprocessor, n_rows = evaluate_file(model_path, data)
+    from .pipeline import evaluate_csv
+
+    evaluation = evaluate_csv(model_path, data)
+    for message in evaluation.notes:
+        _note(message)
+    preprocessor = evaluation.preprocessor
     if as_json:
-        click.echo(json.dumps(metrics, indent=2, default=str))
+        click.echo(json.dumps(evaluation.metrics, indent=2, default=str))
         return
-    click.echo(f"{n_rows} row(s) of {data}, target {preprocessor.target!r} ({preprocessor.task})")
-    print_metrics(metrics, preprocessor)
+    click.echo(f"{evaluation.n_rows} row(s) of {data}, target {preprocessor.target!r} ({preprocessor.task})")
+    print_metrics(evaluation.metrics, preprocessor)
 
 
 @cli.command()
@@ -656,7 +379,8 @@ def diagnose(data, target, **options):
       trainwell diagnose data.csv --target price --learning-rate 1
     """
     settings = _settings(options)
-    run = train_table(data, target, settings, diagnostics="full")
+    run = train_table(data, target, settings, diagnostics="full",
+                      callbacks=lambda: [_epoch_progress(settings.epochs)])
     for message in run.notes:
         _note(message)
     print_run(run)
@@ -684,14 +408,14 @@ def demo(out_dir, seed, epochs):
     for index, (name, title) in enumerate(DEMO_DATASETS, start=1):
         path = datasets.path(name)
         target = {"wages": datasets.WAGES_TARGET, "titanic": datasets.TITANIC_TARGET}[name]
-        run = train_table(path, target, settings)
+        run = train_table(path, target, settings, callbacks=lambda: [_epoch_progress(settings.epochs)])
         task = run.preprocessor.task
         click.echo(f"[{index}/{len(DEMO_DATASETS)}] {title}: {path.name}, {len(run.frame)} rows, "
                    f"predict {target!r} ({task})")
         print_run(run, indent="    ")
         model_file, predictions = out_dir / f"{name}.tw", out_dir / f"{name}-predictions.csv"
         run.model.save(model_file)
-        predict_file(model_file, path, predictions)
+        _predict_file(model_file, path, predictions)
         written += [model_file, predictions]
         reports.append(run_report(run, f"{title} ({path.name})", settings,
                                   {"model": str(model_file), "predictions": str(predictions)}))
@@ -707,28 +431,6 @@ def demo(out_dir, seed, epochs):
 
 
 # ----------------------------------------------------------------------------- comparing settings
-
-
-def prepare_table(data_path, target: str, settings: Settings):
-    """The preprocessing of `train` without the training: (X, y, validation or None, preprocessor, notes)."""
-    from .tabular import Preprocessor, read_csv
-
-    df = read_csv(data_path)
-    notes = list(df.attrs.get("notes", []))
-    preprocessor = Preprocessor(target=target, task=None if settings.task == "auto" else settings.task)
-    labelled, n_dropped = preprocessor.drop_missing_target(df)
-    if n_dropped:
-        notes.append(f"dropped {n_dropped} of {len(df)} row(s) whose target {target!r} is missing")
-    train_df, val_df = _split_rows(labelled, settings)
-    preprocessor.fit(train_df)
-    notes += preprocessor.notes
-    validation = None
-    if val_df is not None:
-        val_df = val_df[preprocessor.known_target_rows(val_df[target])]
-        if len(val_df):
-            validation = (preprocessor.transform(val_df), preprocessor.transform_target(val_df[target]))
-    X, y = preprocessor.transform(train_df), preprocessor.transform_target(train_df[target])
-    return X, y, validation, preprocessor, notes
 
 
 def _parse_rates(ctx, param, value):
@@ -801,29 +503,14 @@ def compare_command(data, target, layer_sets, learning_rates, optimizer, activat
           --learning-rate 0.001,0.01 --seeds 3 --report compare.html
     """
     if report_path is not None:
-        report_path = _check_output(report_path, "--report")
-    settings = Settings(task=task, validation_split=validation_split, seed=seed)
-    X, y, validation, preprocessor, notes = prepare_table(data, target, settings)
-    for message in notes:
-        _note(message)
-    from .callbacks import EarlyStopping
-    from .experiments import compare
-    from .layers import Dense, Input
+        report_path = check_output(report_path, "--report")
+    from .pipeline import compare_table, prepare_table
 
-    classes = preprocessor.task != "regression"
-    head = Dense(len(preprocessor.classes), activation="softmax") if classes else Dense(1)
-    candidates = {}
-    for units in layer_sets or [Settings().layers]:
-        name = "layers " + (",".join(map(str, units)) or "none")
-        hidden = [Dense(u, activation=activation) for u in units]
-        candidates[name] = [Input(shape=(X.shape[1],)), *hidden, head]
-    compile_kw = dict(optimizer=optimizer, metrics=["accuracy" if classes else "mae"],
-                      loss="sparse_categorical_crossentropy" if classes else "mean_squared_error")
-    callbacks = [] if patience is None else [EarlyStopping(patience=patience, restore_best_weights=True)]
-    fit_kw = dict(epochs=epochs, batch_size=batch_size, validation_data=validation, callbacks=callbacks)
-    grid = {"learning_rate": learning_rates} if learning_rates else None
+    table = prepare_table(data, target, Settings(task=task, validation_split=validation_split, seed=seed))
+    for message in table.notes:
+        _note(message)
     finished: list[dict] = []
-    monitor = "val_loss" if validation is not None else "loss"
+    monitor = "val_loss" if table.validation is not None else "loss"
     live = None
     if _interactive():
         from rich.console import Console
@@ -838,8 +525,9 @@ def compare_command(data, target, layer_sets, learning_rates, optimizer, activat
             live.update(_compare_table(finished, monitor))
 
     try:
-        result = compare(candidates, X, y, compile=compile_kw, fit=fit_kw, grid=grid, seeds=seeds,
-                         out_dir=out_dir, workers=workers, on_result=on_result)
+        result = compare_table(table, layer_sets, learning_rates, optimizer=optimizer, activation=activation,
+                               epochs=epochs, batch_size=batch_size, patience=patience, seeds=seeds,
+                               out_dir=out_dir, workers=workers, on_result=on_result)
     finally:
         if live is not None:
             live.stop()

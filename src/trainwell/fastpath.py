@@ -228,12 +228,14 @@ class FusedDenseStep:
         self.update = FusedUpdate(optimizer, self.flat)
         views = iter(self.flat.views(self.flat.grad))  # kernel, bias, kernel, ... as the parameters
         self.grads = [(next(views), next(views) if bias is not None else None) for _, bias in self.layers]
+        self.kernels_t = [kernel.t() for kernel, _ in self.layers]  # views, made once
 
     def _allocate(self, rows: int, like: torch.Tensor) -> None:
         """Activation and gradient buffers for batches of up to ``rows`` rows."""
         self.rows = rows
         units = [kernel.shape[1] for kernel, _ in self.layers]
         self.z = [like.new_empty((rows, u)) for u in units]
+        self.z_t = [z.t() for z in self.z]
         self.dz = [like.new_empty((rows, u)) for u in units]
 
     @torch.no_grad()
@@ -257,11 +259,12 @@ class FusedDenseStep:
         for i in range(len(self.layers) - 1, -1, -1):
             d = _activation_backward(self.acts[i], d, hs[i + 1])
             grad_kernel, grad_bias = self.grads[i]
-            torch.mm(hs[i].t(), d, out=grad_kernel)
+            inputs_t = self.z_t[i - 1] if i and n == self.rows else hs[i].t()
+            torch.mm(inputs_t, d, out=grad_kernel)
             if grad_bias is not None:
                 torch.sum(d, 0, out=grad_bias)
             if i:
-                d = torch.mm(d, self.layers[i][0].t(), out=self.dz[i - 1][:n])
+                d = torch.mm(d, self.kernels_t[i], out=self.dz[i - 1][:n])
         self.update()
         if ctx.metrics:
             pred = ctx.predictions(hs[-1])

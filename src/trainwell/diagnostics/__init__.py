@@ -24,7 +24,20 @@ from .monitor import TrainingMonitor, monitor_for_fit, probe_epochs
 from .record import LayerInfo, Probe, RunRecord
 
 __all__ = [
-    "CODES", "DETECTORS", "SEVERITIES", "Finding", "LRFinderResult", "LayerInfo", "Probe", "RunRecord",
-    "TrainingMonitor", "detector", "diagnose", "find_learning_rate", "format_findings", "monitor_for_fit",
-    "probe_epochs", "run_detectors",
+    "CODES",
+    "DETECTORS",
+    "SEVERITIES",
+    "Finding",
+    "LRFinderResult",
+    "LayerInfo",
+    "Probe",
+    "RunRecord",
+    "TrainingMonitor",
+    "detector",
+    "diagnose",
+    "find_learning_rate",
+    "format_findings",
+    "monitor_for_fit",
+    "probe_epochs",
+    "run_detectors",
 ]

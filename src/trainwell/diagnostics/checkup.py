@@ -15,8 +15,16 @@ from .findings import format_findings
 from .state import capture, restore
 
 
-def diagnose(model, x, y, epochs: int = 3, batch_size=None, validation_split: float = 0.0,
-             validation_data=None, verbose=1) -> list:
+def diagnose(
+    model,
+    x,
+    y,
+    epochs: int = 3,
+    batch_size=None,
+    validation_split: float = 0.0,
+    validation_data=None,
+    verbose=1,
+) -> list:
     """Train a copy of the weights for a few epochs with diagnostics='full' and report the findings.
 
     Args:
@@ -45,11 +53,20 @@ def diagnose(model, x, y, epochs: int = 3, batch_size=None, validation_split: fl
         model.ensure_built(tuple(np.shape(x)[1:]) or (1,))
     saved = capture(model)
     try:
-        history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, diagnostics="full",
-                            validation_split=validation_split, validation_data=validation_data)
+        history = model.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            verbose=0,
+            diagnostics="full",
+            validation_split=validation_split,
+            validation_data=validation_data,
+        )
         findings = list(getattr(history, "diagnosis", []) or [])
     finally:
         restore(model, saved)
     if verbose:
-        print(format_findings(findings) or f"Training doctor: no problem found in a {epochs}-epoch probe run.")
+        quiet = f"Training doctor: no problem found in a {epochs}-epoch probe run."
+        print(format_findings(findings) or quiet)
     return findings

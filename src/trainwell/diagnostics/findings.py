@@ -16,8 +16,16 @@ SEVERITIES = ("info", "warning", "error")
 """From least to most serious. 'info' never shows in the printed summary."""
 
 CODES = (
-    "dead_units", "vanishing_gradients", "exploding_gradients", "lr_too_high", "lr_too_low",
-    "unscaled_inputs", "overfitting", "underfitting", "loss_output_mismatch", "stalled",
+    "dead_units",
+    "vanishing_gradients",
+    "exploding_gradients",
+    "lr_too_high",
+    "lr_too_low",
+    "unscaled_inputs",
+    "overfitting",
+    "underfitting",
+    "loss_output_mismatch",
+    "stalled",
     "detector_failed",
 )
 """The stable codes the built-in detectors emit (a detector added by a user may emit others)."""
@@ -54,8 +62,10 @@ class Finding:
 
     def __post_init__(self):
         if self.severity not in SEVERITIES:
-            raise ConfigError(f"Finding {self.code!r}: `severity` expects one of {', '.join(SEVERITIES)}, "
-                              f"received {describe(self.severity)}.")
+            raise ConfigError(
+                f"Finding {self.code!r}: `severity` expects one of {', '.join(SEVERITIES)}, "
+                f"received {describe(self.severity)}."
+            )
 
     @property
     def is_problem(self) -> bool:
@@ -113,4 +123,3 @@ def format_findings(findings, limit: int = 5) -> str:
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more in history.diagnosis")
     return "\n".join(lines)
-

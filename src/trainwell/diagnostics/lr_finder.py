@@ -59,7 +59,9 @@ class LRFinderResult:
         fig = ax.figure if ax is not None else Figure(figsize=(6, 4), layout="tight")
         ax = ax if ax is not None else fig.subplots()
         ax.plot(self.learning_rates, self.losses, label="smoothed loss")
-        ax.axvline(self.suggestion, color="tab:red", linestyle="--", label=f"suggestion {self.suggestion:.2g}")
+        ax.axvline(
+            self.suggestion, color="tab:red", linestyle="--", label=f"suggestion {self.suggestion:.2g}"
+        )
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
@@ -73,15 +75,26 @@ class LRFinderResult:
 def _check_rates(min_lr, max_lr) -> tuple[float, float]:
     for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
         if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
-            raise ConfigError(f"find_learning_rate(): `{name}` expects a positive number, received "
-                              f"{describe(value)}. For example min_lr=1e-7, max_lr=10.")
+            raise ConfigError(
+                f"find_learning_rate(): `{name}` expects a positive number, received "
+                f"{describe(value)}. For example min_lr=1e-7, max_lr=10."
+            )
     if min_lr >= max_lr:
         raise ConfigError(f"find_learning_rate(): `min_lr` ({min_lr}) must be below `max_lr` ({max_lr}).")
     return float(min_lr), float(max_lr)
 
 
-def find_learning_rate(model, x, y, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100,
-                       batch_size: int = 32, smoothing: float = 0.9, stop_factor: float = 4.0) -> LRFinderResult:
+def find_learning_rate(
+    model,
+    x,
+    y,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 100,
+    batch_size: int = 32,
+    smoothing: float = 0.9,
+    stop_factor: float = 4.0,
+) -> LRFinderResult:
     """Run the exponential learning-rate range test on ``model``; its weights are restored afterwards.
 
     Args:
@@ -114,7 +127,7 @@ def find_learning_rate(model, x, y, min_lr: float = 1e-7, max_lr: float = 10.0, 
         raw, smooth = _range_test(model, x, y, rates, batch_size, smoothing, stop_factor)
     finally:
         restore(model, saved)
-    rates = rates[:len(raw)]
+    rates = rates[: len(raw)]
     suggestion, min_loss_lr, method = suggest(rates, smooth)
     return LRFinderResult(rates, smooth, raw, suggestion, min_loss_lr, method)
 
@@ -149,12 +162,12 @@ def _range_test(model, x, y, rates, batch_size, smoothing, stop_factor) -> tuple
 
 
 def _batches(n: int, batch_size: int, device):
-    """Endless shuffled mini-batches of row indices, from a private generator (the global one is untouched)."""
+    """Endless shuffled mini-batches of row indices from a private generator (the global one is untouched)."""
     gen = torch.Generator().manual_seed(0)
     while True:
         order = torch.randperm(n, generator=gen).to(device)
         for start in range(0, n, batch_size):
-            yield order[start:start + batch_size]
+            yield order[start : start + batch_size]
 
 
 def suggest(rates: list[float], losses: list[float]) -> tuple[float, float, str]:
@@ -181,7 +194,7 @@ def suggest(rates: list[float], losses: list[float]) -> tuple[float, float, str]
     min_loss_lr = rates[lowest]
     if lowest < 2:
         return min_loss_lr / 10, min_loss_lr, "min_loss/10"
-    logs = np.log10(np.asarray(rates[:lowest + 1]))
-    slope = np.gradient(np.asarray(losses[:lowest + 1]), logs)[:lowest]  # the minimum itself is flat
+    logs = np.log10(np.asarray(rates[: lowest + 1]))
+    slope = np.gradient(np.asarray(losses[: lowest + 1]), logs)[:lowest]  # the minimum itself is flat
     start = min(len(rates) // 10, lowest - 1)
     return float(rates[start + int(np.argmin(slope[start:]))]), min_loss_lr, "steepest"

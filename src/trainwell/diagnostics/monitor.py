@@ -15,7 +15,6 @@ catches its own errors, which become 'info' findings.
 from __future__ import annotations
 
 import math
-import traceback
 
 from .. import losses as losses_module
 from ..callbacks import Callback
@@ -40,24 +39,24 @@ MODES = ("auto", "full")
 def probe_epochs(first: int, last: int, mode: str = "auto") -> set[int]:
     """Epochs (0-based, in ``[first, last]``) at whose end the network is probed.
 
-    'auto' probes after epochs first + 0, 3, 15, 63, ... (offsets 4**k - 1) and after ``last``:
-    about log4(epochs) probes, denser early when most problems show, so that the doctor costs a
-    few percent of a fit. 'full' probes every epoch up to 100 epochs, then about 100 evenly
-    spaced ones.
+    'auto' probes after epochs first + 0, 7, 63, 511 (offsets 8**k - 1) and after ``last``:
+    about log8(epochs) probes, denser early when most problems show, so that the doctor costs a
+    few percent of a fit (each probe costs about one forward and backward pass on 256 rows).
+    'full' probes every epoch up to 100 epochs, then about 100 evenly spaced ones.
 
     Example:
         >>> sorted(probe_epochs(0, 29))
-        [0, 3, 15, 29]
+        [0, 7, 29]
     """
     if last < first:
         return set()
     if mode == "full":
         stride = max(1, (last - first + 1) // 100)
         return set(range(first, last + 1, stride)) | {last}
-    chosen, span = {first, last}, 4
+    chosen, span = {first, last}, 8
     while first + span - 1 <= last:
         chosen.add(first + span - 1)
-        span *= 4
+        span *= 8
     return chosen
 
 
@@ -69,10 +68,12 @@ class TrainingMonitor(Callback):
         data: ``(x_train, y_train, val)`` tensors on the model's device, as the loop holds them.
         detectors: the detector functions to run; ``DETECTORS`` by default.
 
+    ``fit`` creates one through ``monitor_for_fit`` unless ``diagnostics='off'``.
+
     Example:
-        >>> monitor = TrainingMonitor("auto", (x, y, None))
-        >>> history = model.fit(x, y, callbacks=[monitor], diagnostics='off')
-        >>> [f.code for f in monitor.findings()]
+        >>> history = model.fit(X, y, epochs=20)          # diagnostics='auto'
+        >>> [f.code for f in history.diagnosis]
+        ['unscaled_inputs']
     """
 
     def __init__(self, mode: str = "auto", data=None, detectors=None):
@@ -81,7 +82,7 @@ class TrainingMonitor(Callback):
         self.x, self.y, self.val = data if data is not None else (None, None, None)
         self.detectors = detectors
         self.record = RunRecord()
-        self._probe_at: set[int] = set()
+        self._probe_at: set[int] | None = None  # chosen at the first epoch
         self._snapshot = None
         self._probe_x = self._probe_y = None
         self._probe_plan = None
@@ -93,15 +94,13 @@ class TrainingMonitor(Callback):
         self._guard("on_train_begin", self._begin)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch in self._probe_at:
-            self._guard("snapshot", lambda: setattr(self, "_snapshot", kernel_snapshot(self.model)))
+        self._guard("on_epoch_begin", lambda: self._epoch_begin(epoch))
 
     def on_epoch_end(self, epoch, logs=None):
         self._guard("on_epoch_end", lambda: self._epoch_end(epoch, logs))
 
     def on_train_end(self, logs=None):
-        if self._last_probed != self.model.epochs_trained:
-            self._guard("final probe", lambda: self._probe(self.record.epochs[-1] if self.record.epochs else -1))
+        self._guard("on_train_end", self._end)
 
     # -- results ----------------------------------------------------------------------------
     def findings(self) -> list:
@@ -121,16 +120,10 @@ class TrainingMonitor(Callback):
             fn()
         except Exception as exc:  # noqa: BLE001 - any failure of the doctor must stay harmless
             self.record.failures.append((where, f"{type(exc).__name__}: {exc}"))
-            self._last_error = traceback.format_exc()
 
     def _begin(self) -> None:
         model, rec = self.model, self.record
-        params = self.params or {}
-        epochs = int(params.get("epochs", 0) or 0)
-        first = int(getattr(model, "epochs_trained", 0))
-        self._probe_at = probe_epochs(first, epochs - 1, self.mode)
-        rec.epochs_planned = epochs - first
-        rec.steps_per_epoch = int(params.get("steps", 0) or 0)
+        rec.steps_per_epoch = int((self.params or {}).get("steps", 0) or 0)
         rec.layers = describe_layers(model)
         rec.loss_name = getattr(model.loss, "name", type(model.loss).__name__)
         rec.loss_kind = losses_module.kind(model.loss)
@@ -148,12 +141,25 @@ class TrainingMonitor(Callback):
         rec.baseline_loss = baseline_loss(model, self._probe_y, rec.loss_kind)
         self._probe(-1)
 
+    def _epoch_begin(self, epoch: int) -> None:
+        if self._probe_at is None:  # the first epoch of this fit (initial_epoch may be > 0)
+            last = int((self.params or {}).get("epochs", 0) or 0) - 1
+            self._probe_at = probe_epochs(epoch, last, self.mode)
+            self.record.epochs_planned = last - epoch + 1
+        if epoch in self._probe_at:
+            self._snapshot = kernel_snapshot(self.model)
+
+    def _end(self) -> None:
+        # A last probe of the final weights, unless the last epoch was just probed.
+        if self.record.epochs and self._last_probed != self.record.epochs[-1]:
+            self._probe(self.record.epochs[-1])
+
     def _epoch_end(self, epoch: int, logs) -> None:
         rec = self.record
         rec.epochs.append(int(epoch))
         rec.logs.append({k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))})
         rec.learning_rates.append(_learning_rate(self.model))
-        if epoch in self._probe_at and self._snapshot is not None:
+        if self._probe_at and epoch in self._probe_at and self._snapshot is not None:
             rec.update_ratios[int(epoch)] = update_ratios(self.model, self._snapshot, rec.steps_per_epoch)
             self._snapshot = None
             self._probe(epoch)
@@ -163,8 +169,10 @@ class TrainingMonitor(Callback):
             return
         if self._probe_plan is None:
             self._probe_plan = plan_probe(self.model)
-        self.record.probes.append(take_probe(self.model, self._probe_x, self._probe_y, epoch, self._probe_plan))
-        self._last_probed = getattr(self.model, "epochs_trained", None)
+        self.record.probes.append(
+            take_probe(self.model, self._probe_x, self._probe_y, epoch, self._probe_plan)
+        )
+        self._last_probed = epoch
 
 
 def _learning_rate(model) -> float:

@@ -50,10 +50,16 @@ def describe_layers(model) -> list[LayerInfo]:
     infos = []
     for i, layer in enumerate(layers):
         init = getattr(layer, "kernel_initializer", None)
-        infos.append(LayerInfo(
-            name=layer.name, kind=type(layer).__name__, activation=activation_name(layer),
-            units=getattr(layer, "units", None), is_output=(i == len(layers) - 1),
-            initializer=type(init).__name__ if init is not None else None))
+        infos.append(
+            LayerInfo(
+                name=layer.name,
+                kind=type(layer).__name__,
+                activation=activation_name(layer),
+                units=getattr(layer, "units", None),
+                is_output=(i == len(layers) - 1),
+                initializer=type(init).__name__ if init is not None else None,
+            )
+        )
     return infos
 
 
@@ -70,7 +76,9 @@ def loss_for_probe(model) -> tuple[object, bool]:
     last = model.layers[-1]
     act = activation_name(last) if hasattr(last, "linear") else None
     kind = losses_module.kind(loss)
-    fusable = (act == "softmax" and kind in ("categorical", "sparse")) or (act == "sigmoid" and kind == "binary")
+    fusable = (act == "softmax" and kind in ("categorical", "sparse")) or (
+        act == "sigmoid" and kind == "binary"
+    )
     if fusable and not getattr(loss, "from_logits", True):
         return loss.with_logits(), True
     return loss, False
@@ -124,8 +132,13 @@ def target_stats(y: torch.Tensor) -> dict:
     """min, max, number of distinct values, whether all are whole numbers, and the column count."""
     rows = y[probe_rows(y.shape[0], STATS_ROWS, y.device)].float()
     lo, hi, whole = torch.stack([rows.min(), rows.max(), (rows == rows.round()).all().float()]).tolist()
-    return {"y_min": lo, "y_max": hi, "y_distinct": int(torch.unique(rows).numel()), "y_integer": whole == 1.0,
-            "y_columns": 1 if rows.dim() == 1 else int(rows.shape[1])}
+    return {
+        "y_min": lo,
+        "y_max": hi,
+        "y_distinct": int(torch.unique(rows).numel()),
+        "y_integer": whole == 1.0,
+        "y_columns": 1 if rows.dim() == 1 else int(rows.shape[1]),
+    }
 
 
 def baseline_loss(model, y: torch.Tensor, kind: str) -> float:
@@ -178,10 +191,14 @@ def plan_probe(model) -> ProbePlan:
     """The ``ProbePlan`` of ``model`` (call again if layers are added or the loss changes)."""
     layers = list(model.layers)
     loss_fn, fused = loss_for_probe(model)
-    return ProbePlan(layers=layers, dense=[has_kernel(layer) for layer in layers],
-                     activations=[activation_name(layer) for layer in layers],
-                     stateful=[layer for layer in layers if type(layer).__name__ in _STATEFUL],
-                     loss_fn=loss_fn, fused=fused)
+    return ProbePlan(
+        layers=layers,
+        dense=[has_kernel(layer) for layer in layers],
+        activations=[activation_name(layer) for layer in layers],
+        stateful=[layer for layer in layers if type(layer).__name__ in _STATEFUL],
+        loss_fn=loss_fn,
+        fused=fused,
+    )
 
 
 _STATEFUL = ("Dropout", "BatchNormalization")
@@ -224,16 +241,30 @@ def take_probe(model, x: torch.Tensor, y: torch.Tensor, epoch: int, plan: ProbeP
                     saturated[layer.name] = _SATURATION[act](a.detach()).float().mean()
             loss = plan.loss_fn(y, a)
             wanted = zs + [k for k in kernels if k is not None]
-            grads = torch.autograd.grad(loss, wanted, allow_unused=True) if wanted and loss.requires_grad \
+            grads = (
+                torch.autograd.grad(loss, wanted, allow_unused=True)
+                if wanted and loss.requires_grad
                 else [None] * len(wanted)
-        return _summarise(epoch, loss, names, kernels, grads[:len(zs)], grads[len(zs):], plan.kernel_layers,
-                          dead, saturated)
+            )
+        return _summarise(
+            epoch,
+            loss,
+            names,
+            kernels,
+            grads[: len(zs)],
+            grads[len(zs) :],
+            plan.kernel_layers,
+            dead,
+            saturated,
+        )
     finally:
         for layer, mode in zip(plan.stateful, modes):
             layer.training = mode
 
 
-def _summarise(epoch, loss, names, kernels, signal_grads, kernel_grads, kernel_layers, dead, saturated) -> Probe:
+def _summarise(
+    epoch, loss, names, kernels, signal_grads, kernel_grads, kernel_layers, dead, saturated
+) -> Probe:
     """Gather every probed number into one tensor and copy it to the host once."""
     zero = loss.detach().new_zeros(())
     signal = [g.pow(2).mean().sqrt() if g is not None else zero for g in signal_grads]
@@ -245,18 +276,23 @@ def _summarise(epoch, loss, names, kernels, signal_grads, kernel_grads, kernel_l
     values = flat.cpu().tolist()
     dead_host = {name: mask.cpu().tolist() for name, mask in dead.items()}
     n_sig, n_grad = len(signal), len(grads)
-    signal_v = values[1:1 + n_sig]
-    grad_v = values[1 + n_sig:1 + n_sig + n_grad]
-    weight_v = values[1 + n_sig + n_grad:1 + n_sig + n_grad + len(all_kernels)]
-    sat_v = values[1 + n_sig + n_grad + len(all_kernels):]
+    signal_v = values[1 : 1 + n_sig]
+    grad_v = values[1 + n_sig : 1 + n_sig + n_grad]
+    weight_v = values[1 + n_sig + n_grad : 1 + n_sig + n_grad + len(all_kernels)]
+    sat_v = values[1 + n_sig + n_grad + len(all_kernels) :]
     kept_names = [n for n, k in zip(names, kernels) if k is not None]
     kernel_names = [layer.name for layer in kernel_layers]
     return Probe(
-        epoch=epoch, loss=values[0], dead=dead_host, saturated=dict(zip(saturated, sat_v)),
-        signal=list(zip(names, signal_v)), grad_norms=dict(zip(kept_names, grad_v)),
+        epoch=epoch,
+        loss=values[0],
+        dead=dead_host,
+        saturated=dict(zip(saturated, sat_v)),
+        signal=list(zip(names, signal_v)),
+        grad_norms=dict(zip(kept_names, grad_v)),
         weight_norms=dict(zip(kernel_names, weight_v)),
         weights_finite=all(math.isfinite(v) for v in weight_v),
-        grads_finite=all(math.isfinite(v) for v in signal_v + grad_v))
+        grads_finite=all(math.isfinite(v) for v in signal_v + grad_v),
+    )
 
 
 def kernel_snapshot(model) -> dict[str, torch.Tensor]:

@@ -1,0 +1,232 @@
+"""Checks of the network's internals, from the probes: dead ReLU units, exploding and vanishing
+gradients (layer by layer), saturated tanh/sigmoid units.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from .findings import Finding
+from .record import RunRecord
+from .registry import _epoch, _lower_lr, detector
+
+DEAD_FRACTION = 0.4
+"""A ReLU layer with at least this fraction of units silent on every probe row is reported."""
+
+
+@detector
+def dead_units(record: RunRecord) -> list[Finding]:
+    """ReLU-family units that output zero for every probe row at the end of training."""
+    first, last = record.first_probe, record.last_probe
+    if last is None:
+        return []
+    found = []
+    for name, flags in last.dead.items():
+        n, n_dead = len(flags), sum(flags)
+        if n == 0 or n_dead / n < DEAD_FRACTION:
+            continue
+        born = first.dead.get(name, flags) if first is not None else flags
+        died = sum(1 for was, now in zip(born, flags) if now and not was)
+        since = _dead_since(record, name, n_dead)
+        severity = "error" if n_dead == n else "warning"
+        lr = record.learning_rate
+        lower = (
+            f"e.g. learning_rate={_lower_lr(lr, record.optimizer):g}"
+            if math.isfinite(lr)
+            else "e.g. 10x lower"
+        )
+        evidence = {
+            "dead": n_dead,
+            "units": n,
+            "fraction": n_dead / n,
+            "died_during_training": died,
+            "dead_by_epoch": None if since < 0 else since + 1,
+            "learning_rate": lr,
+        }
+        found.append(
+            Finding(
+                "dead_units",
+                severity,
+                name,
+                evidence,
+                f"{n_dead / n:.0%} of its {n} ReLU units ({n_dead}) output zero for every probe sample "
+                f"({'from the start' if since < 0 else f'dead by epoch {since + 1}'}; {died} of them were "
+                "alive at the start). Dead units get no gradient and "
+                "never recover.",
+                f"Lower the learning rate ({lower}), use kernel_initializer='he_uniform' with "
+                "bias_initializer='zeros', or activation='leaky_relu'.",
+            )
+        )
+    return found
+
+
+def _dead_since(record: RunRecord, name: str, n_dead_end: int) -> int:
+    # Probes are a few epochs apart, so this says "dead by then", not the exact epoch of death.
+    """Epoch of the first probe from which the layer kept at least 90% of its final dead count."""
+    since = record.last_probe.epoch
+    for probe in reversed(record.probes):
+        if sum(probe.dead.get(name, [])) < 0.9 * n_dead_end:
+            break
+        since = probe.epoch
+    return since
+
+
+SIGNAL_SHRINK = 1e-3
+"""Back-propagated gradient at the first Dense layer / at the last one, below which gradients vanish."""
+SIGNAL_GROWTH = 1e2
+"""The same ratio above which gradients explode."""
+SATURATED_FRACTION = 0.5
+"""A tanh/sigmoid hidden layer with at least this fraction of outputs on its flat part is saturated."""
+GRAD_TO_WEIGHT = 1e3
+"""A kernel gradient this many times larger than the kernel itself (norms) has exploded."""
+
+
+def _signal_ratios(record: RunRecord) -> list[float]:
+    """Per probe: RMS gradient at the first Dense layer's pre-activation / at the last one's."""
+    ratios = []
+    for probe in record.probes:
+        values = [v for _, v in probe.signal]
+        if (
+            len(values) >= 2
+            and probe.weights_finite
+            and all(math.isfinite(v) for v in values)
+            and values[-1] > 0
+        ):
+            ratios.append(values[0] / values[-1])
+    return ratios
+
+
+def _signal_evidence(record: RunRecord, ratio: float) -> dict:
+    probe = record.last_probe
+    return {
+        "first_to_last_ratio": ratio,
+        "signal_rms_by_layer": dict(probe.signal),
+        "kernel_grad_norms": dict(probe.grad_norms),
+        "probe_epochs": [p.epoch + 1 for p in record.probes],
+    }
+
+
+@detector
+def exploding_gradients(record: RunRecord) -> list[Finding]:
+    """Gradients that grow by orders of magnitude towards the input or over time, or become inf/NaN."""
+    ratios = _signal_ratios(record)
+    if ratios and statistics.median(ratios) > SIGNAL_GROWTH:
+        ratio = statistics.median(ratios)
+        return [
+            Finding(
+                "exploding_gradients",
+                "warning",
+                None,
+                _signal_evidence(record, ratio),
+                f"Gradients grow {ratio:.2g}x from the last Dense layer back to the first: each "
+                "layer "
+                "amplifies them, so early layers take huge, unstable steps.",
+                _EXPLODING_FIX,
+            )
+        ]
+    broken = [p for p in record.probes if p.weights_finite and not p.grads_finite]
+    if broken:
+        return [
+            Finding(
+                "exploding_gradients",
+                "error",
+                None,
+                {"epoch": broken[0].epoch + 1},
+                f"Gradients became inf or NaN at {_epoch(broken[0].epoch)} while the weights were "
+                "still finite.",
+                _EXPLODING_FIX,
+            )
+        ]
+    return _oversized_gradients(record)
+
+
+_EXPLODING_FIX = (
+    "Clip the gradients (e.g. optimizer=Adam(clipnorm=1.0)), keep the default "
+    "kernel_initializer='glorot_uniform' (he_uniform for relu) instead of large initial "
+    "weights, "
+    "and lower the learning rate 10x."
+)
+
+
+def _oversized_gradients(record: RunRecord) -> list[Finding]:
+    """Kernel gradients far larger than the kernels: one step would throw the weights far away."""
+    if record.has("unscaled_inputs"):  # huge inputs give huge first-layer gradients; that finding says why
+        return []
+    for probe in record.probes:
+        ratios = {
+            name: g / probe.weight_norms[name]
+            for name, g in probe.grad_norms.items()
+            if probe.weight_norms.get(name, 0) > 0 and math.isfinite(g)
+        }
+        name = max(ratios, key=ratios.get, default=None)
+        if name is not None and probe.weights_finite and ratios[name] > GRAD_TO_WEIGHT:
+            evidence = {
+                "grad_norm": probe.grad_norms[name],
+                "weight_norm": probe.weight_norms[name],
+                "ratio": ratios[name],
+                "epoch": probe.epoch + 1,
+            }
+            return [
+                Finding(
+                    "exploding_gradients",
+                    "warning",
+                    name,
+                    evidence,
+                    f"At {_epoch(probe.epoch)} the kernel's gradient is {ratios[name]:.2g} times "
+                    "larger "
+                    f"than the kernel itself ({probe.grad_norms[name]:.3g} vs "
+                    f"{probe.weight_norms[name]:.3g}).",
+                    _EXPLODING_FIX,
+                )
+            ]
+    return []
+
+
+@detector
+def vanishing_gradients(record: RunRecord) -> list[Finding]:
+    """Gradients that shrink by orders of magnitude towards the input, or saturated tanh/sigmoid units."""
+    found = _saturation(record)
+    ratios = _signal_ratios(record)
+    # Dead ReLU layers also stop the gradient; dead_units already explains that.
+    if ratios and not record.has("dead_units", "exploding_gradients"):
+        ratio = statistics.median(ratios)
+        if ratio < SIGNAL_SHRINK:
+            found.insert(
+                0,
+                Finding(
+                    "vanishing_gradients",
+                    "warning",
+                    None,
+                    _signal_evidence(record, ratio),
+                    f"The gradient reaching the first Dense layer is {ratio:.2g} times the one at the last "
+                    f"layer ({len(record.probes[-1].signal)} layers): the early layers barely learn.",
+                    "Use activation='relu' with kernel_initializer='he_uniform' in the hidden layers, keep "
+                    "the default glorot_uniform rather than tiny initial weights, use fewer layers, or add "
+                    "BatchNormalization() between them.",
+                ),
+            )
+    return found
+
+
+def _saturation(record: RunRecord) -> list[Finding]:
+    last = record.last_probe
+    if last is None:
+        return []
+    found = []
+    for name, fraction in last.saturated.items():
+        if fraction >= SATURATED_FRACTION:
+            act = next((layer.activation for layer in record.layers if layer.name == name), "tanh")
+            found.append(
+                Finding(
+                    "vanishing_gradients",
+                    "warning",
+                    name,
+                    {"saturated_fraction": fraction, "activation": act},
+                    f"{fraction:.0%} of its {act} outputs sit on the flat part of the curve, where the "
+                    "gradient is almost zero.",
+                    "Scale the inputs (a Normalization layer first), keep the default glorot_uniform "
+                    "initialisation, lower the learning rate, or use activation='relu'.",
+                )
+            )
+    return found
