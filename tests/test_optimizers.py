@@ -681,3 +681,11 @@ def test_cuda_matches_cpu_and_resumes_from_cpu_state(make):
     run_steps(resumed, resumed_params, 3, 6)
     for got, want in zip(resumed_params, cpu_params):
         torch.testing.assert_close(got.detach().cpu(), want.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [optimizers.SGD, optimizers.Adam, optimizers.RMSprop, optimizers.Adagrad])
+def test_keras2_lr_spelling_is_accepted_for_course_code(cls):
+    # Regression: the course writes SGD(lr=lr); Keras 3 removed `lr`, which broke those scripts.
+    opt = cls(lr=0.25)
+    assert opt.learning_rate == 0.25
+    assert "lr" not in opt.get_config()

@@ -97,9 +97,13 @@ class Optimizer:
     """
 
     def __init__(
-        self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None
+        self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None,
+        lr=None,
     ):
         where = type(self).__name__
+        if lr is not None:
+            # Keras 2 spelling, still written by course material (``SGD(lr=0.01)``); Keras 3 dropped it.
+            learning_rate = lr
         self._learning_rate = _check_learning_rate(learning_rate, where)
         if weight_decay is not None and not (_is_real(weight_decay) and weight_decay >= 0):
             raise ConfigError(
