@@ -464,7 +464,8 @@ def test_full_mode_probes_every_epoch(monkeypatch):
     small_model().fit(x, y, epochs=6, verbose=0, diagnostics="full")
     small_model().fit(x, y, epochs=6, verbose=0)
     assert [p.epoch for p in seen[0].probes] == [-1, 0, 1, 2, 3, 4, 5]
-    assert [p.epoch for p in seen[1].probes] == [-1, 0, 5]
+    assert [p.epoch for p in seen[1].probes] == [-1, 5]  # auto: the first epoch gets update ratios only
+    assert sorted(seen[1].update_ratios) == [0, 5]
 
 
 def test_probes_follow_initial_epoch(monkeypatch):
@@ -478,7 +479,7 @@ def test_probes_follow_initial_epoch(monkeypatch):
 
     monkeypatch.setattr(diagnostics.TrainingMonitor, "findings", spy)
     small_model().fit(x, y, epochs=9, initial_epoch=5, verbose=0)
-    assert [p.epoch for p in seen[0].probes] == [-1, 5, 8]
+    assert [p.epoch for p in seen[0].probes] == [-1, 8]
     assert sorted(seen[0].update_ratios) == [5, 8] and seen[0].epochs_planned == 4
 
 

@@ -447,9 +447,8 @@ def test_evaluate_predict_and_history_shapes_match_keras(reference, monkeypatch)
         assert sorted(history.history) == sorted(ref["history_keys"]), case_id
 
 
-@pytest.mark.xfail(strict=True, reason="known deviation: Keras 3 sorts the History keys alphabetically "
-                   "('accuracy' before 'loss'); trainwell keeps loss, metrics, then the val_ keys")
 def test_history_key_order_matches_keras(reference, monkeypatch):
+    # Keras 3 sorts the epoch logs by name, training keys before the val_ ones.
     case, ref = fit_cases_by_id()["softmax_categorical"], reference["softmax_categorical"]
     _, history, _ = run_trainwell(case, ref, True, monkeypatch)
     assert list(history.history) == ref["history_keys"]

@@ -437,9 +437,11 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
     try:
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            logs = _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch)
+            # Keras 3 orders epoch logs by name, training keys before the val_ ones.
+            logs = dict(sorted(_train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch).items()))
             if val is not None and _is_validation_epoch(epoch, validation_freq):
-                logs.update(_evaluate_tensors(model, ctx, *val, validation_batch_size, prefix="val_"))
+                val_logs = _evaluate_tensors(model, ctx, *val, validation_batch_size, prefix="val_")
+                logs.update(sorted(val_logs.items()))
             model.epochs_trained += 1
             cbs.on_epoch_end(epoch, logs)
             if ctx.dist is not None:  # all ranks stop together, or none does

@@ -28,6 +28,8 @@ class History(Callback):
         super().__init__()
         self.history: dict[str, list] = {}
         self.epoch: list[int] = []
+        self.diagnosis: list = []  # the training doctor's findings, set at the end of fit
+        self.interrupted = False  # True when fit was stopped by Ctrl-C
 
     def on_train_begin(self, logs=None):
         self.epoch = []

@@ -4,7 +4,8 @@ It overrides no per-batch hook, so the loop never dispatches batches to it. All 
 happens at a few epoch boundaries chosen in advance (``probe_epochs``):
 
 - before training: the static checks' statistics and a first probe;
-- at a probe epoch: a kernel snapshot at its start, update-to-weight ratios and a probe at its end;
+- at a probe epoch: a kernel snapshot at its start, update-to-weight ratios and a probe at its end
+  (in 'auto' mode the first epoch gets the ratios only: the probe before training stands for it);
 - after training: a last probe.
 
 Every epoch it only copies the epoch's logs (floats) and the learning rate. A probe is one
@@ -83,6 +84,7 @@ class TrainingMonitor(Callback):
         self.detectors = detectors
         self.record = RunRecord()
         self._probe_at: set[int] | None = None  # chosen at the first epoch
+        self._first_epoch = None
         self._snapshot = None
         self._probe_x = self._probe_y = None
         self._probe_plan = None
@@ -143,11 +145,16 @@ class TrainingMonitor(Callback):
 
     def _epoch_begin(self, epoch: int) -> None:
         if self._probe_at is None:  # the first epoch of this fit (initial_epoch may be > 0)
-            last = int((self.params or {}).get("epochs", 0) or 0) - 1
+            last = self._last_epoch
             self._probe_at = probe_epochs(epoch, last, self.mode)
+            self._first_epoch = epoch
             self.record.epochs_planned = last - epoch + 1
         if epoch in self._probe_at:
             self._snapshot = kernel_snapshot(self.model)
+
+    @property
+    def _last_epoch(self) -> int:
+        return int((self.params or {}).get("epochs", 0) or 0) - 1
 
     def _end(self) -> None:
         # A last probe of the final weights, unless the last epoch was just probed.
@@ -162,7 +169,8 @@ class TrainingMonitor(Callback):
         if self._probe_at and epoch in self._probe_at and self._snapshot is not None:
             rec.update_ratios[int(epoch)] = update_ratios(self.model, self._snapshot, rec.steps_per_epoch)
             self._snapshot = None
-            self._probe(epoch)
+            if self.mode == "full" or epoch != self._first_epoch or epoch == self._last_epoch:
+                self._probe(epoch)
 
     def _probe(self, epoch: int) -> None:
         if self._probe_x is None:
