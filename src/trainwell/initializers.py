@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from trainwell._errors import ConfigError, ConfigTypeError, describe, unknown_name
+from trainwell._registry import Configurable, split_config
 
 # Standard deviation of a unit normal truncated at +/-2: dividing by it makes the truncated draw
 # have the intended variance (the constant Keras uses in VarianceScaling).
@@ -120,7 +121,7 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: ``init(shape, dtype=torch.float32) -> torch.Tensor``.
 
     Subclasses implement ``__call__`` and ``get_config``; ``from_config`` rebuilds them.
@@ -128,29 +129,6 @@ class Initializer:
 
     def __call__(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(shape, dtype).")
-
-    def get_config(self) -> dict:
-        """The constructor arguments, JSON-serialisable."""
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        """Rebuild an initializer from ``get_config()``'s dict.
-
-        Raises:
-            ConfigError: ``config`` holds an argument the class does not take.
-        """
-        try:
-            return cls(**config)
-        except TypeError as err:
-            raise ConfigError(
-                f"{cls.__name__}.from_config: cannot build from {describe(config)} ({err}). "
-                f"Pass the dict returned by {cls.__name__}(...).get_config()."
-            ) from err
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class _Seeded(Initializer):
@@ -540,13 +518,7 @@ def get(identifier, argument: str = "initializer") -> Initializer | Callable | N
     if isinstance(identifier, str):
         return _class_for(identifier, argument)()
     if isinstance(identifier, dict):
-        name, config = identifier.get("class_name"), identifier.get("config", {})
-        if not isinstance(name, str) or not isinstance(config, dict):
-            raise ConfigError(
-                f"`{argument}`: a config dict needs a string 'class_name' and a dict 'config', "
-                f"received {describe(identifier)}. "
-                "Example: {'class_name': 'GlorotUniform', 'config': {}}."
-            )
+        name, config = split_config(identifier, argument, "{'class_name': 'GlorotUniform', 'config': {}}")
         return _class_for(name, argument).from_config(config)
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()

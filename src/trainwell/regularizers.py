@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 
 from trainwell._errors import ConfigError, ConfigTypeError, describe, unknown_name
+from trainwell._registry import Configurable, split_config
 
 
 def _check_factor(value, argument: str, where: str, default: float) -> float:
@@ -36,7 +37,7 @@ def _check_factor(value, argument: str, where: str, default: float) -> float:
     return float(value)
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class: ``regularizer(weight) -> 0-d tensor`` added to the loss.
 
     Subclasses implement ``__call__`` and ``get_config``; ``from_config`` rebuilds them.
@@ -44,29 +45,6 @@ class Regularizer:
 
     def __call__(self, weight: torch.Tensor) -> torch.Tensor:
         return torch.zeros((), dtype=weight.dtype, device=weight.device)
-
-    def get_config(self) -> dict:
-        """The constructor arguments, JSON-serialisable."""
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        """Rebuild a regularizer from ``get_config()``'s dict.
-
-        Raises:
-            ConfigError: ``config`` holds an argument the class does not take.
-        """
-        try:
-            return cls(**config)
-        except TypeError as err:
-            raise ConfigError(
-                f"{cls.__name__}.from_config: cannot build from {describe(config)} ({err}). "
-                f"Pass the dict returned by {cls.__name__}(...).get_config()."
-            ) from err
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):
@@ -198,12 +176,7 @@ def get(identifier, argument: str = "regularizer") -> Regularizer | Callable | N
     if isinstance(identifier, str):
         return _class_for(identifier, argument)()
     if isinstance(identifier, dict):
-        name, config = identifier.get("class_name"), identifier.get("config", {})
-        if not isinstance(name, str) or not isinstance(config, dict):
-            raise ConfigError(
-                f"`{argument}`: a config dict needs a string 'class_name' and a dict 'config', "
-                f"received {describe(identifier)}. Example: {{'class_name': 'L2', 'config': {{'l2': 0.01}}}}."
-            )
+        name, config = split_config(identifier, argument, "{'class_name': 'L2', 'config': {'l2': 0.01}}")
         return _class_for(name, argument).from_config(config)
     if isinstance(identifier, type) and issubclass(identifier, Regularizer):
         return identifier()

@@ -58,7 +58,33 @@ class LearningRateSchedule:
         return cls(**config)
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _RateDecay(LearningRateSchedule):
+    """Shared by ``ExponentialDecay`` and ``InverseTimeDecay``: same arguments, same config."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase, name):
+        _check_decay_steps(decay_steps, "decay_steps", type(self).__name__)
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.decay_rate = decay_rate
+        self.staircase = staircase
+        self.name = name
+
+    def _progress(self, step: int) -> float:
+        """``step / decay_steps``, floored when ``staircase``."""
+        p = step / self.decay_steps
+        return math.floor(p) if self.staircase else p
+
+    def get_config(self) -> dict:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class ExponentialDecay(_RateDecay):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)``.
 
     Args:
@@ -79,27 +105,10 @@ class ExponentialDecay(LearningRateSchedule):
     def __init__(
         self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"
     ):
-        _check_decay_steps(decay_steps, "decay_steps", "ExponentialDecay")
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return float(self.initial_learning_rate * self.decay_rate**p)
-
-    def get_config(self) -> dict:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return float(self.initial_learning_rate * self.decay_rate ** self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -145,7 +154,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``.
 
     Args:
@@ -166,27 +175,10 @@ class InverseTimeDecay(LearningRateSchedule):
     def __init__(
         self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"
     ):
-        _check_decay_steps(decay_steps, "decay_steps", "InverseTimeDecay")
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return float(self.initial_learning_rate / (1 + self.decay_rate * p))
-
-    def get_config(self) -> dict:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return float(self.initial_learning_rate / (1 + self.decay_rate * self._progress(step)))
 
 
 class PolynomialDecay(LearningRateSchedule):

@@ -44,72 +44,50 @@ def loss_output_mismatch(record: RunRecord) -> list[Finding]:
     units = record.output.units or record.y_columns
     evidence = {"activation": act, "loss": loss, "units": units, "y_min": record.y_min, "y_max": record.y_max}
     if kind == "binary" and act == "softmax":
-        return [
-            Finding(
-                "loss_output_mismatch",
-                "error",
-                record.output.name,
-                evidence,
-                f"The last layer uses softmax (its {units} outputs share one probability) but the "
-                "loss is "
-                f"{loss}, which scores each output as a separate yes/no probability.",
-                "One label per sample: keep softmax with loss='categorical_crossentropy' (one-hot "
-                "y) or "
-                "'sparse_categorical_crossentropy' (integer y). A yes/no target: Dense(1, "
-                "activation='sigmoid') with binary_crossentropy.",
-            )
-        ]
+        return _mismatch(
+            record, "error", evidence,
+            f"The last layer uses softmax (its {units} outputs share one probability) but the loss is "
+            f"{loss}, which scores each output as a separate yes/no probability.",
+            "One label per sample: keep softmax with loss='categorical_crossentropy' (one-hot y) or "
+            "'sparse_categorical_crossentropy' (integer y). A yes/no target: Dense(1, "
+            "activation='sigmoid') with binary_crossentropy.",
+        )
     if kind in ("categorical", "sparse") and (act == "sigmoid" or units == 1):
         what = "a single unit" if units == 1 else f"{units} sigmoid units"
-        return [
-            Finding(
-                "loss_output_mismatch",
-                "error",
-                record.output.name,
-                evidence,
-                f"{loss} needs one probability per class that sum to 1, but the last layer has "
-                f"{what} "
-                f"({act}); the loss cannot teach it anything useful.",
-                "Two classes: Dense(1, activation='sigmoid') with loss='binary_crossentropy'. K "
-                "classes: "
-                "Dense(K, activation='softmax') with categorical_crossentropy.",
-            )
-        ]
+        return _mismatch(
+            record, "error", evidence,
+            f"{loss} needs one probability per class that sum to 1, but the last layer has {what} "
+            f"({act}); the loss cannot teach it anything useful.",
+            "Two classes: Dense(1, activation='sigmoid') with loss='binary_crossentropy'. K classes: "
+            "Dense(K, activation='softmax') with categorical_crossentropy.",
+        )
     if kind in PROBABILITY_OUTPUT and not record.from_logits and act not in ("sigmoid", "softmax"):
         want = PROBABILITY_OUTPUT[kind]
-        return [
-            Finding(
-                "loss_output_mismatch",
-                "error",
-                record.output.name,
-                evidence,
-                f"The last layer's outputs are {act}, not probabilities, but {loss} expects "
-                "probabilities (it clips them to [1e-7, 1 - 1e-7]).",
-                f"Use activation='{want}' on the last layer, or keep it linear and compile with the "
-                f"loss's from_logits=True form.",
-            )
-        ]
+        return _mismatch(
+            record, "error", evidence,
+            f"The last layer's outputs are {act}, not probabilities, but {loss} expects "
+            "probabilities (it clips them to [1e-7, 1 - 1e-7]).",
+            f"Use activation='{want}' on the last layer, or keep it linear and compile with the "
+            "loss's from_logits=True form.",
+        )
     return _continuous_target(record, evidence) + _unreachable_target(record, act, evidence)
+
+
+def _mismatch(record: RunRecord, severity: str, evidence: dict, message: str, fix: str) -> list[Finding]:
+    return [Finding("loss_output_mismatch", severity, record.output.name, evidence, message, fix)]
 
 
 def _continuous_target(record: RunRecord, evidence: dict) -> list[Finding]:
     if record.loss_kind not in ("binary", "categorical") or record.y_integer or record.y_distinct <= 10:
         return []
-    return [
-        Finding(
-            "loss_output_mismatch",
-            "warning",
-            record.output.name,
-            evidence,
-            f"{record.loss_name} expects class labels (0/1 or one-hot), but y takes "
-            f"{record.y_distinct} distinct values from {record.y_min:.3g} to {record.y_max:.3g}: "
-            "this "
-            "looks like a continuous (regression) target.",
-            "For a quantity use a linear Dense(1) output with loss='mean_squared_error'; for "
-            "classes, "
-            "turn y into labels first (e.g. y > threshold).",
-        )
-    ]
+    return _mismatch(
+        record, "warning", evidence,
+        f"{record.loss_name} expects class labels (0/1 or one-hot), but y takes "
+        f"{record.y_distinct} distinct values from {record.y_min:.3g} to {record.y_max:.3g}: this "
+        "looks like a continuous (regression) target.",
+        "For a quantity use a linear Dense(1) output with loss='mean_squared_error'; for classes, "
+        "turn y into labels first (e.g. y > threshold).",
+    )
 
 
 def _unreachable_target(record: RunRecord, act: str, evidence: dict) -> list[Finding]:
@@ -118,18 +96,13 @@ def _unreachable_target(record: RunRecord, act: str, evidence: dict) -> list[Fin
     lo, hi = OUTPUT_RANGE[act]
     if lo <= record.y_min and record.y_max <= hi:
         return []
-    return [
-        Finding(
-            "loss_output_mismatch",
-            "error",
-            record.output.name,
-            evidence,
-            f"The last layer's {act} outputs lie in [{lo:g}, {hi:g}], but the targets range from "
-            f"{record.y_min:.3g} to {record.y_max:.3g}: the model cannot reach them.",
-            "Use a linear output for regression: Dense(1) with no activation (or rescale y into "
-            f"the {act} range).",
-        )
-    ]
+    return _mismatch(
+        record, "error", evidence,
+        f"The last layer's {act} outputs lie in [{lo:g}, {hi:g}], but the targets range from "
+        f"{record.y_min:.3g} to {record.y_max:.3g}: the model cannot reach them.",
+        "Use a linear output for regression: Dense(1) with no activation (or rescale y into "
+        f"the {act} range).",
+    )
 
 
 SCALE_SPREAD = 50.0
@@ -172,8 +145,7 @@ def unscaled_inputs(record: RunRecord) -> list[Finding]:
             None,
             evidence,
             f"Input features are on very different or large scales: {described}{more}, while the "
-            "median "
-            f"feature's std is {typical:.3g}. Large inputs saturate or kill units and force a small "
+            f"median feature's std is {typical:.3g}. Large inputs saturate or kill units and force a small "
             "learning rate.",
             "Standardise the inputs inside the model: norm = Normalization(); norm.adapt(X_train); "
             "then put norm first: Sequential([Input(shape=(n_features,)), norm, Dense(...), ...]).",
