@@ -592,3 +592,16 @@ def test_find_learning_rate_checks_its_arguments(kwargs, fragment):
     x, y = regression_data()
     with pytest.raises(ConfigError, match=fragment):
         small_model(optimizer=Adam()).find_learning_rate(x, y, **kwargs)
+
+
+def test_stalled_info_is_silent_when_early_stopping_ended_the_run():
+    # Regression: the demo's Titanic run advised adding EarlyStopping after EarlyStopping had stopped it.
+    from trainwell.diagnostics.record import RunRecord
+    from trainwell.diagnostics.training_checks import stalled
+
+    val = [1.0 - 0.05 * i for i in range(10)] + [0.5] * 20
+    train = [1.0 - 0.02 * i for i in range(30)]
+    record = RunRecord(logs=[{"loss": t, "val_loss": v} for t, v in zip(train, val)], learning_rates=[0.001] * 30)
+    assert [f.severity for f in stalled(record)] == ["info"]
+    record.stopped_early = True
+    assert stalled(record) == []

@@ -157,6 +157,7 @@ class TrainingMonitor(Callback):
         return int((self.params or {}).get("epochs", 0) or 0) - 1
 
     def _end(self) -> None:
+        self.record.stopped_early = bool(getattr(self.model, "stop_training", False))
         # A last probe of the final weights, unless the last epoch was just probed.
         if self.record.epochs and self._last_probed != self.record.epochs[-1]:
             self._probe(self.record.epochs[-1])

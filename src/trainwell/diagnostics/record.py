@@ -87,6 +87,7 @@ class RunRecord:
     y_columns: int = 1
     baseline_loss: float = math.nan  # loss of predicting the mean / the class frequencies
     epochs_planned: int = 0
+    stopped_early: bool = False  # a callback (EarlyStopping, ...) ended the fit before epochs_planned
     steps_per_epoch: int = 0
     epochs: list[int] = field(default_factory=list)
     logs: list[dict[str, float]] = field(default_factory=list)

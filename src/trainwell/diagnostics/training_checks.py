@@ -262,6 +262,8 @@ def stalled(record: RunRecord) -> list[Finding]:
     if gain >= STALL_GAIN or gain < -OVERFIT_RISE:  # still improving, or getting worse (other checks)
         return []
     stuck = train_gain < STALL_GAIN
+    if not stuck and record.stopped_early:  # the wasted epochs were already cut by early stopping
+        return []
     best = min(range(len(values)), key=values.__getitem__)
     evidence = {
         "monitor": key,
