@@ -248,3 +248,23 @@ def test_config_round_trip_rebuilds_same_architecture():
     clone.set_weights(model.get_weights())
     x = np.random.default_rng(1).normal(size=(3, 4))
     np.testing.assert_allclose(clone.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_fit_after_pop_and_add_asks_to_recompile_and_recompiling_works():
+    # Regression: after pop()/add() fit raised the optimizer's internal "already built" error,
+    # and compiling again with the same optimizer instance still failed.
+    from trainwell.optimizers import Adam
+
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+    y = x.sum(1, keepdims=True)
+    model = Sequential([Dense(4, activation="relu", input_shape=(3,)), Dense(1)])
+    opt = Adam()
+    model.compile(optimizer=opt, loss="mse")
+    model.fit(x, y, epochs=1, verbose=0, diagnostics="off")
+    model.pop()
+    model.add(Dense(1, name="new_output"))
+    with pytest.raises(ConfigError, match="compile"):
+        model.fit(x, y, epochs=1, verbose=0, diagnostics="off")
+    model.compile(optimizer=opt, loss="mse")
+    history = model.fit(x, y, epochs=2, verbose=0, diagnostics="off")
+    assert len(history.history["loss"]) == 2

@@ -231,7 +231,20 @@ class Sequential(nn.Module):
         if device is not None:
             self.set_device(device)
         if self.built and self.optimizer is not None:
-            self.optimizer.build(self.trainable_parameters())
+            if self.optimizer.built and not self.optimizer.built_for(self.trainable_parameters()):
+                # An instance reused after the model changed: its state belongs to other weights.
+                self.optimizer = type(self.optimizer).from_config(self.optimizer.get_config())
+            self.build_optimizer()
+
+    def build_optimizer(self) -> None:
+        """Attach the compiled optimizer to the trainable weights, or say to recompile if they changed."""
+        params = self.trainable_parameters()
+        if self.optimizer.built and not self.optimizer.built_for(params):
+            raise ConfigError(
+                f"Sequential '{self.name}': its trainable weights changed since compile() (a layer was added "
+                "or popped, or a layer's `trainable` flag changed). Call model.compile(...) again before "
+                "training.")
+        self.optimizer.build(params)
 
     def _reset_compiled_metrics(self) -> None:
         self.compiled_metrics = []
@@ -322,7 +335,7 @@ class Sequential(nn.Module):
         y_t = training.prepare_y(self, y, "y", self.device)
         w_t = training.prepare_weights(x_t.shape[0], sample_weight, class_weight, y_t, self.device)
         ctx = training.StepContext(self)
-        self.optimizer.build(self.trainable_parameters())
+        self.build_optimizer()
         self.train()
         acc = training.EpochAccumulator(ctx.metrics, self.device)
         # Tell select_step about weights: the fused Dense step has none, and it silently dropped them.

@@ -176,7 +176,7 @@ class Optimizer:
         """
         params = list(params)
         if self.built:
-            if len(params) == len(self._params) and all(a is b for a, b in zip(params, self._params)):
+            if self.built_for(params):
                 return
             raise ConfigError(
                 f"{type(self).__name__}: already built for {len(self._params)} parameters, received "
@@ -189,6 +189,11 @@ class Optimizer:
             )
         self._params = params
         self.built = True
+
+    def built_for(self, params) -> bool:
+        """Whether the optimizer was built on exactly these parameter objects, in this order."""
+        params = list(params)
+        return len(params) == len(self._params) and all(a is b for a, b in zip(params, self._params))
 
     @property
     def torch_optimizer(self) -> torch.optim.Optimizer | None:

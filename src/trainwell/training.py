@@ -424,7 +424,7 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
     if ctx.dist is not None:
         step = ctx.dist.guarded_step(step)
     optimizer = model.optimizer
-    optimizer.build(model.trainable_parameters())
+    model.build_optimizer()
     cbs, history, monitor = _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics,
                                             data=(x, y, val))
     model.stop_training = False
