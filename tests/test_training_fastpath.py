@@ -255,3 +255,93 @@ def test_save_weights_after_a_fused_fit(monkeypatch, tmp_path):
     other.load_weights(path)
     for a, b in zip(model.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+class _BatchAccuracies(callbacks.Callback):
+    """Reads the running training accuracy after every batch (what a per-batch callback sees)."""
+
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(logs["accuracy"])
+
+
+@pytest.mark.parametrize("loss, kind, units, out_act", [
+    ("categorical_crossentropy", "categorical", 3, "softmax"),
+    ("sparse_categorical_crossentropy", "sparse", 3, "softmax"),
+    ("binary_crossentropy", "binary", 1, "sigmoid"),
+])
+def test_counted_accuracy_equals_update_state_batch_by_batch(monkeypatch, loss, kind, units, out_act):
+    """The fused step counts accuracy hits (metrics._add_hits): the same numbers, exactly, as the
+    metric's own update_state, in the epoch logs and in what per-batch callbacks read."""
+    from trainwell import fastpath
+
+    runs = []
+    for counted in (True, False):
+        if not counted:
+            monkeypatch.setattr(fastpath, "_hit_kind", lambda metric, out: None)
+        probe = _BatchAccuracies()
+        model, history = _train(True, monkeypatch, loss=loss, kind=kind, out_units=units, out_act=out_act,
+                                metrics=["accuracy", "acc"], epochs=2, callbacks=[probe])
+        runs.append((history.history, probe.values, model.get_weights()))
+    (hist_a, batches_a, w_a), (hist_b, batches_b, w_b) = runs
+    assert hist_a == hist_b
+    assert batches_a == batches_b and len(batches_a) == 2 * 4
+    for a, b in zip(w_a, w_b):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_add_hits_matches_update_state_on_ties_and_soft_targets():
+    """Hand-made batch: tied predictions (argmax takes the first), a soft target row, two batches."""
+    from trainwell import metrics
+
+    y_true = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.3, 0.3, 0.4], [0.0, 0.0, 1.0]])
+    y_pred = torch.tensor([[0.2, 0.6, 0.2], [0.5, 0.5, 0.0], [0.1, 0.1, 0.8], [0.4, 0.4, 0.2]])
+    counted, reference = metrics.CategoricalAccuracy(), metrics.CategoricalAccuracy()
+    for _ in range(2):
+        counted._add_hits(torch.eq(y_true.argmax(-1), y_pred.argmax(-1)))
+        reference.update_state(y_true, y_pred)
+    # Rows 0, 1 (tie resolved to class 0) and 2 are hits, row 3 is not: 3 of 4, twice.
+    assert float(counted.result()) == float(reference.result()) == 0.75
+    assert float(counted._state["count"]) == 8.0 and counted._state["total"].dtype == torch.float32
+
+
+def test_predict_ready_inputs_match_the_general_path(monkeypatch):
+    """float64, non-contiguous and read-only arrays take the cheap conversion; the numbers are those of
+    prepare_x's path, and anything it refuses (NaN, inf, beyond float32's range) still gets its error
+    or result from prepare_x."""
+    model, _ = _train(True, monkeypatch, out_units=3, out_act="softmax", loss="categorical_crossentropy",
+                      kind="categorical")
+    x, _ = _data("regression", 1)
+    x64 = x.astype(np.float64) * 1.1  # values that round when converted to float32
+    with torch.no_grad():
+        expected = model.call(torch.from_numpy(x64).float()).numpy()
+    calls = []
+    original = training.prepare_x
+    monkeypatch.setattr(training, "prepare_x", lambda *a, **k: calls.append(1) or original(*a, **k))
+    read_only = x64.astype(np.float32)
+    read_only.flags.writeable = False
+    wide = np.repeat(x64.astype(np.float32), 2, axis=1)
+    for arr in (x64, x64[:1], x64.astype(np.float32), read_only, wide[:, ::2], np.asfortranarray(x64)):
+        np.testing.assert_array_equal(model.predict(arr, verbose=0), expected[:arr.shape[0]])
+    assert calls == []  # none of those needed prepare_x
+    huge = x64[:2].copy()
+    huge[1, 0] = 1e39  # finite in float64, inf in float32: prepare_x's path, no overflow warning
+    assert not np.isfinite(model.predict(huge, verbose=0)[1]).all() and calls == [1]
+    many = np.concatenate([x] * 2)
+    assert many.size > training.PYTHON_CHECK_VALUES >= 1 * FEATURES
+    for rows in (1, 2 * N):  # checked in Python (few values) and with numpy (many)
+        for bad_value, word in ((np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf")):
+            bad = many[:rows].copy()
+            bad[rows - 1, 2] = bad_value
+            with pytest.raises(ValueError, match=word):
+                model.predict(bad, verbose=0)
+
+
+def test_predict_leaves_the_thread_count_alone(monkeypatch):
+    model, _ = _train(True, monkeypatch, epochs=1)
+    x, _ = _data("regression", 1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail("predict changed the threads"))
+    assert model.predict(x, verbose=0).shape == (N, 1)

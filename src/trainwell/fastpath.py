@@ -25,6 +25,7 @@ import torch
 
 from . import activations
 from . import losses as losses_module
+from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .layers import Dense
 
@@ -220,8 +221,12 @@ class FusedDenseStep:
         if ctx.fused:
             self.acts[-1] = "linear"  # the loss takes logits
         self.loss_kind = _LOSS_KINDS[type(ctx.loss)]
+        # Per layer: the in-place activation (None for linear) and its backward, looked up once.
+        self.act_inplace = [_INPLACE.get(act) for act in self.acts]
+        self.act_backward = [_BACKWARD.get(act) for act in self.acts]
         self.update = None
         self.rows = 0
+        self.metric_kinds = None
 
     def _setup(self, ctx, optimizer) -> None:
         self.flat = FlatParameters(ctx.model.trainable_parameters())
@@ -245,36 +250,57 @@ class FusedDenseStep:
         n = xb.shape[0]
         if n > self.rows:
             self._allocate(n, xb)
-        hs = [xb]
-        for (kernel, bias), act, z in zip(self.layers, self.acts, self.z):
-            h = z[:n]
+        # Full batches use the views made once in _allocate; only a short last batch slices
+        # (each view costs a dispatch, ~1-2 µs, about 10 of them per step).
+        if n == self.rows:
+            hs, dz, hs_t = self.z, self.dz, self.z_t
+        else:
+            hs, dz = [z[:n] for z in self.z], [t[:n] for t in self.dz]
+            hs_t = [h.t() for h in hs]
+        h = xb
+        for (kernel, bias), act, out in zip(self.layers, self.act_inplace, hs):
             if bias is not None:
-                torch.addmm(bias, hs[-1], kernel, out=h)
+                torch.addmm(bias, h, kernel, out=out)
             else:
-                torch.mm(hs[-1], kernel, out=h)
-            if act != "linear":
-                getattr(h, act + "_")()
-            hs.append(h)
-        loss, d = self._loss_and_grad(hs[-1], yb, n)
+                torch.mm(h, kernel, out=out)
+            if act is not None:
+                act(out)
+            h = out
+        loss, d = self._loss_and_grad(h, yb, n, dz[-1])
         for i in range(len(self.layers) - 1, -1, -1):
-            d = _activation_backward(self.acts[i], d, hs[i + 1])
+            backward = self.act_backward[i]
+            if backward is not None:
+                d = backward(d, hs[i])
             grad_kernel, grad_bias = self.grads[i]
-            inputs_t = self.z_t[i - 1] if i and n == self.rows else hs[i].t()
-            torch.mm(inputs_t, d, out=grad_kernel)
+            torch.mm(hs_t[i - 1] if i else xb.t(), d, out=grad_kernel)
             if grad_bias is not None:
                 torch.sum(d, 0, out=grad_bias)
             if i:
-                d = torch.mm(d, self.kernels_t[i], out=self.dz[i - 1][:n])
+                d = torch.mm(d, self.kernels_t[i], out=dz[i - 1])
         self.update()
         if ctx.metrics:
-            pred = ctx.predictions(hs[-1])
-            for _, metric in ctx.metrics:
-                metric.update_state(yb, pred, wb)
+            self._update_metrics(ctx, h, yb, wb)
         return loss
 
-    def _loss_and_grad(self, out, y, n):
-        """Batch loss (0-d) and its gradient w.r.t. ``out``, as the Keras loss and autograd give them."""
-        d = self.dz[-1][:n]
+    def _update_metrics(self, ctx, out, yb, wb) -> None:
+        """The training metrics' per-batch update; the accuracies count hits directly (same sums)."""
+        if self.metric_kinds is None:  # once per fit: ctx.metrics are fixed by then
+            self.metric_kinds = [(metric, _hit_kind(metric, out)) for _, metric in ctx.metrics]
+        pred = ctx.predictions(out)
+        for metric, kind in self.metric_kinds:
+            if kind == "categorical":
+                metric._add_hits(torch.eq(yb.argmax(-1), pred.argmax(-1)))
+            elif kind == "sparse":
+                metric._add_hits(torch.eq(yb, pred.argmax(-1)))
+            elif kind == "binary":
+                metric._add_hits(torch.eq(yb[:, 0], torch.gt(pred[:, 0], metric._fn_kwargs["threshold"])
+                                          .to(yb.dtype)))
+            else:
+                metric.update_state(yb, pred, wb)
+
+    def _loss_and_grad(self, out, y, n, d):
+        """Batch loss (0-d) and its gradient w.r.t. ``out`` (written into ``d`` where it can), as the
+        Keras loss and autograd give them."""
         kind = self.loss_kind
         if kind in ("mse", "mae"):
             torch.sub(out, y, out=d)
@@ -297,15 +323,33 @@ class FusedDenseStep:
         return loss, torch._log_softmax_backward_data(grad_log_prob, log_prob, 1, log_prob.dtype)
 
 
-def _activation_backward(name: str, grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """dL/dz from dL/dh and h = act(z), with the kernels autograd uses for these activations."""
-    if name == "relu":
-        return torch.ops.aten.threshold_backward(grad, out, 0)
-    if name == "tanh":
-        return torch.ops.aten.tanh_backward(grad, out)
-    if name == "sigmoid":
-        return torch.ops.aten.sigmoid_backward(grad, out)
-    return grad
+def _hit_kind(metric, out: torch.Tensor) -> str | None:
+    """Which accuracy ``metric`` is, when its per-sample values are 0/1 hits the step can count.
+
+    Only the exact built-in classes with their own functions qualify (a subclass may override
+    anything); binary accuracy only for one output column, where its per-sample mean over the
+    last axis is the single comparison itself.
+    """
+    kind = type(metric)
+    fn = getattr(metric, "fn", None)
+    if kind is metrics_module.CategoricalAccuracy and fn is metrics_module.categorical_accuracy:
+        return "categorical"
+    if kind is metrics_module.SparseCategoricalAccuracy and fn is metrics_module.sparse_categorical_accuracy:
+        return "sparse"
+    if (kind is metrics_module.BinaryAccuracy and fn is metrics_module.binary_accuracy and out.dim() == 2
+            and out.shape[1] == 1 and set(metric._fn_kwargs) == {"threshold"}):
+        return "binary"
+    return None
+
+
+# The in-place activations of the forward, and dL/dz from (dL/dh, h = act(z)) with the kernels
+# autograd uses for them; linear is absent from both (nothing to do).
+_INPLACE = {"relu": torch.Tensor.relu_, "tanh": torch.Tensor.tanh_, "sigmoid": torch.Tensor.sigmoid_}
+_BACKWARD = {
+    "relu": lambda grad, out: torch.ops.aten.threshold_backward(grad, out, 0),
+    "tanh": torch.ops.aten.tanh_backward,
+    "sigmoid": torch.ops.aten.sigmoid_backward,
+}
 
 
 # In-place forms for inference (under inference_mode nothing needs the pre-activation).

@@ -229,6 +229,21 @@ class MeanMetricWrapper(Mean):
     def get_config(self) -> dict:
         return {**super().get_config(), **self._fn_kwargs}
 
+    def _add_hits(self, hits: torch.Tensor) -> None:
+        """Unweighted update from a bool tensor of per-sample hits, shape (batch,).
+
+        The same running sums as ``update_state`` when ``fn`` returns 1.0 for a hit and 0.0
+        otherwise (the accuracies): a batch's float32 sum of 0/1 values is its integer count,
+        exact below 2**24, so counting the bools gives identical numbers with three kernels
+        instead of about eight (the fused training step calls this every batch).
+        """
+        total = self._state.get("total")
+        if total is None:
+            self._state["total"] = total = torch.zeros((), dtype=torch.float32, device=hits.device)
+            self._state["count"] = torch.zeros((), dtype=torch.float32, device=hits.device)
+        total.add_(hits.sum())
+        self._state["count"].add_(hits.shape[0])
+
 
 # ---------------------------------------------------------------------------------------------
 # Built-in metrics

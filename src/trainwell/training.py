@@ -42,8 +42,8 @@ def resolve_device(device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"`device` expects 'auto', 'cpu', 'cuda' or 'cuda:N', received {describe(device)}.") \
-            from None
+        raise ConfigError("`device` expects 'auto', 'cpu', 'cuda' or 'cuda:N', "
+                          f"received {describe(device)}.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"`device={device!r}` asks for a GPU, but torch sees no CUDA device here. "
                           "Use device='auto' (GPU when present) or device='cpu'.")
@@ -86,7 +86,8 @@ def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= units:
             raise DataError(f"`{name}` holds class labels {lo}..{hi}, but the output layer has {units} units "
-                            f"(labels 0..{units - 1}). Use Dense({hi + 1}, activation='softmax') as the last layer.")
+                            f"(labels 0..{units - 1}). Use Dense({hi + 1}, activation='softmax') "
+                            "as the last layer.")
         return labels
     if kind == "categorical" and t.shape[1] == 1 and units > 1:
         raise DataError(
@@ -97,7 +98,8 @@ def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
         what = "classes (columns)" if kind == "categorical" else "target columns"
         raise DataError(
             f"The output layer '{model.layers[-1].name}' has {units} units but `{name}` has {t.shape[1]} "
-            f"{what}. Make the last layer Dense({t.shape[1]}{', activation=...' if kind != 'regression' else ''}) "
+            f"{what}. Make the last layer "
+            f"Dense({t.shape[1]}{', activation=...' if kind != 'regression' else ''}) "
             "or fix the targets.")
     if kind == "binary" and bool(((t < 0) | (t > 1)).any()):
         raise DataError(f"binary_crossentropy expects targets in [0, 1], `{name}` has values from "
@@ -141,7 +143,8 @@ class StepContext:
         # Fuse softmax + (sparse) categorical CE and sigmoid + binary CE: log-space is stable and saves
         # a kernel. Keras clips probabilities at 1e-7 instead; results differ only beyond that clip.
         if not getattr(model.loss, "from_logits", True):
-            if (act == "softmax" and kind in ("categorical", "sparse")) or (act == "sigmoid" and kind == "binary"):
+            if ((act == "softmax" and kind in ("categorical", "sparse"))
+                    or (act == "sigmoid" and kind == "binary")):
                 self.loss = model.loss.with_logits()
                 self.fused = True
         self.output_activation = last.activation if self.fused else None
@@ -226,7 +229,7 @@ def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
     return train_step
 
 
-# Multiply-adds per batch below which fit and predict run on one intra-op thread. On small
+# Multiply-adds per batch below which fit runs on one intra-op thread. On small
 # matrices a second thread costs more in synchronisation than it saves, and when another process
 # keeps the CPU busy every operation waits for a descheduled thread: on 2 shared cores a wages fit
 # took 20 s with 2 threads and 0.5 s with 1 (bench/NOTES.md).
@@ -423,7 +426,6 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
     step = select_step(ctx, model.optimizer, weighted=w is not None)
     if ctx.dist is not None:
         step = ctx.dist.guarded_step(step)
-    optimizer = model.optimizer
     model.build_optimizer()
     cbs, history, monitor = _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics,
                                             data=(x, y, val))
@@ -438,7 +440,8 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             # Keras 3 orders epoch logs by name, training keys before the val_ ones.
-            logs = dict(sorted(_train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch).items()))
+            train_logs = _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch)
+            logs = dict(sorted(train_logs.items()))
             if val is not None and _is_validation_epoch(epoch, validation_freq):
                 val_logs = _evaluate_tensors(model, ctx, *val, validation_batch_size, prefix="val_")
                 logs.update(sorted(val_logs.items()))
@@ -591,9 +594,8 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
 def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None, device=None) -> np.ndarray:
     """Model outputs for ``x`` as a float32 numpy array of shape (n_samples, units)."""
     forward = fastpath.inference_forward(model)  # None for an unbuilt or not Dense-only model
-    if forward is not None and batch_size is None and device is None and _is_ready_array(model, x):
-        xt = torch.from_numpy(x)  # shares memory: no copy, no per-call conversion
-    else:
+    xt = _ready_tensor(model, x) if forward is not None and batch_size is None and device is None else None
+    if xt is None:
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size", "predict()")
         xt = prepare_x(model, x, "x", model.set_device(device))
@@ -601,17 +603,14 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     if model.training:  # eval() walks every module; skip it when nothing changed since the last call
         model.eval()
     chunk = batch_size or PREDICT_ROWS
-    # A few rows never wake a second thread (torch splits work above ~32k elements), so the
-    # thread policy, ~10 µs, is skipped for them.
-    threads = limit_threads(model, min(xt.shape[0], chunk)) if xt.shape[0] > 16 else None
-    try:
-        with torch.inference_mode():
-            if xt.shape[0] <= chunk:
-                out = forward(xt)
-            else:
-                out = torch.cat([forward(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
-    finally:
-        restore_threads(threads)
+    # No thread policy here (limit_threads is for fit): a predict is one matrix product per layer,
+    # so a second thread synchronises a few times per call, not thousands of times per fit, and
+    # on a quiet machine it made bulk predict faster even for small models (bench/NOTES.md, 8).
+    with torch.inference_mode():
+        if xt.shape[0] <= chunk:
+            out = forward(xt)
+        else:
+            out = torch.cat([forward(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
     return out.cpu().numpy()
 
 
@@ -619,11 +618,40 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
 PREDICT_ROWS = 65536
 
 
-def _is_ready_array(model, x) -> bool:
-    """Whether ``x`` needs none of ``prepare_x``'s work: a finite, writable, C-ordered float32 numpy
-    array of the (built) model's sample shape, on the CPU. These checks cost a few µs where
-    ``prepare_x`` costs ~100 µs, which was most of a one-row predict."""
-    return (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 and 0 < x.shape[0]
-            and x.flags.c_contiguous and x.flags.writeable and model.device.type == "cpu"
-            and x.shape[1:] == model.input_shape_hint and bool(np.isfinite(x).all()))
+# Inputs of up to this many values are checked for NaN/inf in Python (one ``tolist``); a numpy
+# ufunc call between torch calls costs ~10 µs on this kind of machine, most of a one-row predict.
+PYTHON_CHECK_VALUES = 256
 
+
+def _ready_tensor(model, x) -> torch.Tensor | None:
+    """``x`` as a CPU float32 tensor when it needs none of ``prepare_x``'s work, else None.
+
+    That is a finite 2-D float32 or float64 numpy array of the (built) model's sample shape on a
+    CPU model. A C-ordered, writable float32 array is shared, not copied; anything else is
+    converted with numpy (float64 → float32 rounds as torch's conversion does). These checks
+    cost a few µs where ``prepare_x`` costs ~100 µs; any input they do not accept (DataFrames,
+    NaN or inf, values beyond float32's range, other shapes) takes ``prepare_x``, which gives the
+    same results and the descriptive errors.
+    """
+    if (not isinstance(x, np.ndarray) or x.ndim != 2 or not x.shape[0]
+            or x.shape[1:] != model.input_shape_hint or model.device.type != "cpu"):
+        return None
+    if x.dtype == np.float32:
+        flags = x.flags
+        arr = x if flags.c_contiguous and flags.writeable else np.array(x, dtype=np.float32, order="C")
+    elif x.dtype == np.float64:
+        # A new, writable array (torch warns on read-only ones). Values beyond float32's range
+        # become inf here, silently: the check below then sends them to prepare_x as before.
+        with np.errstate(over="ignore"):
+            arr = np.array(x, dtype=np.float32, order="C")
+    else:
+        return None
+    if arr.size <= PYTHON_CHECK_VALUES:
+        # A double-precision sum of float32 values cannot overflow, so it is finite exactly when
+        # every value is; s - s is 0.0 for a finite s and NaN for inf or NaN.
+        total = sum(arr.ravel().tolist())
+        if total - total != 0.0:
+            return None
+    elif not np.isfinite(arr).all():
+        return None
+    return torch.from_numpy(arr)
