@@ -601,7 +601,8 @@ def test_stalled_info_is_silent_when_early_stopping_ended_the_run():
 
     val = [1.0 - 0.05 * i for i in range(10)] + [0.5] * 20
     train = [1.0 - 0.02 * i for i in range(30)]
-    record = RunRecord(logs=[{"loss": t, "val_loss": v} for t, v in zip(train, val)], learning_rates=[0.001] * 30)
+    record = RunRecord(logs=[{"loss": t, "val_loss": v} for t, v in zip(train, val)],
+                       learning_rates=[0.001] * 30)
     assert [f.severity for f in stalled(record)] == ["info"]
     record.stopped_early = True
     assert stalled(record) == []

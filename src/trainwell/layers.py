@@ -328,7 +328,8 @@ class BatchNormalization(Layer):
                  moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
         super().__init__(**kwargs)
         if axis not in (-1,):
-            raise ConfigError(f"BatchNormalization '{self.name}': only axis=-1 is supported, received {axis!r}.")
+            raise ConfigError(f"BatchNormalization '{self.name}': only axis=-1 is supported, "
+                              f"received {axis!r}.")
         self.axis = axis
         self.momentum = check_fraction(momentum, "momentum")
         if not (isinstance(epsilon, numbers.Real) and epsilon > 0):
@@ -401,7 +402,8 @@ class Normalization(Layer):
 
     def build(self, input_shape) -> None:
         n = int(input_shape[-1])
-        mean = torch.zeros(n) if self._init_mean is None else torch.as_tensor(self._init_mean).expand(n).clone()
+        mean = torch.zeros(n) if self._init_mean is None else \
+            torch.as_tensor(self._init_mean).expand(n).clone()
         var = torch.ones(n) if self._init_variance is None else \
             torch.as_tensor(self._init_variance).expand(n).clone()
         self.register_buffer("mean", mean)
@@ -409,7 +411,7 @@ class Normalization(Layer):
         super().build(input_shape)
 
     def adapt(self, data) -> None:
-        """Compute the per-feature mean and variance of ``data`` (array-like of shape (n_samples, n_features))."""
+        """Compute the per-feature mean and variance of ``data``, array-like of shape (samples, features)."""
         from .data import as_tensor  # data.py sits above layers in the import order only for conversion
 
         x = as_tensor(data, "adapt(data)").reshape(-1, np.shape(data)[-1])
@@ -441,7 +443,8 @@ def deserialize(config: dict) -> Layer:
     from ._errors import unknown_name
 
     if not isinstance(config, dict) or "class_name" not in config:
-        raise ConfigTypeError(f"A layer config must be a dict with 'class_name', received {describe(config)}.")
+        raise ConfigTypeError("A layer config must be a dict with 'class_name', "
+                              f"received {describe(config)}.")
     cls = LAYERS.get(config["class_name"])
     if cls is None:
         raise unknown_name("layer type", config["class_name"], LAYERS)

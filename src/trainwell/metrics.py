@@ -234,14 +234,14 @@ class MeanMetricWrapper(Mean):
 
         The same running sums as ``update_state`` when ``fn`` returns 1.0 for a hit and 0.0
         otherwise (the accuracies): a batch's float32 sum of 0/1 values is its integer count,
-        exact below 2**24, so counting the bools gives identical numbers with three kernels
-        instead of about eight (the fused training step calls this every batch).
+        exact below 2**24, so counting the bools as float32 gives identical numbers with three
+        kernels instead of about eight (the fused training step calls this every batch).
         """
         total = self._state.get("total")
         if total is None:
             self._state["total"] = total = torch.zeros((), dtype=torch.float32, device=hits.device)
             self._state["count"] = torch.zeros((), dtype=torch.float32, device=hits.device)
-        total.add_(hits.sum())
+        total.add_(torch.sum(hits, dtype=torch.float32))  # no int64 sum and cast: ~9 µs less
         self._state["count"].add_(hits.shape[0])
 
 

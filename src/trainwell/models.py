@@ -104,8 +104,8 @@ class Sequential(nn.Module):
             try:
                 return self.layers[index]
             except IndexError:
-                raise ConfigError(f"get_layer: index {index} is out of range for {len(self.layers)} layers.") \
-                    from None
+                raise ConfigError(f"get_layer: index {index} is out of range for "
+                                  f"{len(self.layers)} layers.") from None
         for layer in self._stack:
             if layer.name == name:
                 return layer
@@ -198,7 +198,8 @@ class Sequential(nn.Module):
         """Configure the model for training.
 
         Args:
-            optimizer: Name ('adam', 'sgd', 'rmsprop', ...) or an optimizer instance. Keras's default 'rmsprop'.
+            optimizer: Name ('adam', 'sgd', 'rmsprop', ...) or an optimizer instance.
+                Keras's default 'rmsprop'.
             loss: Name ('mean_squared_error', 'categorical_crossentropy', ...), a Loss, or a callable.
             loss_weights: Optional scalar multiplying the loss.
             metrics: List of names ('accuracy', 'mae', ...) or Metric instances.
@@ -277,7 +278,8 @@ class Sequential(nn.Module):
             y: Targets: (n_samples,) or (n_samples, units); one-hot for categorical_crossentropy.
             batch_size: Samples per gradient update. Defaults to 32.
             epochs: Number of epochs (the final epoch index, counting from ``initial_epoch``).
-            verbose: 'auto' (=1), 0 silent, 1 progress bar (one line per epoch in a log), 2 one line per epoch.
+            verbose: 'auto' (=1), 0 silent, 1 progress bar (one line per epoch in a log),
+                2 one line per epoch.
             callbacks: List of ``trainwell.callbacks`` instances (EarlyStopping, ModelCheckpoint, ...).
             validation_split: Fraction in [0, 1) held out from the *end* of the data, before shuffling.
             validation_data: ``(x_val, y_val)`` used instead of ``validation_split``.
@@ -551,7 +553,7 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
     from . import saving
 
     if custom_objects:
-        raise ConfigError("load_model: `custom_objects` is not supported: trainwell model files hold no code, "
-                          "so they never need custom objects. Remove the argument.")
+        raise ConfigError("load_model: `custom_objects` is not supported: trainwell model files hold "
+                          "no code, so they never need custom objects. Remove the argument.")
     return saving.load_model(filepath, compile=compile)
 

@@ -97,8 +97,8 @@ class Optimizer:
     """
 
     def __init__(
-        self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None,
-        lr=None,
+        self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+        name=None, lr=None,
     ):
         where = type(self).__name__
         if lr is not None:

@@ -31,7 +31,8 @@ def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.nda
     if labels.ndim > 1 and labels.shape[-1] == 1:
         labels = labels.reshape(labels.shape[:-1])
     if labels.size and (labels.dtype.kind not in "biuf" or not np.all(np.mod(labels, 1) == 0)):
-        raise DataError(f"to_categorical expects integer class labels, received values of dtype {labels.dtype} "
+        raise DataError("to_categorical expects integer class labels, received values of dtype "
+                        f"{labels.dtype} "
                         "that are not whole numbers. Encode text labels first (e.g. pandas.factorize).")
     labels = labels.astype(np.int64)
     if labels.size and labels.min() < 0:
