@@ -152,3 +152,19 @@ def test_warn_if_sorted_warns_on_sorted_targets_only():
         warn_if_sorted(torch.arange(30.0)[torch.randperm(30)], 0.3)
         warn_if_sorted(torch.ones(30), 0.3)  # constant targets are not "sorted"
         warn_if_sorted(torch.arange(10.0), 0.3)  # too few rows to tell
+
+
+def test_finite_values_whose_sum_overflows_are_accepted():
+    """The finite check sums first; a sum that overflows on finite values must not be an error."""
+    x = np.full((4, 2), 3e38, dtype=np.float32)
+    assert torch.equal(as_tensor(x), torch.from_numpy(x))
+    x[2, 1] = np.nan
+    with pytest.raises(DataError, match=r"NaN values in 1 row\(s\), column\(s\) 1"):
+        as_tensor(x)
+
+
+def test_float64_beyond_float32_range_is_an_error_naming_the_column():
+    x = np.ones((3, 2))
+    x[1, 0] = 1e40
+    with pytest.raises(DataError, match=r"beyond float32's range .* 1 row\(s\), column\(s\) 0"):
+        as_tensor(x)

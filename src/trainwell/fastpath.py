@@ -21,6 +21,9 @@ model cannot use it (and the loop falls back to ``training.train_step``).
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from . import activations
@@ -377,12 +380,14 @@ def _hit_kind(metric, out: torch.Tensor) -> str | None:
 # The in-place activations of the forward, and dL/dz from (dL/dh, h = act(z)) with the kernels
 # autograd uses for them; linear is absent from both (nothing to do).
 _INPLACE = {"relu": torch.Tensor.relu_, "tanh": torch.Tensor.tanh_, "sigmoid": torch.Tensor.sigmoid_}
-# The overloads themselves: calling the overload packet costs ~3 µs more per call.
-_THRESHOLD_BACKWARD = torch.ops.aten.threshold_backward.default
+# They write into ``grad`` (elementwise, so aliasing is safe): a fresh output of 1 MB per call
+# costs its page faults, ~0.6 ms per layer and step on the `wide` benchmark. The overloads are
+# called directly: the overload packet costs ~3 µs more per call.
+_aten = torch.ops.aten
 _BACKWARD = {
-    "relu": lambda grad, out: _THRESHOLD_BACKWARD(grad, out, 0),
-    "tanh": torch.ops.aten.tanh_backward.default,
-    "sigmoid": torch.ops.aten.sigmoid_backward.default,
+    "relu": lambda grad, out: _aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad),
+    "tanh": lambda grad, out: _aten.tanh_backward.grad_input(grad, out, grad_input=grad),
+    "sigmoid": lambda grad, out: _aten.sigmoid_backward.grad_input(grad, out, grad_input=grad),
 }
 
 
@@ -402,7 +407,8 @@ def inference_forward(model, logits: bool = False):
 
     It calls ``addmm`` and the activation directly, skipping ``nn.Module.__call__`` and the
     layers' shape handling: about 10 µs per layer, most of a one-row predict. The plan is cached
-    on the model and rebuilt when its list of layers changes.
+    on the model and rebuilt when the model's ``_version`` changes (layers added or removed,
+    weights built, device moved).
 
     Args:
         model: a built ``Sequential``.
@@ -412,27 +418,73 @@ def inference_forward(model, logits: bool = False):
     Returns:
         ``forward(x) -> outputs`` (the same numbers as ``model.call``), or None.
     """
-    layers = tuple(model._stack)
+    plan = _plan(model)
+    return None if plan is None else plan[1][logits]
+
+
+def _plan(model):
+    """The model's cached ``(version, (forward, logits_forward), sample_shape, on_cpu)``; None if unbuilt."""
     cached = model.__dict__.get("_inference_plan")
-    if cached is not None and cached[0] == layers:
-        return cached[1][logits]
-    plan = []
+    if cached is not None and cached[0] == model._version:
+        return cached
+    layers = list(model._stack)
+    if not layers or any(getattr(layer, "kernel", 0) is None for layer in layers):
+        return None  # not built yet: nothing to cache
+    steps = []
     for layer in layers:
         name = _activation_name(layer) if type(layer) is Dense else None
         if name == "other" and layer.activation is activations.get("softmax"):
             name = "softmax"
         if name not in _INFERENCE_ACTIVATIONS:
-            plan = None
+            steps = None
             break
-        plan.append((layer.kernel, layer.bias, _INFERENCE_ACTIVATIONS[name]))
-    if not layers or any(getattr(layer, "kernel", 0) is None for layer in layers):
-        return None  # not built yet: nothing to cache
+        steps.append((layer.kernel, layer.bias, _INFERENCE_ACTIVATIONS[name]))
     forwards = (None, None)
-    if plan is not None:
-        kernel, bias, _ = plan[-1]
-        forwards = (_plan_forward(plan), _plan_forward(plan[:-1] + [(kernel, bias, None)]))
-    model.__dict__["_inference_plan"] = (layers, forwards)
-    return forwards[logits]
+    if steps is not None:
+        kernel, bias, _ = steps[-1]
+        forwards = (_plan_forward(steps), _plan_forward(steps[:-1] + [(kernel, bias, None)]))
+    cached = (model._version, forwards, model.input_shape_hint, model.device.type == "cpu")
+    model.__dict__["_inference_plan"] = cached
+    return cached
+
+
+def predict_array(model, x, max_rows: int):
+    """``model.predict(x)`` for a numpy array that needs nothing but the forward pass, or None.
+
+    That is a 2-D float32 or float64 array of the model's sample shape, of at most ``max_rows``
+    rows, without NaN or inf, for a Dense-only model on the CPU. A C-ordered, writable float32
+    array is shared, not copied; others are converted with numpy (float64 → float32 rounds as
+    torch's conversion does; values beyond float32's range become inf, silently, and are then
+    found with the NaN and inf). For anything else the caller takes the general path, which
+    gives the same numbers and the descriptive errors.
+
+    This is the whole of a one-row predict, so it is written for as few interpreter steps as
+    possible: one cache lookup, a few attribute checks, autograd switched off by a function
+    call rather than a context manager, and the finite check as a sum taken in torch with the
+    forward (a finite sum means every value is finite; one that overflowed sends the input to
+    the exact check). About 20 µs for the course's models where the general path costs ~100 µs.
+    """
+    plan = _plan(model)
+    if plan is None or plan[1][0] is None or not plan[3]:
+        return None
+    if x.ndim != 2 or x.shape[1:] != plan[2] or not 0 < x.shape[0] <= max_rows:
+        return None
+    if x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable:
+        arr = x
+    elif x.dtype in (np.float32, np.float64):
+        with np.errstate(over="ignore"):  # a new, writable array: torch warns on read-only ones
+            arr = np.array(x, dtype=np.float32, order="C")
+    else:
+        return None
+    xt = torch.from_numpy(arr)
+    enabled = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)
+    try:
+        total = xt.sum()
+        out = plan[1][0](xt)
+    finally:
+        torch.set_grad_enabled(enabled)
+    return out.numpy() if math.isfinite(total.item()) else None
 
 
 def _plan_forward(plan):

@@ -41,6 +41,8 @@ class Sequential(nn.Module):
         super().__init__()
         self.name = name or layers_module.unique_name("sequential")
         self._stack = nn.ModuleList()
+        # Bumped on every change of layers, weights' identity or device: fastpath's cached plans check it.
+        self._version = 0
         self._input_shape: tuple[int, ...] | None = None
         self.optimizer = None
         self.loss = None
@@ -83,6 +85,7 @@ class Sequential(nn.Module):
         if not self._stack and self._input_shape is None and layer.input_shape_arg is not None:
             self._input_shape = layer.input_shape_arg
         self._stack.append(layer)
+        self._version += 1
         # With a known input shape every added layer is built at once, as in Keras (checking
         # `self.built` here was wrong: the new, unbuilt layer makes it False, so only the first
         # layer got weights and get_weights/summary/count_params saw a part of the model).
@@ -95,6 +98,7 @@ class Sequential(nn.Module):
             raise ConfigError(f"Sequential '{self.name}' has no layers to pop.")
         layer = self._stack[-1]
         del self._stack[-1]
+        self._version += 1
         self._reset_compiled_metrics()
         return layer
 
@@ -162,6 +166,7 @@ class Sequential(nn.Module):
                 layer.build(shape)
             shape = layer.compute_output_shape(shape)
         self.to(self.device)
+        self._version += 1
 
     # -- forward ----------------------------------------------------------------------------
     def call(self, x: torch.Tensor, final_activation: bool = True) -> torch.Tensor:
@@ -189,6 +194,7 @@ class Sequential(nn.Module):
             if dev != self.device:
                 self.device = dev
                 self.to(dev)
+                self._version += 1
         return self.device
 
     # -- compile ----------------------------------------------------------------------------
@@ -325,8 +331,7 @@ class Sequential(nn.Module):
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
         """Outputs for ``x`` as a numpy array of shape (n_samples, units)."""
-        return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
-                                callbacks=callbacks)
+        return training.predict(self, x, batch_size, verbose, steps, callbacks)  # positional: ~1 µs
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient update on one batch; returns that batch's loss (and metrics)."""

@@ -510,15 +510,14 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
         order = None
     acc = EpochAccumulator(ctx.metrics, x.device)
     batch_hooks = cbs.needs_batch_hooks
+    gather = None if order is None else BatchGather((x, y, w), batch_size)
     for b, start in enumerate(range(0, n, batch_size)):
         stop = min(start + batch_size, n)
         if order is None:
             xb, yb = x[start:stop], y[start:stop]
             wb = None if w is None else w[start:stop]
         else:
-            idx = order[start:stop]
-            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-            wb = None if w is None else w.index_select(0, idx)
+            xb, yb, wb = gather(order[start:stop])
         if batch_hooks:
             cbs.on_train_batch_begin(b)
         loss = step(ctx, model.optimizer, xb, yb, wb)
@@ -533,6 +532,29 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
         ctx.dist.reduce_accumulator(acc)
         ctx.dist.sync_buffers()
     return acc.results()
+
+
+class BatchGather:
+    """Rows of several tensors picked by index into buffers reused for every batch of an epoch.
+
+    A fresh batch of large data is a fresh allocation of hundreds of KB per tensor and step, which
+    the C allocator serves with new pages; each page costs a fault when first written (~0.5 ms
+    per batch of 1024 x 100 floats here). The step never keeps a batch beyond its call.
+
+    Args:
+        tensors: the epoch's tensors (None entries stay None).
+        rows: the batch size.
+    """
+
+    def __init__(self, tensors, rows: int):
+        self.tensors = tensors
+        self.buffers = [None if t is None else t.new_empty((min(rows, t.shape[0]), *t.shape[1:]))
+                        for t in tensors]
+
+    def __call__(self, idx: torch.Tensor) -> list:
+        n = idx.shape[0]
+        return [None if t is None else torch.index_select(t, 0, idx, out=buf[:n])
+                for t, buf in zip(self.tensors, self.buffers)]
 
 
 def _warn_if_diverged(model, history) -> None:
@@ -596,19 +618,20 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
 
 def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None, device=None) -> np.ndarray:
     """Model outputs for ``x`` as a float32 numpy array of shape (n_samples, units)."""
-    forward = fastpath.inference_forward(model)  # None for an unbuilt or not Dense-only model
-    xt = _ready_tensor(model, x) if forward is not None and batch_size is None and device is None else None
-    if xt is None:
-        if batch_size is not None:
-            check_positive_int(batch_size, "batch_size", "predict()")
-        xt = prepare_x(model, x, "x", model.set_device(device))
-        forward = fastpath.inference_forward(model) or model.call
+    if batch_size is None and device is None and type(x) is np.ndarray:
+        out = fastpath.predict_array(model, x, PREDICT_ROWS)  # Dense-only CPU models: the forward alone
+        if out is not None:
+            return out
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size", "predict()")
+    xt = prepare_x(model, x, "x", model.set_device(device))  # NaN/inf get their error here
+    forward = fastpath.inference_forward(model) or model.call
     if model.training:  # eval() walks every module; skip it when nothing changed since the last call
         model.eval()
     chunk = batch_size or PREDICT_ROWS
     # No thread policy here (limit_threads is for fit): a predict is one matrix product per layer,
-    # so a second thread synchronises a few times per call, not thousands of times per fit, and
-    # on a quiet machine it made bulk predict faster even for small models (bench/NOTES.md, 8).
+    # so a second thread synchronises a few times per call, not thousands of times as a fit does,
+    # and on a quiet machine it made bulk predict faster even for small models (bench/NOTES.md, 8).
     with torch.inference_mode():
         if xt.shape[0] <= chunk:
             out = forward(xt)
@@ -621,40 +644,3 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
 PREDICT_ROWS = 65536
 
 
-# Inputs of up to this many values are checked for NaN/inf in Python (one ``tolist``); a numpy
-# ufunc call between torch calls costs ~10 µs on this kind of machine, most of a one-row predict.
-PYTHON_CHECK_VALUES = 256
-
-
-def _ready_tensor(model, x) -> torch.Tensor | None:
-    """``x`` as a CPU float32 tensor when it needs none of ``prepare_x``'s work, else None.
-
-    That is a finite 2-D float32 or float64 numpy array of the (built) model's sample shape on a
-    CPU model. A C-ordered, writable float32 array is shared, not copied; anything else is
-    converted with numpy (float64 → float32 rounds as torch's conversion does). These checks
-    cost a few µs where ``prepare_x`` costs ~100 µs; any input they do not accept (DataFrames,
-    NaN or inf, values beyond float32's range, other shapes) takes ``prepare_x``, which gives the
-    same results and the descriptive errors.
-    """
-    if (not isinstance(x, np.ndarray) or x.ndim != 2 or not x.shape[0]
-            or x.shape[1:] != model.input_shape_hint or model.device.type != "cpu"):
-        return None
-    if x.dtype == np.float32:
-        flags = x.flags
-        arr = x if flags.c_contiguous and flags.writeable else np.array(x, dtype=np.float32, order="C")
-    elif x.dtype == np.float64:
-        # A new, writable array (torch warns on read-only ones). Values beyond float32's range
-        # become inf here, silently: the check below then sends them to prepare_x as before.
-        with np.errstate(over="ignore"):
-            arr = np.array(x, dtype=np.float32, order="C")
-    else:
-        return None
-    if arr.size <= PYTHON_CHECK_VALUES:
-        # A double-precision sum of float32 values cannot overflow, so it is finite exactly when
-        # every value is; s - s is 0.0 for a finite s and NaN for inf or NaN.
-        total = sum(arr.ravel().tolist())
-        if total - total != 0.0:
-            return None
-    elif not np.isfinite(arr).all():
-        return None
-    return torch.from_numpy(arr)
