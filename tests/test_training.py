@@ -693,3 +693,34 @@ def test_mnist_subset_converges_with_scaling():
     assert history.history["val_accuracy"][-1] > 0.85
     _, accuracy = model.evaluate(x[1500:], to_categorical(y[1500:], 10), verbose=0)
     assert accuracy > 0.85
+
+
+def test_train_on_batch_mixed_with_fit_and_weights_matches_one_fit():
+    """train_on_batch keeps its step between calls; a fit, a weighted call or set_weights in
+    between must still see and move the same weights and optimizer state."""
+    x, y = regression_data(n=16)
+    a, b = regressor(optimizer="adam"), regressor(optimizer="adam")
+    b.set_weights(a.get_weights())
+    a.train_on_batch(x, y)
+    a.train_on_batch(x, y)
+    a.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)  # rebinds the weights
+    a.train_on_batch(x, y, sample_weight=np.ones(16))  # the plain autograd step
+    a.train_on_batch(x, y)
+    history = b.fit(x, y, epochs=6, batch_size=16, shuffle=False, verbose=0)
+    assert a.optimizer.iterations == b.optimizer.iterations == 6
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-7)
+    # set_weights between calls is seen by the kept step
+    a.set_weights(b.get_weights())
+    loss = a.train_on_batch(x, y)
+    assert loss == pytest.approx(b.evaluate(x, y, verbose=0), rel=1e-5)
+    assert history.history["loss"][-1] > loss
+
+
+@pytest.mark.parametrize("arg", ["steps_per_epoch", "validation_steps"])
+def test_unsupported_step_counts_warn_instead_of_being_silently_ignored(arg):
+    x, y = regression_data(n=16)
+    model = regressor()
+    with pytest.warns(UserWarning, match=f"{arg}=2 is ignored"):
+        history = model.fit(x, y, epochs=1, batch_size=4, verbose=0, validation_split=0.25, **{arg: 2})
+    assert len(history.history["loss"]) == 1

@@ -120,6 +120,10 @@ class FlatParameters:
         for p, view in zip(params, self.views(self.grad)):
             p.grad = view
 
+    def bound(self) -> bool:
+        """Whether the parameters still live in this buffer (a later FlatParameters moves them)."""
+        return self.params[0].data_ptr() == self.data.data_ptr()
+
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Per-parameter views of a flat buffer of this layout."""
         return [flat[o:o + k].view_as(p) for p, (o, k) in zip(self.params, self.spans)]
@@ -280,7 +284,7 @@ class FusedDenseStep:
         return full, [b.t() for b in full], outs, dz
 
     def __call__(self, ctx, optimizer, xb, yb, wb) -> torch.Tensor:
-        if self.update is None:
+        if self.update is None or not self.flat.bound():  # first call, or another step rebound them
             self._setup(ctx, optimizer)
         n = xb.shape[0]
         if n > self.rows:

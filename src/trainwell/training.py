@@ -341,6 +341,11 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     if shuffle not in (True, False, "batch"):
         raise ConfigError(f"`shuffle` expects True or False, received {describe(shuffle)}.")
     strategy = distributed.check_strategy(strategy)
+    for arg, value in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+        if value is not None:  # Keras's meaning needs an iterator that outlives the epoch; not built
+            warnings.warn(f"fit(): {arg}={value!r} is ignored: trainwell runs every epoch over all the "
+                          "samples it is given. Pass a slice of x and y to train on fewer per epoch.",
+                          UserWarning, stacklevel=3)
     if precision is not None:
         model.precision = distributed.check_precision(precision)
     dev = model.set_device(distributed.process_device(device) if strategy else device)
