@@ -88,6 +88,10 @@ def _header(doc: dict) -> list[str]:
     # something else was running.
     lines.append(f"Load average (1 min) at start / end: {start:.1f} / {end:.1f} (the end includes the "
                  "suite's own workers).")
+    if doc.get("rounds", 1) > 1:
+        lines.append(f"On the small workloads trainwell, sklearn and torch_lean ran in {doc['rounds']} "
+                     "interleaved rounds (a fresh process each); their warm fits are pooled and the other "
+                     "figures are the median of the rounds (`bench.run.pool_rounds`). The other peers ran once.")
     if start > m["cores_usable"] * 0.75:
         lines.append("**Warning: the machine was busy with other work; timings are inflated and noisy.**")
     return lines
