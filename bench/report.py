@@ -91,7 +91,8 @@ def _header(doc: dict) -> list[str]:
     if doc.get("rounds", 1) > 1:
         lines.append(f"On the small workloads trainwell, sklearn and torch_lean ran in {doc['rounds']} "
                      "interleaved rounds (a fresh process each); their warm fits are pooled and the other "
-                     "figures are the median of the rounds (`bench.run.pool_rounds`). The other peers ran once.")
+                     "figures are the median of the rounds (`bench.run.pool_rounds`). "
+                     "The other peers ran once.")
     if start > m["cores_usable"] * 0.75:
         lines.append("**Warning: the machine was busy with other work; timings are inflated and noisy.**")
     return lines
