@@ -416,7 +416,9 @@ def test_backup_and_restore_resumes_exactly_after_a_crash(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(crashed, 10, callbacks=[BackupAndRestore(backup), _Crash(5)])
     assert os.listdir(backup) == ["latest.tw"]  # kept after the crash
-    assert saving.read_header(backup / "latest.tw")["backup"] == {"epoch": 6}
+    # The crash came in epoch 5's on_epoch_end, before the backup (which runs last, after the
+    # callbacks whose state it saves): the backup is of 5 finished epochs and epoch 5 is redone.
+    assert saving.read_header(backup / "latest.tw")["backup"] == {"epoch": 5}
     resumed = full_model()
     history = fit(resumed, 10, callbacks=[BackupAndRestore(backup)])
     assert same_weights(whole, resumed)
@@ -598,3 +600,58 @@ def test_keras_load_model_signature_and_resaving_a_loaded_model(tmp_path):
     second = saving.read_container(tmp_path / "b.tw")[1]
     assert sorted(first) == sorted(second)
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def _stateful_callbacks():
+    return [tw.callbacks.EarlyStopping(monitor="loss", patience=3, min_delta=0.01, restore_best_weights=True),
+            tw.callbacks.ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5)]
+
+
+def _fast_model():
+    return full_model(optimizer=optimizers.Adam(learning_rate=0.01))
+
+
+def test_backup_and_restore_carries_on_the_other_callbacks_state(tmp_path):
+    """A run resumed after a crash stops at the same epoch, with the same best weights, learning
+    rate and history, as one never interrupted: EarlyStopping's patience count, best value and best
+    weights and ReduceLROnPlateau's counters are part of the backup."""
+    whole = _fast_model()
+    stops = _stateful_callbacks()
+    fit(whole, 200, callbacks=[BackupAndRestore(tmp_path / "unused"), *stops])
+    stopped = stops[0].stopped_epoch
+    assert 4 < stopped < 199  # it stopped early, late enough to crash in between
+    crash_at = stopped - 1  # EarlyStopping is waiting here: its count must survive the crash
+    backup = tmp_path / "backup"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(_fast_model(), 200,
+            callbacks=[_Crash(crash_at), BackupAndRestore(backup), *_stateful_callbacks()])
+    saved = saving.read_header(backup / "latest.tw")["callbacks"]["EarlyStopping_0"]
+    assert saved["wait"] >= 1 and saved["best_weights"]["__arrays__"] == len(whole.get_weights())
+    resumed, again = _fast_model(), _stateful_callbacks()
+    history = fit(resumed, 200, callbacks=[BackupAndRestore(backup), *again])
+    assert again[0].stopped_epoch == stopped and history.history == whole.history.history
+    assert float(resumed.optimizer.learning_rate) == float(whole.optimizer.learning_rate)
+    assert same_weights(whole, resumed)  # both restored the same best epoch's weights
+
+
+def test_backup_with_a_damaged_callback_state_starts_that_callback_afresh(tmp_path):
+    backup = tmp_path / "backup"
+    with pytest.raises(RuntimeError):
+        fit(full_model(), 6, callbacks=[_Crash(2), BackupAndRestore(backup, delete_checkpoint=False),
+                                        *_stateful_callbacks()])
+    header, tensors = saving.read_container(backup / "latest.tw")
+    header["callbacks"]["ReduceLROnPlateau_0"] = {"best": "not a number", "wait": None}
+    saving.write_container(backup / "latest.tw", header, tensors)
+    callbacks = _stateful_callbacks()
+    with pytest.warns(RuntimeWarning, match="could not restore the state of ReduceLROnPlateau_0"):
+        fit(full_model(), 6, callbacks=[BackupAndRestore(backup), *callbacks])
+    assert callbacks[0].best is not None  # EarlyStopping's state came back
+
+
+def test_precision_is_kept_in_the_model_file(tmp_path):
+    model = full_model()
+    model.compile(optimizer="adam", loss="mse", precision="bf16-mixed")
+    fit(model, 1)
+    assert reload(model, tmp_path).precision == "bf16-mixed"
+    model.compile(optimizer="adam", loss="mse")  # compile without precision keeps it, as fit does
+    assert model.precision == "bf16-mixed"

@@ -354,6 +354,9 @@ class BatchNormalization(Layer):
 
     def forward(self, x):
         dims = tuple(range(x.dim() - 1))
+        # Statistics in the moving averages' precision (float32), as autocast does for torch's
+        # own batch norm: bfloat16 means and variances are too coarse.
+        x = x.to(self.moving_mean.dtype)
         if self.training and self._trainable:
             mean = x.mean(dim=dims)
             var = x.var(dim=dims, unbiased=False)

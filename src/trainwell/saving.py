@@ -146,6 +146,7 @@ def _compile_config(model) -> dict | None:
             "loss": losses_module.serialize(model.loss),
             "metrics": [metrics_module.serialize(m) for m in model.metrics_identifiers],
             "loss_weights": model.loss_weights,
+            "precision": getattr(model, "precision", "32-true"),
         }
     except (ValueError, TypeError) as exc:
         # As Keras does, a model compiled with custom code still saves; it loads uncompiled.
@@ -263,7 +264,8 @@ def _compile_from(path: str, model, header: dict, tensors: dict) -> None:
     settings = header["compile"]
     try:
         model.compile(optimizer=optimizers_module.get(settings["optimizer"]), loss=settings["loss"],
-                      metrics=settings.get("metrics") or None, loss_weights=settings.get("loss_weights"))
+                      metrics=settings.get("metrics") or None, loss_weights=settings.get("loss_weights"),
+                      precision=settings.get("precision"))  # absent in files written before it was kept
     except Exception as exc:  # unknown names, bad arguments: the component's message says which
         raise ModelFileError(f"{path}: header entry `compile` cannot be restored: {exc}") from exc
     _import_optimizer(path, model, header.get("optimizer"), tensors)
@@ -298,11 +300,12 @@ def _rng_state(path: str, tensors: dict) -> torch.Tensor | None:
     return state.clone()
 
 
-def restore_training_state(model, filepath) -> dict:
+def restore_training_state(model, filepath) -> tuple[dict, dict[str, torch.Tensor]]:
     """Put a saved run's weights, optimizer state, epoch count, shuffle seed and random state into
     ``model`` (built and compiled with the same architecture), as ``BackupAndRestore`` does.
 
-    Everything is checked before anything is changed. Returns the file's header.
+    Everything is checked before anything is changed. Returns the file's header and the tensors
+    stored under ``callbacks/`` (the callbacks' saved state).
 
     Raises:
         ModelFileError: the file is damaged, or its layers, weights or optimizer differ from ``model``'s.
@@ -321,7 +324,7 @@ def restore_training_state(model, filepath) -> dict:
     for key, weight in _named_weights(model).items():
         copy_into(path, LAYERS + key, weight, found[LAYERS + key])
     model.epochs_trained, model.shuffle_seed, model._resume_rng_state = epochs, seed, rng
-    return header
+    return header, {k: v for k, v in tensors.items() if k.startswith("callbacks/")}
 
 
 def load_weights(model, filepath) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from trainwell._errors import ConfigTypeError, describe
 
@@ -16,10 +17,14 @@ class BackupAndRestore(Callback):
 
     At each epoch end the model file (weights, optimizer state, epoch count, shuffle seed, torch's
     random state, history) is written atomically to ``backup_dir/latest.tw``, with the number of
-    finished epochs. When ``fit`` starts and a backup exists, it is restored and the loop skips the
-    finished epochs, so a run killed at any moment and started again with the same code ends with
-    the same weights as one that was never interrupted (CPU, same data). When ``fit`` ends
-    normally the backup is deleted (``delete_checkpoint``); an interrupted or failed fit keeps it.
+    finished epochs and the state of the other callbacks (``Callback.get_state``: EarlyStopping's
+    patience count, best value and best weights, ReduceLROnPlateau's, ModelCheckpoint's best).
+    When ``fit`` starts and a backup exists, all of it is restored and the loop skips the finished
+    epochs, so a run killed at any moment and started again with the same code ends with the same
+    weights, and stops at the same epoch, as one that was never interrupted (CPU, same data).
+    Callbacks are matched by class and order; one the backup does not know starts afresh. When
+    ``fit`` ends normally the backup is deleted (``delete_checkpoint``); an interrupted or failed
+    fit keeps it.
 
     Args:
         backup_dir: folder for the backup; created if needed. Use one folder per training job.
@@ -62,8 +67,23 @@ class BackupAndRestore(Callback):
         self._epoch = 0
         self._batches = 0
         self._restored_epochs: list[int] = []
+        self._siblings: list = []
+        self._pending_states: dict = {}
         if save_freq == "epoch":
             self._skip_hook("on_train_batch_end")
+
+    def set_siblings(self, callbacks: list) -> None:
+        """The callbacks of this fit (given by ``CallbackList``), whose state is backed up."""
+        self._siblings = [c for c in callbacks if c is not self]
+
+    def _keyed_siblings(self) -> dict:
+        """The callbacks with a state, keyed by class name and rank among that class."""
+        keyed, seen = {}, {}
+        for callback in self._siblings:
+            name = type(callback).__name__
+            seen[name] = seen.get(name, -1) + 1
+            keyed[f"{name}_{seen[name]}"] = callback
+        return keyed
 
     def on_train_begin(self, logs=None):
         from trainwell import saving
@@ -71,18 +91,20 @@ class BackupAndRestore(Callback):
 
         self._batches = 0
         self._restored_epochs = []
+        self._pending_states = {}
         candidates = [self.LATEST] + ([self.PREVIOUS] if self.double_checkpoint else [])
         for name in candidates:
             path = os.path.join(self.backup_dir, name)
             if not os.path.exists(path):
                 continue
             try:
-                header = saving.restore_training_state(self.model, path)
+                header, tensors = saving.restore_training_state(self.model, path)
             except ModelFileError:
                 if name == candidates[-1]:
                     raise
                 continue  # a damaged latest backup: fall back to the previous one
             self._resume(header)
+            self._pending_states = _join_states(header.get("callbacks") or {}, tensors)
             return
 
     def _resume(self, header: dict) -> None:
@@ -97,6 +119,15 @@ class BackupAndRestore(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        if self._pending_states:  # now that every callback's on_train_begin has reset it
+            for key, callback in self._keyed_siblings().items():
+                if key in self._pending_states:
+                    try:
+                        callback.set_state(self._pending_states[key])
+                    except (KeyError, TypeError, ValueError) as exc:
+                        warnings.warn(f"BackupAndRestore: could not restore the state of {key} from the "
+                                      f"backup ({exc!r}); it starts afresh.", RuntimeWarning, stacklevel=2)
+            self._pending_states = {}
         history = getattr(self.model, "history", None)
         if self._restored_epochs and history is not None:
             # History.on_train_begin emptied its epoch list after our restore: put the old epochs back.
@@ -128,6 +159,9 @@ class BackupAndRestore(Callback):
                 lists.setdefault(key, []).append(value)
         header["history"] = {"history": lists, "epoch": epochs}
         header["backup"] = {"epoch": finished_epochs}
+        states = {key: c.get_state() for key, c in self._keyed_siblings().items()}
+        header["callbacks"], arrays = _split_states({k: v for k, v in states.items() if v is not None})
+        tensors = {**tensors, **arrays}
         os.makedirs(self.backup_dir, exist_ok=True)
         latest = os.path.join(self.backup_dir, self.LATEST)
         if self.double_checkpoint and os.path.exists(latest):
@@ -147,3 +181,42 @@ class BackupAndRestore(Callback):
             os.rmdir(self.backup_dir)  # only if empty: never delete files we did not write
         except OSError:
             pass
+
+
+# A callback state's arrays go to the file's tensors (``callbacks/<key>/<name>/<i>``), the rest to
+# its JSON header, where each array or list of arrays leaves a marker with its count.
+_ARRAYS = "__arrays__"
+
+
+def _split_states(states: dict) -> tuple[dict, dict]:
+    import numpy as np
+    import torch
+
+    plain, tensors = {}, {}
+    for key, state in states.items():
+        plain[key] = {}
+        for name, value in state.items():
+            single = isinstance(value, np.ndarray)
+            if single or (isinstance(value, (list, tuple)) and value and isinstance(value[0], np.ndarray)):
+                items = [value] if single else list(value)
+                for i, array in enumerate(items):
+                    tensors[f"callbacks/{key}/{name}/{i}"] = torch.from_numpy(np.ascontiguousarray(array))
+                plain[key][name] = {_ARRAYS: len(items), "single": single}
+            else:
+                plain[key][name] = value
+    return plain, tensors
+
+
+def _join_states(plain: dict, tensors: dict) -> dict:
+    states = {}
+    for key, state in plain.items():
+        states[key] = dict(state)
+        for name, value in state.items():
+            if isinstance(value, dict) and _ARRAYS in value:
+                names = [f"callbacks/{key}/{name}/{i}" for i in range(int(value[_ARRAYS]))]
+                if not all(n in tensors for n in names):
+                    states[key] = None  # a damaged entry: set_state fails and the callback starts afresh
+                    break
+                items = [tensors[n].numpy().copy() for n in names]
+                states[key][name] = items[0] if value.get("single") else items
+    return states

@@ -101,6 +101,18 @@ class Callback:
         """Receive the loop's parameters (``epochs``, ``steps``, ``verbose``)."""
         self.params = params
 
+    def get_state(self) -> dict | None:
+        """What a resumed ``fit`` needs to carry this callback on where it stopped, or None.
+
+        ``BackupAndRestore`` saves it with each backup and gives it back to ``set_state`` when a
+        restarted fit resumes: a dict of numbers, strings, None, and numpy arrays or lists of
+        them. The default, None, is for callbacks that keep nothing between epochs.
+        """
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Take back what ``get_state`` returned; called once a resumed fit's callbacks have begun."""
+
     def _skip_hook(self, name: str) -> None:
         # Rebind the default no-op on this instance, so `overrides` reports False and the loop
         # skips the per-batch dispatch (and its device syncs) for this callback.

@@ -63,6 +63,15 @@ class CallbackList(Callback):
             self.callbacks.append(ProgbarLogger())
         self.set_params({"verbose": verbose, "epochs": epochs, "steps": steps})
         self.set_model(model)
+        self._introduce()
+
+    def _introduce(self) -> None:
+        # BackupAndRestore saves and restores the state of the callbacks beside it, so at an
+        # epoch's end it runs after them (a stable sort keeps everyone else's order).
+        for callback in self.callbacks:
+            if hasattr(callback, "set_siblings"):
+                callback.set_siblings(self.callbacks)
+        self._epoch_end_order = sorted(self.callbacks, key=lambda c: hasattr(c, "set_siblings"))
 
     def __iter__(self):
         return iter(self.callbacks)
@@ -81,6 +90,7 @@ class CallbackList(Callback):
         if self.model is not None:
             callback.set_model(self.model)
         self.callbacks.append(callback)
+        self._introduce()
         self._plan_batch_hooks()
 
     def set_model(self, model) -> None:
@@ -132,7 +142,9 @@ class CallbackList(Callback):
         self._call_all("on_epoch_begin", epoch, logs=logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._call_all("on_epoch_end", epoch, logs=logs)
+        logs = logs if logs is not None else {}
+        for callback in self._epoch_end_order:
+            callback.on_epoch_end(epoch, logs)
 
     def on_test_begin(self, logs=None):
         self._call_all("on_test_begin", logs=logs)

@@ -106,6 +106,15 @@ class EarlyStopping(MonitorCallback):
                 StopReason.BASELINE_NOT_MET if self._baseline_unmet() else StopReason.PATIENCE_EXHAUSTED
             )
 
+    def get_state(self) -> dict:
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def set_state(self, state: dict) -> None:
+        self.wait, self.best = int(state["wait"]), state["best"]
+        self.best_epoch, self.stopped_epoch = int(state["best_epoch"]), int(state["stopped_epoch"])
+        self.best_weights = state.get("best_weights")
+
     def _baseline_unmet(self) -> bool:
         if self.baseline is None:
             return False

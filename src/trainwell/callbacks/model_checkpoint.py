@@ -76,6 +76,12 @@ class ModelCheckpoint(MonitorCallback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def get_state(self) -> dict:
+        return {"best": self.best}  # save_best_only compares with the best before the interruption
+
+    def set_state(self, state: dict) -> None:
+        self.best = state["best"]
+
     def on_train_batch_end(self, batch, logs=None):
         # Count batches as Keras does: a batch index that does not grow means a new epoch.
         seen = batch + 1 if batch <= self._last_batch else batch - self._last_batch
