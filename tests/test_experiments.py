@@ -208,3 +208,21 @@ def test_bad_settings_raise_clear_errors(kwargs, fragment):
             workers=1,
             **args,
         )
+
+
+def test_process_pool_gives_the_serial_results():
+    """Different shapes cannot share a batched model: with workers=2 they train in two spawned
+    processes, and each run must give exactly what it gives in this process."""
+    from trainwell import experiments
+
+    candidates = {"narrow": [Dense(4, activation="relu"), Dense(1)],
+                  "deep": [Dense(8, activation="tanh"), Dense(8, activation="relu"), Dense(1)]}
+    compile_kw = {"optimizer": "adam", "loss": "mse", "metrics": ["mae"]}
+    assert experiments._picklable(candidates, compile_kw, FIT)  # so workers=2 takes the pool
+    results = [compare(candidates, X, Y, compile=compile_kw, fit=FIT, seeds=[5], workers=w) for w in (1, 2)]
+    serial, pooled = (sorted(r.records.values(), key=lambda rec: rec["candidate"]) for r in results)
+    assert [r["status"] for r in pooled] == ["ok", "ok"]
+    for a, b in zip(serial, pooled):
+        assert a["candidate"] == b["candidate"]
+        for key in a["history"]:
+            np.testing.assert_allclose(a["history"][key], b["history"][key], rtol=1e-6, atol=1e-7)
