@@ -230,6 +230,7 @@ class FusedDenseStep:
 
     def __init__(self, ctx):
         layers = ctx.model.layers
+        self.fan_in = [layer.kernel.shape[0] for layer in layers]
         self.units = [layer.kernel.shape[1] for layer in layers]
         self.biased = [layer.bias is not None for layer in layers]
         acts = [_activation_name(layer) for layer in layers]
@@ -254,15 +255,12 @@ class FusedDenseStep:
     def _layer_views(self, flat: torch.Tensor) -> list[tuple]:
         """Per layer (kernel, bias or None, kernel-and-bias as one matrix or the kernel) of ``flat``."""
         views, offset = [], 0
-        for (fan_in, units), biased in zip(self._shapes(), self.biased):
+        for fan_in, units, biased in zip(self.fan_in, self.units, self.biased):
             size = (fan_in + biased) * units
             both = flat[offset:offset + size].view(fan_in + biased, units)
             views.append((both[:fan_in], both[fan_in] if biased else None, both))
             offset += size
         return views
-
-    def _shapes(self) -> list[tuple[int, int]]:
-        return [(kernel.shape[0], kernel.shape[1]) for kernel in self.flat.params if kernel.dim() == 2]
 
     def _allocate(self, rows: int, like: torch.Tensor) -> None:
         """Activation and gradient buffers for batches of up to ``rows`` rows."""

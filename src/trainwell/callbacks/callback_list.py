@@ -121,9 +121,9 @@ class CallbackList(Callback):
         self.needs_test_batch_hooks = needs["test"]
         self.needs_predict_batch_hooks = needs["predict"]
 
-    def _call_all(self, hook: str, *args, logs) -> None:
+    def _call_all(self, hook: str, *args, logs, order=None) -> None:
         logs = logs if logs is not None else {}
-        for callback in self.callbacks:
+        for callback in order or self.callbacks:
             getattr(callback, hook)(*args, logs)
 
     def _call_batch(self, hook: str, batch, logs) -> None:
@@ -142,9 +142,7 @@ class CallbackList(Callback):
         self._call_all("on_epoch_begin", epoch, logs=logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        for callback in self._epoch_end_order:
-            callback.on_epoch_end(epoch, logs)
+        self._call_all("on_epoch_end", epoch, logs=logs, order=self._epoch_end_order)
 
     def on_test_begin(self, logs=None):
         self._call_all("on_test_begin", logs=logs)
