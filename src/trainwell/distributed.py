@@ -354,7 +354,7 @@ class DDPRun:
         """Callbacks, verbosity and diagnostics for this rank: ranks other than 0 print and write nothing."""
         if self.rank == 0:
             return callbacks, verbose, diagnostics
-        return [cb for cb in (callbacks or []) if not _writes_files(cb)], 0, "off"
+        return [cb for cb in (callbacks or []) if not cb.writes_output], 0, "off"
 
 
 def _is_collective_error(err: BaseException) -> bool:
@@ -362,15 +362,6 @@ def _is_collective_error(err: BaseException) -> bool:
         return True
     text = str(err).lower()
     return any(word in text for word in ("gloo", "nccl", "connection", "timed out", "timeout", "peer"))
-
-
-def _writes_files(callback) -> bool:
-    # These print or write files; on ranks other than 0 they would duplicate rank 0's output.
-    from . import callbacks as cbm
-
-    kinds = tuple(getattr(cbm, name) for name in ("ProgbarLogger", "CSVLogger", "ModelCheckpoint",
-                                                   "BackupAndRestore") if hasattr(cbm, name))
-    return isinstance(callback, kinds)
 
 
 def shard_rows(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from . import callbacks as callbacks_module
 from . import distributed, fastpath
 from . import losses as losses_module
 from ._errors import ConfigError, DataError, NotCompiledError, check_positive_int, describe
-from .data import as_tensor, check_lengths, is_integer_valued, validation_slice, warn_if_sorted
+from .data import check_lengths, prepare_weights, prepare_x, prepare_y, validation_slice, warn_if_sorted
 
 # ----------------------------------------------------------------------------------------------
 # devices
@@ -48,81 +48,6 @@ def resolve_device(device) -> torch.device:
         raise ConfigError(f"`device={device!r}` asks for a GPU, but torch sees no CUDA device here. "
                           "Use device='auto' (GPU when present) or device='cpu'.")
     return dev
-
-
-# ----------------------------------------------------------------------------------------------
-# data preparation: validate once at the boundary, then keep tensors on the device
-
-
-def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
-    t = as_tensor(x, name, device=device)
-    if t.dim() == 1:
-        t = t.unsqueeze(1) if model.input_shape_hint in (None, (1,)) else t.unsqueeze(0)
-    model.ensure_built(tuple(t.shape[1:]))
-    expected = model.input_shape_hint
-    if tuple(t.shape[1:]) != expected:
-        first = model.layers[0].name if model.layers else "input"
-        raise DataError(
-            f"Layer '{first}' expects samples of shape {expected} ({expected[-1]} features), but `{name}` "
-            f"has shape {tuple(t.shape[1:])} per sample ({t.shape[-1]} columns). Pass data with the same "
-            "columns as in training, or rebuild the model with the new input_shape."
-        )
-    return t
-
-
-def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
-    """Targets shaped for the loss: one-hot/binary/regression as (n, units), sparse labels as (n,)."""
-    kind = losses_module.kind(model.loss)
-    units = model.output_shape[-1]
-    t = as_tensor(y, name, device=device, dtype=torch.float32)
-    if t.dim() == 1:
-        t = t.unsqueeze(1)
-    if kind == "sparse":
-        if t.shape[1] != 1 or not is_integer_valued(t):
-            raise DataError(f"sparse_categorical_crossentropy expects integer class labels of shape (n,), "
-                            f"`{name}` has shape {tuple(t.shape)}. For one-hot targets use "
-                            "loss='categorical_crossentropy'.")
-        labels = t[:, 0].long()
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= units:
-            raise DataError(f"`{name}` holds class labels {lo}..{hi}, but the output layer has {units} units "
-                            f"(labels 0..{units - 1}). Use Dense({hi + 1}, activation='softmax') "
-                            "as the last layer.")
-        return labels
-    if kind == "categorical" and t.shape[1] == 1 and units > 1:
-        raise DataError(
-            f"categorical_crossentropy expects one-hot targets of shape (n, {units}), but `{name}` holds one "
-            "integer label per sample. Convert with trainwell.utils.to_categorical(y), or use "
-            "loss='sparse_categorical_crossentropy'.")
-    if t.shape[1] != units:
-        what = "classes (columns)" if kind == "categorical" else "target columns"
-        raise DataError(
-            f"The output layer '{model.layers[-1].name}' has {units} units but `{name}` has {t.shape[1]} "
-            f"{what}. Make the last layer "
-            f"Dense({t.shape[1]}{', activation=...' if kind != 'regression' else ''}) "
-            "or fix the targets.")
-    if kind == "binary" and bool(((t < 0) | (t > 1)).any()):
-        raise DataError(f"binary_crossentropy expects targets in [0, 1], `{name}` has values from "
-                        f"{float(t.min()):g} to {float(t.max()):g}.")
-    return t
-
-
-def prepare_weights(n: int, sample_weight, class_weight, y: torch.Tensor, device) -> torch.Tensor | None:
-    """Per-sample weights combining ``sample_weight`` and ``class_weight`` (None when neither is given)."""
-    w = None
-    if sample_weight is not None:
-        w = as_tensor(sample_weight, "sample_weight", device=device).reshape(-1)
-        if w.shape[0] != n:
-            raise DataError(f"`sample_weight` has {w.shape[0]} values for {n} samples.")
-    if class_weight:
-        labels = y if y.dim() == 1 else (y.argmax(1) if y.shape[1] > 1 else y[:, 0].round().long())
-        table = torch.ones(int(labels.max()) + 1 if labels.numel() else 1, device=device)
-        for cls, weight in dict(class_weight).items():
-            if int(cls) < table.shape[0]:
-                table[int(cls)] = float(weight)
-        cw = table[labels.long()]
-        w = cw if w is None else w * cw
-    return w
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,8 +253,14 @@ def _epoch_order(n: int, shuffle, seed: int, device) -> torch.Tensor | None:
 def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
         initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-        validation_freq=1, diagnostics="auto", device=None, strategy=None, precision=None):
-    """Train ``model``; see ``Sequential.fit`` for the arguments. Returns a ``History``."""
+        validation_freq=1, diagnostics="auto", device=None, strategy=None, precision=None, doctor=None):
+    """Train ``model``; see ``Sequential.fit`` for the arguments. Returns a ``History``.
+
+    ``doctor(model, mode, data) -> Callback | None`` builds the training doctor's monitor for
+    ``diagnostics=mode``: ``Sequential.fit`` passes ``diagnostics.monitor_for_fit``. The doctor
+    sits above this module in the layer order (it uses this loop's step), so it comes in as an
+    argument rather than an import. None: no doctor.
+    """
     if model.optimizer is None:
         raise NotCompiledError("You must call compile() before fit(), e.g. "
                                "model.compile(optimizer='adam', loss='mean_squared_error').")
@@ -350,44 +281,56 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         model.precision = distributed.check_precision(precision)
     dev = model.set_device(distributed.process_device(device) if strategy else device)
 
-    x_all = prepare_x(model, x, "x", dev)
-    model.compile_metrics()
-    y_all = prepare_y(model, y, "y", dev)
-    check_lengths(x_all, y_all)
-    w_all = prepare_weights(x_all.shape[0], sample_weight, class_weight, y_all, dev)
-
-    if validation_data is not None:
-        vx, vy, vw = _unpack_validation(validation_data)
-        val = (prepare_x(model, vx, "validation_data x", dev), prepare_y(model, vy, "validation_data y", dev))
-        check_lengths(*val, "validation_data x", "validation_data y")
-        val = (*val, prepare_weights(val[0].shape[0], vw, None, val[1], dev))
-        x_tr, y_tr, w_tr = x_all, y_all, w_all
-    elif validation_split:
-        split_at = validation_slice(x_all.shape[0], validation_split)
-        warn_if_sorted(y_all, validation_split)
-        x_tr, y_tr = x_all[:split_at], y_all[:split_at]
-        w_tr = None if w_all is None else w_all[:split_at]
-        val = (x_all[split_at:], y_all[split_at:], None if w_all is None else w_all[split_at:])
-    else:
-        x_tr, y_tr, w_tr, val = x_all, y_all, w_all, None
-
+    x_tr, y_tr, w_tr, val = split_data(model, x, y, dev, sample_weight=sample_weight,
+                                       class_weight=class_weight, validation_data=validation_data,
+                                       validation_split=validation_split)
     return _fit_loop(model, x_tr, y_tr, w_tr, val, batch_size=batch_size, epochs=epochs, verbose=verbose,
                      callbacks=callbacks, shuffle=shuffle, initial_epoch=initial_epoch,
                      # Validation batches only bound memory (the mean loss is the same up to rounding),
                      # so by default they are large: one forward pass instead of dozens per epoch.
                      validation_batch_size=validation_batch_size or max(batch_size, VALIDATION_ROWS),
-                     validation_freq=validation_freq, diagnostics=diagnostics, strategy=strategy)
+                     validation_freq=validation_freq, diagnostics=diagnostics, strategy=strategy,
+                     doctor=doctor)
+
+
+def split_data(model, x, y, device, *, sample_weight=None, class_weight=None, validation_data=None,
+               validation_split=0.0):
+    """The data of one fit as tensors on ``device``, checked once: ``(x, y, w, val)``.
+
+    ``w`` combines ``sample_weight`` and ``class_weight`` (None when neither is given); ``val`` is
+    None or ``(x_val, y_val, w_val)``: ``validation_data`` when given, else the *last*
+    ``validation_split`` fraction of the rows, taken before any shuffling (as Keras does). The
+    model is built from ``x`` when needed and its metrics are resolved (they depend on its output).
+    ``fit`` and ``batched.fit_batched`` both split here.
+    """
+    x_all = prepare_x(model, x, "x", device)
+    model.compile_metrics()
+    y_all = prepare_y(model, y, "y", device)
+    check_lengths(x_all, y_all)
+    w_all = prepare_weights(x_all.shape[0], sample_weight, class_weight, y_all, device)
+    if validation_data is not None:
+        vx, vy, vw = _unpack_validation(validation_data)
+        x_val = prepare_x(model, vx, "validation_data x", device)
+        y_val = prepare_y(model, vy, "validation_data y", device)
+        check_lengths(x_val, y_val, "validation_data x", "validation_data y")
+        return x_all, y_all, w_all, (x_val, y_val, prepare_weights(x_val.shape[0], vw, None, y_val, device))
+    if not validation_split:
+        return x_all, y_all, w_all, None
+    at = validation_slice(x_all.shape[0], validation_split)
+    warn_if_sorted(y_all, validation_split)
+    w_tr, w_val = (None, None) if w_all is None else (w_all[:at], w_all[at:])
+    return x_all[:at], y_all[:at], w_tr, (x_all[at:], y_all[at:], w_val)
 
 
 def _unpack_validation(validation_data):
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         raise DataError("`validation_data` expects a tuple (x_val, y_val) or (x_val, y_val, sample_weight), "
-                        f"received {describe(validation_data)}.")
+                        f"received {describe(validation_data)}. Pass validation_data=(x_val, y_val).")
     vx, vy, *rest = validation_data
     return vx, vy, rest[0] if rest else None
 
 
-def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, data):
+def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, doctor, data):
     from .callbacks import CallbackList, History, ProgbarLogger
 
     user = list(callbacks or [])
@@ -397,7 +340,7 @@ def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, data)
     # History first, so callbacks that save the model (ModelCheckpoint) store the epoch just finished.
     history = History()
     extra = []
-    monitor = _diagnostics_callback(model, diagnostics, data)
+    monitor = _diagnostics_callback(model, diagnostics, doctor, data)
     if monitor is not None:
         extra.append(monitor)
     if verbose:
@@ -406,21 +349,18 @@ def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, data)
     return cbs, history, monitor
 
 
-def _diagnostics_callback(model, mode, data):
+def _diagnostics_callback(model, mode, doctor, data):
     """The training doctor's monitor for this fit, or None when diagnostics are off."""
     if mode in (None, False, "off"):
         return None
     if mode not in ("auto", "full", True):
-        raise ConfigError(f"`diagnostics` expects 'auto', 'full' or 'off', received {describe(mode)}.")
-    try:
-        from .diagnostics import monitor_for_fit
-    except ImportError:  # the doctor is optional in minimal installs
-        return None
-    return monitor_for_fit(model, "full" if mode == "full" else "auto", data)
+        raise ConfigError(f"`diagnostics` expects 'auto', 'full' or 'off', received {describe(mode)}. "
+                          "Pass diagnostics='off' to train without the training doctor.")
+    return None if doctor is None else doctor(model, "full" if mode == "full" else "auto", data)
 
 
 def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, shuffle, initial_epoch,
-              validation_batch_size, validation_freq, diagnostics, strategy=None):
+              validation_batch_size, validation_freq, diagnostics, strategy=None, doctor=None):
     ctx = StepContext(model)
     n = x.shape[0]
     ctx.dist = distributed.start(model, x.device, strategy)  # None on one process
@@ -433,7 +373,7 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
         step = ctx.dist.guarded_step(step)
     model.build_optimizer()
     cbs, history, monitor = _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics,
-                                            data=(x, y, val))
+                                            doctor, data=(x, y, val))
     model.stop_training = False
     model.history = history
     cbs.on_train_begin()
@@ -483,11 +423,11 @@ def _resume_point(model, initial_epoch: int) -> int:
     torch's CPU random state (which Dropout draws from) is put back here, at the start of the fit,
     rather than at load time, so loading a model never disturbs the caller's random stream.
     """
-    state = getattr(model, "_resume_rng_state", None)
+    state = model._resume_rng_state
     if state is not None:
         torch.set_rng_state(state)
         model._resume_rng_state = None
-    override = getattr(model, "_initial_epoch_override", None)
+    override = model._initial_epoch_override
     if override is not None:
         model._initial_epoch_override = None
         return max(initial_epoch, int(override))
