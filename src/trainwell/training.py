@@ -19,6 +19,7 @@ that chooses between it and the hand-fused Dense step of ``fastpath`` (same numb
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 
@@ -92,6 +93,15 @@ class StepContext:
 
     def predictions(self, out: torch.Tensor) -> torch.Tensor:
         return self.output_activation(out) if self.fused else out
+
+    def stacked_loss(self, y, out, penalty=None) -> torch.Tensor:
+        """Per-candidate losses (C,) of stacked outputs (C, batch, units), as ``total_loss`` computes
+        each candidate's (``batched``; ``penalty``: the candidates' weight penalties (C,), or None)."""
+        values = self.loss.call(y, out)  # (C, batch): per-sample losses
+        per = values.flatten(1).sum(1) / values[0].numel()  # Keras's sum_over_batch_size, per candidate
+        if self.loss_weight != 1.0:
+            per = per * self.loss_weight
+        return per if penalty is None else per + penalty
 
     def total_loss(self, y, out, w) -> torch.Tensor:
         loss = self.loss(y, out, w)
@@ -187,25 +197,42 @@ def restore_threads(previous: int | None) -> None:
 
 
 class EpochAccumulator:
-    """Running loss (weighted by batch size, as Keras) and metrics, kept on the device."""
+    """Running loss (weighted by batch size, as Keras) and metrics, kept on the device.
 
-    def __init__(self, metrics, device):
+    Args:
+        metrics: ``(name, metric)`` pairs, reset here; with ``candidates`` one such list per candidate.
+        device: where the running sums live.
+        candidates: None for one model; C for ``batched``'s C stacked models, whose loss is a (C,)
+            vector and whose ``results`` are one dict per candidate.
+    """
+
+    def __init__(self, metrics, device, candidates: int | None = None):
+        self.candidates = candidates
+        self.groups = [metrics] if candidates is None else list(metrics)
         self.metrics = metrics
-        self.loss_sum = torch.zeros((), device=device)
+        self.loss_sum = torch.zeros(() if candidates is None else (candidates,), device=device)
         self.count = 0
-        for _, metric in metrics:
-            metric.reset_state()
+        for group in self.groups:
+            for _, metric in group:
+                metric.reset_state()
 
     def add(self, loss: torch.Tensor, n: int) -> None:
         self.loss_sum.add_(loss, alpha=n)  # one kernel, where `+= loss * n` is two
         self.count += n
 
-    def results(self, prefix: str = "") -> dict[str, float]:
-        """One host sync for everything: stack, then ``.tolist()``."""
-        names = ["loss"] + [name for name, _ in self.metrics]
-        values = [self.loss_sum / max(self.count, 1)] + [m.result() for _, m in self.metrics]
-        floats = torch.stack([v.float().reshape(()) for v in values]).tolist()
-        return {prefix + k: v for k, v in zip(names, floats)}
+    def results(self, prefix: str = ""):
+        """The logs (a dict, or one per candidate), with one host sync for everything."""
+        losses = (self.loss_sum / max(self.count, 1)).reshape(-1)
+        values = [losses] + [m.result().float().reshape(1) for group in self.groups for _, m in group]
+        floats = torch.cat(values).tolist()
+        logs, k = [], losses.shape[0]
+        for c, group in enumerate(self.groups):
+            entry = {prefix + "loss": floats[c]}
+            for name, _ in group:
+                entry[prefix + name] = floats[k]
+                k += 1
+            logs.append(entry)
+        return logs[0] if self.candidates is None else logs
 
 
 class BatchLogs(Mapping):
@@ -331,22 +358,21 @@ def _unpack_validation(validation_data):
 
 
 def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, doctor, data):
-    from .callbacks import CallbackList, History, ProgbarLogger
+    from .callbacks import CallbackList, ProgbarLogger
 
     user = list(callbacks or [])
     for cb in user:
         if not isinstance(cb, callbacks_module.Callback):
             raise ConfigError(f"`callbacks` expects Callback instances, received {describe(cb)}.")
-    # History first, so callbacks that save the model (ModelCheckpoint) store the epoch just finished.
-    history = History()
     extra = []
     monitor = _diagnostics_callback(model, diagnostics, doctor, data)
     if monitor is not None:
         extra.append(monitor)
     if verbose:
         extra.append(ProgbarLogger(verbose=verbose))
-    cbs = CallbackList([history] + user + extra, model=model, verbose=verbose, epochs=epochs, steps=steps)
-    return cbs, history, monitor
+    cbs = CallbackList(user + extra, model=model, add_history=True, verbose=verbose, epochs=epochs,
+                       steps=steps)
+    return cbs, cbs.history, monitor
 
 
 def _diagnostics_callback(model, mode, doctor, data):
@@ -413,7 +439,7 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
         summary = monitor.summary() if verbose else ""
         if summary:  # a few lines naming each problem and its fix; nothing for a healthy run
             print(summary)
-    _warn_if_diverged(model, history)
+    _warn_if_diverged(history)
     return history
 
 
@@ -503,12 +529,26 @@ class BatchGather:
                 for t, buf in zip(self.tensors, self.buffers)]
 
 
-def _warn_if_diverged(model, history) -> None:
-    losses = history.history.get("loss", [])
-    if losses and not np.isfinite(losses[-1]):
-        warnings.warn("The training loss became NaN or inf. The learning rate is probably too high, or the "
-                      "inputs are not scaled: try a 10x smaller learning_rate or a Normalization layer.",
-                      RuntimeWarning, stacklevel=3)
+def divergence_message(losses) -> str | None:
+    """What to say when a run's training loss ended as NaN or inf (None when it did not).
+
+    ``fit`` warns with it; ``batched`` and ``experiments`` record it as the run's error.
+
+    Args:
+        losses: the per-epoch training losses.
+    """
+    if not losses or math.isfinite(losses[-1]):
+        return None
+    epoch = next(i for i, value in enumerate(losses) if not math.isfinite(value)) + 1
+    return (f"diverged: the training loss became {losses[epoch - 1]} at epoch {epoch}. The learning rate is "
+            "probably too high, or the inputs are not scaled: try a 10x smaller learning_rate or a "
+            "Normalization layer.")
+
+
+def _warn_if_diverged(history) -> None:
+    message = divergence_message(history.history.get("loss", []))
+    if message is not None:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -525,20 +565,42 @@ def _evaluate_tensors(model, ctx, x, y, w, batch_size, prefix="") -> dict[str, f
         model.eval()
     # else: a Dense-only plan runs the same in both modes, and eval()/train() walk every module
     # twice per epoch (~0.1 ms), so the model stays in training mode.
+    validate(ctx, forward, acc, x, y, w, batch_size)
+    if ctx.dist is not None:
+        ctx.dist.reduce_accumulator(acc)
+    return acc.results(prefix)
+
+
+def validate(ctx, forward, acc, x, y, w, batch_size: int, stacked=None) -> None:
+    """Add the loss and metrics of ``(x, y, w)``, in batches through ``forward``, to ``acc`` (no gradients).
+
+    Args:
+        ctx: the fit's StepContext (loss, fusion, metrics).
+        forward: outputs (logits when ``ctx.fused``) for a batch of inputs.
+        acc: the ``EpochAccumulator`` to add to.
+        stacked: None for one model; for ``batched``'s C models ``(C, penalty, update_metrics)``:
+            every batch goes to all C (inputs expanded to (C, n, ...)), the losses are per
+            candidate (plus ``penalty``, (C,) or None) and ``update_metrics(y, predictions)``
+            updates the candidates' own metrics.
+    """
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             stop = min(start + batch_size, x.shape[0])
             xb, yb = x[start:stop], y[start:stop]
             wb = None if w is None else w[start:stop]
-            out = forward(xb)
-            acc.add(ctx.total_loss(yb, out, wb), stop - start)
-            if ctx.metrics:
-                pred = ctx.predictions(out)
-                for _, metric in ctx.metrics:
-                    metric.update_state(yb, pred, wb)
-    if ctx.dist is not None:
-        ctx.dist.reduce_accumulator(acc)
-    return acc.results(prefix)
+            if stacked is None:
+                out = forward(xb)
+                acc.add(ctx.total_loss(yb, out, wb), stop - start)
+                if ctx.metrics:
+                    pred = ctx.predictions(out)
+                    for _, metric in ctx.metrics:
+                        metric.update_state(yb, pred, wb)
+            else:
+                count, penalty, update_metrics = stacked
+                yb = yb.expand(count, *yb.shape)
+                out = forward(xb.expand(count, *xb.shape))
+                acc.add(ctx.stacked_loss(yb, out, penalty), stop - start)
+                update_metrics(yb, ctx.predictions(out))
 
 
 def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,

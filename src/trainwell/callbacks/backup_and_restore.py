@@ -151,7 +151,7 @@ class BackupAndRestore(Callback):
         lists = {k: list(v) for k, v in (getattr(history, "history", None) or {}).items()}
         epochs = list(getattr(history, "epoch", None) or [])
         if ended is not None and (not epochs or epochs[-1] != ended[0]):
-            # History runs after user callbacks, so this epoch's logs are not in it yet.
+            # fit puts History first, but a hand-built CallbackList may not: add the logs it lacks.
             epochs.append(ended[0])
             for key, value in (ended[1] or {}).items():
                 lists.setdefault(key, []).append(value)
