@@ -63,6 +63,7 @@ class Sequential(nn.Module):
         # (training._resume_point): torch's CPU random state to continue from, and the epoch to resume at.
         self._resume_rng_state: torch.Tensor | None = None
         self._initial_epoch_override: int | None = None
+        self._batch_steps = training.BatchStepCache()  # train_on_batch's step, kept between calls
         for layer in layers or []:
             self.add(layer)
         if not trainable:
@@ -351,28 +352,11 @@ class Sequential(nn.Module):
         self.build_optimizer()
         if not self.training:  # train() walks every module
             self.train()
-        ctx, step = self._batch_step(weighted=w_t is not None)
+        ctx, step = self._batch_steps.get(self, weighted=w_t is not None)
         acc = training.EpochAccumulator(ctx.metrics, self.device)
         acc.add(step(ctx, self.optimizer, x_t, y_t, w_t), x_t.shape[0])
-        self._batch_step_cache[0] = self._batch_step_key(w_t is not None)  # after the step: iterations moved
+        self._batch_steps.stepped(self, weighted=w_t is not None)
         return self._batch_result(acc.results(), return_dict)
-
-    def _batch_step(self, weighted: bool):
-        """``train_on_batch``'s StepContext and step, kept from the previous call while nothing they
-        depend on changed: setting up the fused step costs several times the step itself."""
-        cached = self.__dict__.get("_batch_step_cache")
-        if cached is not None and cached[0] == self._batch_step_key(weighted):
-            return cached[1], cached[2]
-        ctx = training.StepContext(self)
-        # Tell select_step about weights: the fused Dense step has none, and it silently dropped them.
-        step = training.select_step(ctx, self.optimizer, weighted=weighted)
-        self.__dict__["_batch_step_cache"] = [None, ctx, step]
-        return ctx, step
-
-    def _batch_step_key(self, weighted: bool) -> tuple:
-        # The optimizer's iteration count tells whether anything else (a fit) stepped in between.
-        return (self._version, self.optimizer, self.optimizer.iterations, self.loss, self.loss_weights,
-                tuple(map(id, self.compiled_metrics)), self.precision, weighted)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metrics) of one batch, without updating the weights."""

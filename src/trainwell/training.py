@@ -55,31 +55,40 @@ def resolve_device(device) -> torch.device:
 # the step
 
 
+def fused_loss(model) -> tuple[object, bool]:
+    """The loss the model trains with, and whether it takes logits (its final activation fused in).
+
+    A final softmax + (sparse) categorical cross-entropy, or sigmoid + binary cross-entropy, become
+    a cross-entropy on logits: log-space is stable and saves a kernel. Keras clips probabilities at
+    1e-7 instead; results differ only beyond that clip. The loop, the doctor's probes and the
+    learning-rate finder all take the loss from here, so they see the same gradients.
+    """
+    loss = model.loss
+    last = model.layers[-1]
+    act = getattr(last, "activation_name", None) if hasattr(last, "linear") else None
+    kind = losses_module.kind(loss)
+    pair = (act, "categorical" if kind == "sparse" else kind)
+    if pair in (("softmax", "categorical"), ("sigmoid", "binary")) and not getattr(loss, "from_logits", True):
+        return loss.with_logits(), True
+    return loss, False
+
+
 class StepContext:
     """What a step needs, resolved once per fit: the loss (fused or not) and the output activation."""
 
     def __init__(self, model):
         self.model = model
-        self.loss = model.loss
         self.loss_weight = float(model.loss_weights) if model.loss_weights is not None else 1.0
-        self.fused = False
+        self.loss, self.fused = fused_loss(model)
         last = model.layers[-1]
-        act = getattr(last, "activation_name", None) if hasattr(last, "linear") else None
-        kind = losses_module.kind(model.loss)
-        # Fuse softmax + (sparse) categorical CE and sigmoid + binary CE: log-space is stable and saves
-        # a kernel. Keras clips probabilities at 1e-7 instead; results differ only beyond that clip.
-        if not getattr(model.loss, "from_logits", True):
-            if ((act == "softmax" and kind in ("categorical", "sparse"))
-                    or (act == "sigmoid" and kind == "binary")):
-                self.loss = model.loss.with_logits()
-                self.fused = True
         self.output_activation = last.activation if self.fused else None
         self.regularized = [layer for layer in model.layers if layer.regularization_loss() is not None]
         self.metrics = model.compiled_metrics
-        # Hooks for scaling (distributed.py): under DDP `call` is the DDP wrapper and `dist` its run;
-        # with precision='bf16-mixed' the forward runs under autocast.
+        # Hooks for scaling (distributed.py): under DDP `call` is the DDP wrapper and `dist` its run
+        # (a OneProcess, whose methods change nothing, otherwise); with precision='bf16-mixed' the
+        # forward runs under autocast.
         self.call = model.call
-        self.dist = None
+        self.dist = distributed.OneProcess(model)
         self.autocast_dtype = distributed.autocast_dtype(getattr(model, "precision", None), model.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,6 +136,32 @@ def train_step(ctx: StepContext, optimizer, xb, yb, wb) -> torch.Tensor:
     return loss.detach()
 
 
+class BatchStepCache:
+    """``train_on_batch``'s StepContext and step, kept from one call to the next while nothing they
+    depend on changed: setting up the fused step costs several times the step itself."""
+
+    def __init__(self):
+        self.key = self.ctx = self.step = None
+
+    @staticmethod
+    def _key(model, weighted: bool) -> tuple:
+        # The optimizer's iteration count tells whether anything else (a fit) stepped in between.
+        return (model._version, model.optimizer, model.optimizer.iterations, model.loss, model.loss_weights,
+                tuple(map(id, model.compiled_metrics)), model.precision, weighted)
+
+    def get(self, model, weighted: bool):
+        """The StepContext and step for one ``train_on_batch`` call."""
+        if self.ctx is None or self.key != self._key(model, weighted):
+            self.ctx = StepContext(model)
+            # Tell select_step about weights: the fused Dense step has none.
+            self.step = select_step(self.ctx, model.optimizer, weighted=weighted)
+        return self.ctx, self.step
+
+    def stepped(self, model, weighted: bool) -> None:
+        """Call after the step: it moved the optimizer's iteration count, which is part of the key."""
+        self.key = self._key(model, weighted)
+
+
 # Inputs up to this many elements are permuted once per epoch instead of gathered per batch.
 EPOCH_GATHER_ELEMENTS = 1 << 22
 # Rows per validation batch inside fit when `validation_batch_size` is not given.
@@ -151,7 +186,7 @@ def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
     Returns:
         A callable ``step(ctx, optimizer, xb, yb, wb) -> loss``.
     """
-    if ctx.dist is not None or ctx.autocast_dtype is not None:
+    if ctx.dist.parallel or ctx.autocast_dtype is not None:
         reason = "DDP averages gradients in autograd hooks; autocast needs autograd too"
     elif not FUSED_STEP:
         reason = "training.FUSED_STEP is False"
@@ -387,16 +422,29 @@ def _diagnostics_callback(model, mode, doctor, data):
 
 def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, shuffle, initial_epoch,
               validation_batch_size, validation_freq, diagnostics, strategy=None, doctor=None):
+    """Train on tensors already checked and split by ``fit``; returns the ``History``.
+
+    In order: the StepContext (loss fusion), the distributed run (``ctx.dist``: a ``OneProcess``
+    that changes nothing, or DDP's sharding and collectives), the step (``select_step``), the
+    optimizer, the callbacks (History first, the doctor's monitor and the progress bar last), the
+    resume point (``_resume_point``); then per epoch: ``_train_epoch``, validation on the epochs
+    ``validation_freq`` selects, ``on_epoch_end`` and the stop check. Ctrl-C ends the fit with the
+    finished epochs' history; any other error still closes the callbacks. At the end the doctor's
+    findings go to ``history.diagnosis`` and a NaN/inf loss to a warning.
+
+    Args:
+        x, y, w: training inputs, targets, per-sample weights (or None), on the model's device.
+        val: ``(x_val, y_val, w_val)`` or None.
+        The other arguments are ``fit``'s, checked.
+    """
     ctx = StepContext(model)
     n = x.shape[0]
-    ctx.dist = distributed.start(model, x.device, strategy)  # None on one process
-    if ctx.dist is not None:  # the DDP wrapper lives as long as ctx: this fit only
-        ctx.call, n, val = ctx.dist.forward, ctx.dist.shard_length(n), ctx.dist.shard_validation(val)
-        callbacks, verbose, diagnostics = ctx.dist.for_this_rank(callbacks, verbose, diagnostics)
+    ctx.dist = distributed.start(model, x.device, strategy)  # the DDP wrapper lives as long as ctx
+    ctx.call, n, val = ctx.dist.forward, ctx.dist.shard_length(n), ctx.dist.shard_validation(val)
+    callbacks, verbose, diagnostics = ctx.dist.for_this_rank(callbacks, verbose, diagnostics)
     steps = -(-n // batch_size)
     step = select_step(ctx, model.optimizer, weighted=w is not None)
-    if ctx.dist is not None:
-        step = ctx.dist.guarded_step(step)
+    step = ctx.dist.guarded_step(step)
     model.build_optimizer()
     cbs, history, monitor = _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics,
                                             doctor, data=(x, y, val))
@@ -418,8 +466,7 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
                 logs.update(sorted(val_logs.items()))
             model.epochs_trained += 1
             cbs.on_epoch_end(epoch, logs)
-            if ctx.dist is not None:  # all ranks stop together, or none does
-                model.stop_training = ctx.dist.agree(model.stop_training)
+            model.stop_training = ctx.dist.agree(model.stop_training)  # all ranks stop, or none
             if model.stop_training:
                 break
     except KeyboardInterrupt:
@@ -471,9 +518,8 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
         model.train()
     n = x.shape[0]
     order = _epoch_order(n, shuffle, model.shuffle_seed + model.epochs_trained, x.device)
-    if ctx.dist is not None:  # this rank's interleaved rows of the same permutation
-        order = ctx.dist.shard(order, n, x.device)
-        n = order.shape[0]
+    order = ctx.dist.shard(order, n, x.device)  # under DDP: this rank's rows of the same permutation
+    n = n if order is None else order.shape[0]
     if order is not None and x.numel() <= EPOCH_GATHER_ELEMENTS:
         # Small data: one gather for the whole epoch, then batches are free slices (two fewer
         # kernels per step). Large data keeps per-batch gathers: this copy would add to peak memory.
@@ -498,11 +544,10 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
             cbs.on_train_batch_end(b, BatchLogs(acc, b, stop - start))
             # Under DDP every rank must run every step (ranks differ in batch hooks: only rank 0
             # has a progress bar), so a stop asked mid-epoch takes effect at the epoch's end.
-            if model.stop_training and ctx.dist is None:
+            if model.stop_training and not ctx.dist.parallel:
                 break
-    if ctx.dist is not None:  # one all_reduce per epoch for the loss and every metric
-        ctx.dist.reduce_accumulator(acc)
-        ctx.dist.sync_buffers()
+    ctx.dist.reduce_accumulator(acc)  # under DDP: one all_reduce per epoch for the loss and metrics
+    ctx.dist.sync_buffers()
     return acc.results()
 
 
@@ -566,8 +611,7 @@ def _evaluate_tensors(model, ctx, x, y, w, batch_size, prefix="") -> dict[str, f
     # else: a Dense-only plan runs the same in both modes, and eval()/train() walk every module
     # twice per epoch (~0.1 ms), so the model stays in training mode.
     validate(ctx, forward, acc, x, y, w, batch_size)
-    if ctx.dist is not None:
-        ctx.dist.reduce_accumulator(acc)
+    ctx.dist.reduce_accumulator(acc)
     return acc.results(prefix)
 
 
