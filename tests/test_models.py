@@ -138,7 +138,9 @@ def test_compile_rejects_unknown_names_with_suggestions(kwargs, fragment):
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ConfigError) as err:
         small_model().compile(optimizer="adamm", loss="mse")
-    assert "Valid optimizer names: adagrad, adam, adamw, rmsprop, sgd" in str(err.value)
+    # Regression (issue 20): the message leads with the suggestion and points to the full list.
+    assert str(err.value) == ("`optimizer`: unknown optimizer 'adamm'. Did you mean 'adam'? "
+                              "trainwell.optimizers.names() lists all 10.")
     with pytest.raises(ValueError):  # still catchable as a ValueError
         small_model().compile(optimizer="nope", loss="mse")
 
