@@ -634,7 +634,7 @@ def test_model_loss_gradient_matches_finite_differences(activation, loss):
     def keras_loss():
         reg = sum(float(layer.regularization_loss()) for layer in model.layers
                   if layer.regularization_loss() is not None)
-        return float(model.loss(y, model.call(x))) + reg
+        return float(model.compiled_loss(y, model.call(x))) + reg
 
     eps = 1e-6
     with torch.no_grad():

@@ -432,8 +432,8 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
     def __radd__(self, other):
-        # Keras keeps `model.loss` as the string given to compile, and course code prints it with
-        # `"Loss function: " + model.loss`; our model.loss is a Loss, so it joins as its name.
+        # Course code prints `"Loss function: " + model.loss`; model.loss is what compile was given
+        # (as in Keras), and when that was a Loss object it joins as its name.
         if isinstance(other, str):
             return other + self.name
         return NotImplemented

@@ -21,6 +21,7 @@ import math
 import numbers
 import sys
 import types
+import warnings
 
 import torch
 
@@ -59,12 +60,12 @@ def _check_unit(value, argument: str, where: str, example) -> float:
 
 
 def _check_learning_rate(value, where: str):
-    """A LearningRateSchedule as is, or a positive number as float."""
+    """A LearningRateSchedule as is, or a number >= 0 as float (0 freezes the weights, as in Keras)."""
     if isinstance(value, LearningRateSchedule):
         return value
-    if not (_is_real(value) and value > 0):
+    if not (_is_real(value) and value >= 0):
         raise ConfigError(
-            f"{where}: `learning_rate` expects a positive number or a LearningRateSchedule, received "
+            f"{where}: `learning_rate` expects a number >= 0 or a LearningRateSchedule, received "
             f"{describe(value)}. Pass for example learning_rate=0.001."
         )
     return float(value)
@@ -108,6 +109,11 @@ class Optimizer:
             # Keras 2 spelling, still written by course material (``SGD(lr=0.01)``); Keras 3 dropped it.
             learning_rate = lr
         self._learning_rate = _check_learning_rate(learning_rate, where)
+        if self._learning_rate == 0:
+            # Legal in Keras (course code uses it to freeze training or to test callbacks), but
+            # easy to type by mistake, so say what it does.
+            warnings.warn(f"{where}: learning_rate=0 leaves the weights unchanged by training. Pass a "
+                          "positive rate such as 0.001 to train.", UserWarning, stacklevel=3)
         if weight_decay is not None and not (_is_real(weight_decay) and weight_decay >= 0):
             raise ConfigError(
                 f"{where}: `weight_decay` expects None or a number >= 0, received {describe(weight_decay)}. "
@@ -903,6 +909,9 @@ class Ftrl(Optimizer):
         l2_shrinkage_regularization_strength=0.0, beta=0.0, **kwargs,
     ):
         super().__init__(learning_rate, **kwargs)
+        if self._learning_rate == 0:
+            raise ConfigError("Ftrl: `learning_rate` expects a positive number (FTRL divides by it), "
+                              "received 0. Pass for example learning_rate=0.001.")
         if not (_is_real(learning_rate_power) and learning_rate_power <= 0):
             raise ConfigError(
                 "Ftrl: `learning_rate_power` expects a number <= 0, received "

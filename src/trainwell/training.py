@@ -72,7 +72,8 @@ def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
 
 def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
     """Targets shaped for the loss: one-hot/binary/regression as (n, units), sparse labels as (n,)."""
-    kind = losses_module.kind(model.loss)
+    model.resolve_loss(y)  # loss='crossentropy' becomes a concrete cross-entropy from y's shape
+    kind = losses_module.kind(model.compiled_loss)
     units = model.output_shape[-1]
     t = as_tensor(y, name, device=device, dtype=torch.float32)
     if t.dim() == 1:
@@ -134,18 +135,18 @@ class StepContext:
 
     def __init__(self, model):
         self.model = model
-        self.loss = model.loss
+        self.loss = model.compiled_loss
         self.loss_weight = float(model.loss_weights) if model.loss_weights is not None else 1.0
         self.fused = False
         last = model.layers[-1]
         act = getattr(last, "activation_name", None) if hasattr(last, "linear") else None
-        kind = losses_module.kind(model.loss)
+        kind = losses_module.kind(model.compiled_loss)
         # Fuse softmax + (sparse) categorical CE and sigmoid + binary CE: log-space is stable and saves
         # a kernel. Keras clips probabilities at 1e-7 instead; results differ only beyond that clip.
-        if not getattr(model.loss, "from_logits", True):
+        if not getattr(model.compiled_loss, "from_logits", True):
             if ((act == "softmax" and kind in ("categorical", "sparse"))
                     or (act == "sigmoid" and kind == "binary")):
-                self.loss = model.loss.with_logits()
+                self.loss = model.compiled_loss.with_logits()
                 self.fused = True
         self.output_activation = last.activation if self.fused else None
         self.regularized = [layer for layer in model.layers if layer.regularization_loss() is not None]

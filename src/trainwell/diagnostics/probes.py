@@ -72,7 +72,7 @@ def loss_for_probe(model) -> tuple[object, bool]:
 
     This mirrors the loop's fusion so that probed gradients are the ones the optimizer sees.
     """
-    loss = model.loss
+    loss = model.compiled_loss
     last = model.layers[-1]
     act = activation_name(last) if hasattr(last, "linear") else None
     kind = losses_module.kind(loss)
@@ -160,7 +160,7 @@ def baseline_loss(model, y: torch.Tensor, kind: str) -> float:
             p = yf.mean(0).clamp(eps, 1 - eps)
             return float(-(yf * p.log() + (1 - yf) * (1 - p).log()).mean())
         pred = yf.mean(0, keepdim=True).expand_as(yf)
-        return float(model.loss(yf, pred))
+        return float(model.compiled_loss(yf, pred))
 
 
 @dataclass
