@@ -94,7 +94,7 @@ def batch_key(model, fit_kwargs: dict) -> str | None:
         for reg in (layer.kernel_regularizer, layer.bias_regularizer)
     ):
         return None
-    opt, loss = model.optimizer, model.loss
+    opt, loss = model.optimizer, model.compiled_loss
     if type(opt) not in (SGD, Adam, AdamW) or isinstance(opt._learning_rate, LearningRateSchedule):
         return None
     if opt.clipnorm or opt.clipvalue or opt.global_clipnorm or getattr(opt, "amsgrad", False):

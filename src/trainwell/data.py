@@ -184,7 +184,8 @@ def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
 
 def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
     """Targets shaped for the loss: one-hot/binary/regression as (n, units), sparse labels as (n,)."""
-    kind = losses_module.kind(model.loss)
+    model.resolve_loss(y)  # loss='crossentropy' becomes a concrete cross-entropy from y's shape
+    kind = losses_module.kind(model.compiled_loss)
     units = model.output_shape[-1]
     t = as_tensor(y, name, device=device, dtype=torch.float32)
     if t.dim() == 1:

@@ -47,7 +47,8 @@ class Sequential(nn.Module):
         self._version = 0
         self._input_shape: tuple[int, ...] | None = None
         self.optimizer = None
-        self.loss = None
+        self.loss = None  # what was passed to compile, as Keras keeps it
+        self.compiled_loss = None  # the Loss the loop uses (resolved from `loss`)
         self.loss_weights = None
         self.metrics_identifiers: list = []
         self.compiled_metrics: list = []
@@ -229,7 +230,8 @@ class Sequential(nn.Module):
             raise ConfigError("compile() needs a loss, e.g. loss='mean_squared_error' for regression or "
                               "loss='categorical_crossentropy' for classification.")
         self.optimizer = optimizers_module.get(optimizer)
-        self.loss = losses_module.get(loss)
+        self.loss = loss
+        self.compiled_loss = losses_module.get(loss)
         if loss_weights is not None and not isinstance(loss_weights, numbers.Real):
             raise ConfigError(f"`loss_weights` expects a number for a single-output model, received "
                               f"{describe(loss_weights)}.")
@@ -238,7 +240,7 @@ class Sequential(nn.Module):
             metrics = [metrics]
         self.metrics_identifiers = list(metrics or []) + list(weighted_metrics or [])
         for identifier in self.metrics_identifiers:  # fail early on unknown names
-            metrics_module.get(identifier, loss=self.loss, output_shape=(None, 2))
+            metrics_module.get(identifier, loss=self.compiled_loss, output_shape=(None, 2))
         self._reset_compiled_metrics()
         if precision is not None:
             self.precision = distributed.check_precision(precision)
@@ -260,6 +262,21 @@ class Sequential(nn.Module):
                 "training.")
         self.optimizer.build(params)
 
+    def resolve_loss(self, y) -> None:
+        """Make ``loss='crossentropy'`` the cross-entropy Keras picks for targets ``y`` and this output.
+
+        Binary for one output unit, sparse for one label per sample, categorical otherwise
+        (``losses.Crossentropy.resolve``); 'accuracy' is then resolved again to match.
+        """
+        if isinstance(self.compiled_loss, losses_module.Crossentropy):
+            shape = getattr(y, "shape", None)
+            self.compiled_loss = self.compiled_loss.resolve(np.shape(y) if shape is None else shape,
+                                                            self.output_shape)
+            had_metrics = bool(self.compiled_metrics)
+            self._reset_compiled_metrics()
+            if had_metrics:
+                self.compile_metrics()
+
     def _reset_compiled_metrics(self) -> None:
         self.compiled_metrics = []
 
@@ -269,10 +286,22 @@ class Sequential(nn.Module):
             return
         resolved = []
         for identifier in self.metrics_identifiers:
-            metric = metrics_module.get(identifier, loss=self.loss, output_shape=self.output_shape)
+            metric = metrics_module.get(identifier, loss=self.compiled_loss, output_shape=self.output_shape)
             name = identifier if isinstance(identifier, str) else metric.name
             resolved.append((name, metric))
         self.compiled_metrics = resolved
+
+    @property
+    def metrics(self) -> list:
+        """The compiled metrics as ``Metric`` objects, once the model is built ([] before).
+
+        Their state is that of the last epoch, validation or ``evaluate``. Keras lists its loss
+        tracker first; trainwell's loop tracks the loss itself (``metrics_names`` starts with it).
+        """
+        if not self.built:
+            return []
+        self.compile_metrics()
+        return [metric for _, metric in self.compiled_metrics]
 
     @property
     def metrics_names(self) -> list[str]:

@@ -147,12 +147,12 @@ def model_state(model) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def _compile_config(model) -> dict | None:
-    if model.optimizer is None or model.loss is None:
+    if model.optimizer is None or model.compiled_loss is None:
         return None
     try:
         return {
             "optimizer": optimizers_module.serialize(model.optimizer),
-            "loss": losses_module.serialize(model.loss),
+            "loss": losses_module.serialize(model.compiled_loss),
             "metrics": [metrics_module.serialize(m) for m in model.metrics_identifiers],
             "loss_weights": model.loss_weights,
             "precision": getattr(model, "precision", "32-true"),
@@ -308,8 +308,9 @@ def saved_history(saved: ModelFile) -> dict | None:
 def _compile_from(path: str, model, header: dict, tensors: dict) -> None:
     settings = header["compile"]
     try:
-        model.compile(optimizer=optimizers_module.get(settings["optimizer"]), loss=settings["loss"],
-                      metrics=settings.get("metrics") or None, loss_weights=settings.get("loss_weights"),
+        model.compile(optimizer=optimizers_module.get(settings["optimizer"]),
+                      loss=losses_module.get(settings["loss"]), metrics=settings.get("metrics") or None,
+                      loss_weights=settings.get("loss_weights"),
                       precision=settings.get("precision"))  # absent in files written before it was kept
     except Exception as exc:  # unknown names, bad arguments: the component's message says which
         raise ModelFileError(f"{path}: header entry `compile` cannot be restored: {exc}") from exc

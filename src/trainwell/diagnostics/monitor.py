@@ -127,9 +127,9 @@ class TrainingMonitor(Callback):
         model, rec = self.model, self.record
         rec.steps_per_epoch = int((self.params or {}).get("steps", 0) or 0)
         rec.layers = describe_layers(model)
-        rec.loss_name = getattr(model.loss, "name", type(model.loss).__name__)
-        rec.loss_kind = losses_module.kind(model.loss)
-        rec.from_logits = bool(getattr(model.loss, "from_logits", False))
+        rec.loss_name = getattr(model.compiled_loss, "name", type(model.compiled_loss).__name__)
+        rec.loss_kind = losses_module.kind(model.compiled_loss)
+        rec.from_logits = bool(getattr(model.compiled_loss, "from_logits", False))
         rec.optimizer = type(model.optimizer).__name__
         rec.n_params = sum(p.numel() for p in model.trainable_parameters())
         if self.x is None:

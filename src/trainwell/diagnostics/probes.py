@@ -148,7 +148,7 @@ def baseline_loss(model, y: torch.Tensor, kind: str) -> float:
             p = yf.mean(0).clamp(eps, 1 - eps)
             return float(-(yf * p.log() + (1 - yf) * (1 - p).log()).mean())
         pred = yf.mean(0, keepdim=True).expand_as(yf)
-        return float(model.loss(yf, pred))
+        return float(model.compiled_loss(yf, pred))
 
 
 @dataclass
