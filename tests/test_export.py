@@ -14,6 +14,7 @@ from trainwell.export import OPSET, export_onnx, onnx_inputs  # noqa: E402
 from trainwell.layers import Activation, BatchNormalization, Dense, Dropout, Input, Normalization  # noqa: E402
 from trainwell.models import Sequential, load_model  # noqa: E402
 from trainwell.pipeline import predict_csv, train_csv  # noqa: E402
+from trainwell.tabular import Preprocessor  # noqa: E402
 from trainwell.utils import set_random_seed, to_categorical  # noqa: E402
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
@@ -123,6 +124,17 @@ def test_csv_regression_model_takes_raw_columns(tmp_path):
     assert set(out) == {"predictions"} and out["predictions"].shape == (len(frame), 1)
     expected = predict_csv(tmp_path / "wages.tw", tmp_path / "wages.csv")["predicted_wage_per_hour"]
     np.testing.assert_allclose(out["predictions"][:, 0], expected, **TOLERANCE)
+
+
+def test_a_standardised_target_is_turned_back_into_its_units(tmp_path):
+    wages_csv(tmp_path / "wages.csv")
+    model = train_csv(tmp_path / "wages.csv", "wage_per_hour", epochs=2, diagnostics="off").model
+    model.preprocessing = {**model.preprocessing, "target_scale": {"mean": 9.0, "std": 5.0}}
+    path = model.export(tmp_path / "scaled.onnx")
+    frame = pd.read_csv(tmp_path / "wages.csv")
+    features = Preprocessor.from_config({**model.preprocessing, "target_scale": None}).transform(frame)
+    out = run_onnx(path, onnx_inputs(path, frame))["predictions"]
+    np.testing.assert_allclose(out, model.predict(features) * 5.0 + 9.0, **TOLERANCE)
 
 
 def test_csv_classifier_gives_probabilities_and_labels(tmp_path):

@@ -14,8 +14,9 @@ so every layer whose forward torch can trace exports, with no per-layer table he
   as training stored it, ``''`` for missing; ``onnx_inputs`` builds the feed from a DataFrame).
   The graph fills missing numbers with the training median and flags them (``<col>_missing``),
   standardises, one-hot encodes the training categories (others give all zeros), then runs the
-  network. Outputs: ``predictions`` (batch, 1) for regression; ``probabilities`` (batch, k) and
-  ``label`` (batch,) for classification.
+  network (and turns a standardised regression target back into its units). Outputs:
+  ``predictions`` (batch, 1) for regression; ``probabilities`` (batch, k) and ``label`` (batch,)
+  for classification.
 
 Nothing here imports the model classes: any built module with ``eval()`` and a forward works.
 """
@@ -40,7 +41,8 @@ __all__ = ["OPSET", "export_onnx", "onnx_inputs"]
 OPSET = 20
 # The keys of a Preprocessor config this module knows how to put in a graph; any other key is a
 # setting it would silently drop, so export refuses it (see _check_preprocessing).
-_KNOWN_PREPROCESSING_KEYS = {"version", "target", "task", "max_categories", "classes", "columns", "notes"}
+_KNOWN_PREPROCESSING_KEYS = {"version", "target", "task", "max_categories", "classes", "columns", "notes",
+                             "target_scale"}
 
 
 class _Forward(torch.nn.Module):
@@ -74,6 +76,9 @@ def _network_proto(model, input_name: str, output_name: str):
     if not getattr(model, "built", False) or shape is None:
         raise ConfigError(f"export: model '{getattr(model, 'name', '?')}' is not built, so its input shape "
                           "is unknown. Train it, or call model.build(input_shape) first.")
+    if isinstance(shape, list):
+        raise ConfigError(f"export: model '{getattr(model, 'name', '?')}' takes {len(shape)} inputs; the "
+                          "ONNX export supports models with one input.")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     example = torch.zeros((2, *shape[1:]), dtype=torch.float32, device=device)
     was_training = model.training
@@ -162,6 +167,19 @@ def _label_nodes(classes: list, probabilities: str):
     return nodes, [numpy_helper.from_array(values, "post/classes")], output
 
 
+def _unscale_nodes(scale: dict, scaled: str):
+    """``predictions``: a standardised regression output back in the target's units (in double)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Cast", [scaled], ["post/scaled64"], to=TensorProto.DOUBLE),
+             helper.make_node("Mul", ["post/scaled64", "post/std"], ["post/spread"]),
+             helper.make_node("Add", ["post/spread", "post/mean"], ["post/values"]),
+             helper.make_node("Cast", ["post/values"], ["predictions"], to=TensorProto.FLOAT)]
+    inits = [numpy_helper.from_array(np.array([scale["std"]], dtype=np.float64), "post/std"),
+             numpy_helper.from_array(np.array([scale["mean"]], dtype=np.float64), "post/mean")]
+    return nodes, inits, helper.make_tensor_value_info("predictions", TensorProto.FLOAT, ["batch", 1])
+
+
 def _with_preprocessing(network, config: dict):
     """One model: raw columns → preprocessing → ``network`` (input 'features') → outputs."""
     from onnx import helper
@@ -171,6 +189,11 @@ def _with_preprocessing(network, config: dict):
     outputs = list(graph.output)
     nodes += list(graph.node)
     inits += list(graph.initializer)
+    if config.get("target_scale"):  # the network learnt (y - mean) / std
+        unscale_nodes, unscale_inits, predictions = _unscale_nodes(config["target_scale"], outputs[0].name)
+        nodes += unscale_nodes
+        inits += unscale_inits
+        outputs = [predictions]
     if config["task"] == "classification":
         label_nodes, label_inits, label_output = _label_nodes(config["classes"], outputs[0].name)
         nodes += label_nodes
@@ -216,7 +239,8 @@ def export_onnx(model, filepath, *, preprocessing: bool = True) -> str:
     config = getattr(model, "preprocessing", None) if preprocessing else None
     if config is not None:
         _check_preprocessing(config)
-        output = "probabilities" if config["task"] == "classification" else "predictions"
+        output = "probabilities" if config["task"] == "classification" else \
+            "scaled_predictions" if config.get("target_scale") else "predictions"
         proto = _with_preprocessing(_network_proto(model, "features", output), config)
         meta = {"task": config["task"], "target": json.dumps(config["target"]),
                 "classes": json.dumps(config["classes"])}

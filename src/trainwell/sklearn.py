@@ -107,6 +107,11 @@ def _model_from_bytes(data: bytes):
         return load_model(path)
 
 
+def _is_model(value) -> bool:
+    """A trainwell model (Sequential or any model class with the same file and config methods)."""
+    return all(hasattr(value, name) for name in ("get_config", "save", "fit", "predict"))
+
+
 def _fresh_copy(model):
     """A new model with ``model``'s architecture and compile settings, fresh weights and optimizer."""
     copy = type(model).from_config(model.get_config())
@@ -186,7 +191,7 @@ class _TrainwellEstimator(BaseEstimator):
             for units in self.layers:
                 model.add(Dense(units, activation=self.activation))
             model.add(self._output_layer(n_outputs))
-        elif hasattr(self.model, "get_config") and hasattr(self.model, "fit"):
+        elif _is_model(self.model):
             model = _fresh_copy(self.model)  # each fit starts from fresh weights, as scikit-learn expects
         elif callable(self.model):
             model = self._call_model_function(n_features, n_outputs)
@@ -205,7 +210,7 @@ class _TrainwellEstimator(BaseEstimator):
             if name in accepted:
                 kwargs.setdefault(name, value)
         model = self.model(**kwargs)
-        if not (hasattr(model, "fit") and hasattr(model, "predict")):
+        if not _is_model(model):
             raise ConfigTypeError(f"{type(self).__name__}: the `model` function returned {describe(model)}; "
                                   "it must return a trainwell model such as Sequential([...]).")
         return model
@@ -273,7 +278,7 @@ class _TrainwellEstimator(BaseEstimator):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__ itself
         for key in ("model", "model_"):
             value = state.get(key)
-            if isinstance(value, Sequential) or (key == "model_" and value is not None):
+            if _is_model(value):
                 state[key] = {_MODEL_FILE_KEY: _model_bytes(value)}
         return state
 
@@ -314,8 +319,10 @@ class TrainwellRegressor(RegressorMixin, _TrainwellEstimator):
             high. The loss in ``history_`` is in standardised units.
 
     Attributes:
-        model_: the fitted trainwell model. history_: dict of per-epoch lists ('loss', 'val_loss').
-        n_features_in_, feature_names_in_, n_outputs_; target_mean_, target_scale_ (ones and zeros
+        model_: the fitted trainwell model. With ``scale_target`` it predicts standardised targets:
+            ``predict`` returns ``model_.predict(X) * target_scale_ + target_mean_`` (keep that in
+            mind when exporting ``model_`` alone). history_: dict of per-epoch lists ('loss', ...).
+        n_features_in_, feature_names_in_, n_outputs_; target_mean_, target_scale_ (zeros and ones
         when ``scale_target=False``).
 
     Example:
