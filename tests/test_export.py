@@ -10,10 +10,10 @@ ort = pytest.importorskip("onnxruntime")
 from trainwell import activations  # noqa: E402
 from trainwell._errors import ConfigError, DataError  # noqa: E402
 from trainwell.datasets import load_titanic, load_wages  # noqa: E402
-from trainwell.export import OPSET, export_onnx, onnx_inputs  # noqa: E402
+from trainwell.export import OPSET, export_onnx  # noqa: E402
 from trainwell.layers import Activation, BatchNormalization, Dense, Dropout, Input, Normalization  # noqa: E402
 from trainwell.models import Sequential, load_model  # noqa: E402
-from trainwell.pipeline import predict_csv, train_csv  # noqa: E402
+from trainwell.pipeline import onnx_inputs, predict_csv, train_csv  # noqa: E402
 from trainwell.tabular import Preprocessor  # noqa: E402
 from trainwell.utils import set_random_seed, to_categorical  # noqa: E402
 

@@ -11,14 +11,16 @@ so every layer whose forward torch can trace exports, with no per-layer table he
 - for a model trained from a table (``trainwell train``, ``pipeline.train_csv``), takes the raw
   columns instead, one input per column used in training, each of shape (batch, 1): numbers as
   double (NaN for a missing value), text/bool/category columns as strings (the text of the value
-  as training stored it, ``''`` for missing; ``onnx_inputs`` builds the feed from a DataFrame).
+  as training stored it, ``''`` for missing; ``pipeline.onnx_inputs`` builds the feed from a
+  DataFrame).
   The graph fills missing numbers with the training median and flags them (``<col>_missing``),
   standardises, one-hot encodes the training categories (others give all zeros), then runs the
   network (and turns a standardised regression target back into its units). Outputs:
   ``predictions`` (batch, 1) for regression; ``probabilities`` (batch, k) and ``label`` (batch,)
   for classification.
 
-Nothing here imports the model classes: any built module with ``eval()`` and a forward works.
+Nothing here imports the model classes (``models`` imports this module for ``model.export``): any
+built module with ``eval()`` and a forward works.
 """
 
 from __future__ import annotations
@@ -33,10 +35,9 @@ import numpy as np
 import torch
 
 from ._container import atomic_write_bytes
-from ._errors import ConfigError, ConfigTypeError, DataError, describe
-from .tabular import _keys as category_keys  # the text a category is stored under, as in training
+from ._errors import ConfigError, ConfigTypeError, describe
 
-__all__ = ["OPSET", "export_onnx", "onnx_inputs"]
+__all__ = ["OPSET", "export_onnx"]
 
 OPSET = 20
 # The keys of a Preprocessor config this module knows how to put in a graph; any other key is a
@@ -260,53 +261,3 @@ def _version() -> str:
     from . import __version__
 
     return __version__
-
-
-def onnx_inputs(source, frame) -> dict[str, np.ndarray]:
-    """The input feed of an exported table model for the rows of ``frame``.
-
-    Args:
-        source: the ``.onnx`` path, or an ``onnxruntime.InferenceSession`` of it.
-        frame: a DataFrame with (at least) the columns the model was trained on.
-
-    Returns:
-        ``{column: array of shape (n, 1)}``: float64 for numbers (NaN where missing), the
-        category text for the others (``''`` where missing), ready for ``session.run(None, feed)``.
-
-    Raises:
-        DataError: a column the model takes is absent, or a number column holds text.
-
-    Example:
-        >>> session = onnxruntime.InferenceSession("model.onnx")
-        >>> session.run(None, onnx_inputs(session, pd.read_csv("new.csv")))  # doctest: +SKIP
-    """
-    import pandas as pd
-
-    absent = [name for name, _ in _input_types(source) if name not in frame.columns]
-    if absent:
-        raise DataError(f"onnx_inputs: the model takes column(s) {absent}, absent from the frame (columns: "
-                        f"{list(frame.columns)[:20]}).")
-    feed = {}
-    for name, is_text in _input_types(source):
-        series = frame[name]
-        if is_text:
-            keys = category_keys(series)
-            feed[name] = keys.where(keys.notna(), "").to_numpy(dtype=object).reshape(-1, 1)
-        else:
-            values = pd.to_numeric(series, errors="coerce")
-            bad = values.isna() & series.notna()
-            if bad.any():
-                raise DataError(f"onnx_inputs: column {name!r} holds text where the model takes numbers, "
-                                f"e.g. {series[bad].iloc[0]!r} in row {series[bad].index[0]!r}.")
-            feed[name] = values.to_numpy(dtype=np.float64).reshape(-1, 1)
-    return feed
-
-
-def _input_types(source) -> list[tuple[str, bool]]:
-    """``[(input name, takes text)]`` of an ONNX file or an onnxruntime session."""
-    if hasattr(source, "get_inputs"):
-        return [(i.name, i.type == "tensor(string)") for i in source.get_inputs()]
-    import onnx
-
-    graph = onnx.load(os.fspath(source), load_external_data=False).graph
-    return [(i.name, i.type.tensor_type.elem_type == onnx.TensorProto.STRING) for i in graph.input]
