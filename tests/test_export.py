@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -205,3 +206,16 @@ class _FakeSession:
 
     def get_inputs(self):
         return [self._Input()]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_model_trained_on_the_gpu_exports_and_runs_on_the_cpu(tmp_path):
+    set_random_seed(0)
+    X, y = load_titanic()
+    model = course_model(X.shape[1], 2, activation="softmax")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", device="cuda")
+    model.fit(X, y, epochs=3, verbose=0)
+    path = model.export(tmp_path / "gpu.onnx")
+    assert model.device.type == "cuda"  # export leaves the model where it was
+    np.testing.assert_allclose(run_onnx(path, {"input": X})["output"], model.predict(X), **TOLERANCE)

@@ -291,3 +291,23 @@ def test_import_trainwell_without_scikit_learn():
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ImportError")
 
+
+
+@pytest.mark.gpu
+def test_estimator_over_a_gpu_model_fits_pickles_and_predicts(titanic):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    X, y = titanic
+
+    def build(n_features_in, n_outputs):
+        model = Sequential([Input(shape=(n_features_in,)), Dense(16, activation="relu"),
+                            Dense(n_outputs, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", device="cuda")
+        return model
+
+    clf = TrainwellClassifier(model=build, epochs=5, random_state=0).fit(X, y)
+    assert clf.model_.device.type == "cuda" and clf.score(X, y) > 0.7
+    restored = pickle.loads(pickle.dumps(clf))  # the model file holds no device: it loads on the CPU
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-5)
