@@ -21,8 +21,8 @@ PACKAGE = ROOT / "src" / "trainwell"
 LAYERS = [
     "_errors", "_registry", "activations", "initializers", "regularizers", "losses", "metrics",
     "schedules", "optimizers", "data", "layers", "_container", "_file_checks", "_file_summary",
-    "saving", "callbacks", "distributed", "fastpath", "training", "diagnostics", "batched", "models",
-    "utils", "datasets", "csvio", "tabular", "experiments", "report", "pipeline", "cli",
+    "saving", "callbacks", "distributed", "fastpath", "training", "diagnostics", "batched", "export",
+    "models", "utils", "datasets", "csvio", "tabular", "experiments", "report", "pipeline", "sklearn", "cli",
 ]
 
 

@@ -365,6 +365,31 @@ def summary(model_path):
     model.summary(print_fn=click.echo)
 
 
+@cli.command("export")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", default="model.onnx", show_default=True, type=click.Path(path_type=Path),
+              help="The ONNX file to write.")
+@click.option("--no-preprocessing", is_flag=True,
+              help="Export the network alone, without the stored CSV preprocessing.")
+def export_command(model_path, output, no_preprocessing):
+    """Write MODEL (a .tw file) as an ONNX file for onnxruntime and other runtimes.
+
+    A model trained by `trainwell train` takes the raw CSV columns: its preprocessing is in the graph.
+
+    \b
+    Example:
+      trainwell export model.tw -o model.onnx
+    """
+    from .export import OPSET
+    from .models import load_model
+
+    output = check_output(output, "--output")
+    model = load_model(model_path)
+    model.export(output, preprocessing=not no_preprocessing)
+    kind = "raw columns in" if model.preprocessing and not no_preprocessing else "network only"
+    click.echo(f"Wrote {output} (ONNX opset {OPSET}, {kind})")
+
+
 @cli.command()
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", "-t", required=True, help="The column to predict.")

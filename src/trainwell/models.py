@@ -545,6 +545,35 @@ class Sequential(nn.Module):
             return
         saving.save_model(self, filepath, overwrite=overwrite)
 
+    def export(self, filepath, format: str = "onnx", verbose=None, input_signature=None, *,
+               preprocessing: bool = True) -> str:
+        """Write the model for other runtimes: ``format='onnx'`` (Keras's spelling; the only format).
+
+        Traced by ``torch.onnx`` at opset ``trainwell.export.OPSET`` with a dynamic batch axis; input
+        ``input``, output ``output``. A model trained from a table (``trainwell train``) takes the raw
+        columns and carries its preprocessing in the graph unless ``preprocessing=False`` (see
+        ``trainwell.export``). Needs the ``onnx`` extra.
+
+        Raises:
+            ConfigError: another format, an ``input_signature`` (the shape comes from the model),
+                or a model that is not built.
+
+        Example:
+            >>> model.export("model.onnx")
+        """
+        from ._errors import unknown_name
+        from .export import export_onnx
+
+        if format != "onnx":
+            raise unknown_name("export format", format, ("onnx",), argument="format")
+        if input_signature is not None:
+            raise ConfigError("export: `input_signature` is not supported: the input shape comes from the "
+                              "model itself (batch axis dynamic). Remove the argument.")
+        path = export_onnx(self, filepath, preprocessing=preprocessing)
+        if verbose:
+            print(f"Saved the model as ONNX to {path}")
+        return path
+
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Write the weights alone as a ``.safetensors`` file (on rank 0 only in a distributed run)."""
         if not distributed.is_main_process():

@@ -31,7 +31,7 @@ from pathlib import Path
 __all__ = ["Settings", "TrainedRun", "PreparedTable", "Evaluation", "DEFAULT_CHUNK_ROWS", "train_csv",
            "train_table", "prepare_table", "build_model", "predict_csv", "evaluate_csv", "compare_csv",
            "compare_table", "predict_table", "table_metrics", "run_report", "finding_text", "check_output",
-           "load_with_preprocessing"]
+           "load_with_preprocessing", "onnx_inputs"]
 
 DEFAULT_CHUNK_ROWS = 10_000
 
@@ -526,3 +526,61 @@ def compare_csv(path, target: str, layers=None, learning_rates=None, *, task: st
     """
     settings = Settings(task=task, validation_split=validation_split, seed=seed)
     return compare_table(prepare_table(path, target, settings), layers, learning_rates, **options)
+
+
+# ----------------------------------------------------------------------------- exported ONNX files
+
+
+def onnx_inputs(source, frame) -> dict:
+    """The input feed of an ONNX file exported from a table model (``trainwell export``) for ``frame``.
+
+    Args:
+        source: the ``.onnx`` path, or an ``onnxruntime.InferenceSession`` of it.
+        frame: a DataFrame with (at least) the columns the model was trained on.
+
+    Returns:
+        ``{column: array of shape (n, 1)}``: float64 for numbers (NaN where missing), for the
+        other columns the text training stored each category under (``''`` where missing), ready
+        for ``session.run(None, feed)``.
+
+    Raises:
+        DataError: a column the model takes is absent, or a number column holds text.
+
+    Example:
+        >>> session = onnxruntime.InferenceSession("model.onnx")  # doctest: +SKIP
+        >>> session.run(None, onnx_inputs(session, pd.read_csv("new.csv")))  # doctest: +SKIP
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ._errors import DataError
+    from .tabular import category_text
+
+    inputs = _onnx_input_types(source)
+    absent = [name for name, _ in inputs if name not in frame.columns]
+    if absent:
+        raise DataError(f"onnx_inputs: the model takes column(s) {absent}, absent from the frame (columns: "
+                        f"{list(frame.columns)[:20]}).")
+    feed = {}
+    for name, is_text in inputs:
+        series = frame[name]
+        if is_text:
+            feed[name] = category_text(series).to_numpy(dtype=object).reshape(-1, 1)
+            continue
+        values = pd.to_numeric(series, errors="coerce")
+        bad = values.isna() & series.notna()
+        if bad.any():
+            raise DataError(f"onnx_inputs: column {name!r} holds text where the model takes numbers, "
+                            f"e.g. {series[bad].iloc[0]!r} in row {series[bad].index[0]!r}.")
+        feed[name] = values.to_numpy(dtype=np.float64).reshape(-1, 1)
+    return feed
+
+
+def _onnx_input_types(source) -> list[tuple[str, bool]]:
+    """``[(input name, takes text)]`` of an ONNX file or an onnxruntime session."""
+    if hasattr(source, "get_inputs"):
+        return [(i.name, i.type == "tensor(string)") for i in source.get_inputs()]
+    import onnx
+
+    graph = onnx.load(os.fspath(source), load_external_data=False).graph
+    return [(i.name, i.type.tensor_type.elem_type == onnx.TensorProto.STRING) for i in graph.input]

@@ -77,6 +77,12 @@ def _keys(series: pd.Series) -> pd.Series:
     return series.astype(object).map(_category_key)
 
 
+def category_text(series: pd.Series) -> pd.Series:
+    """The text each value is one-hot encoded under ('' where missing): an exported ONNX file's input."""
+    keys = _keys(series)
+    return keys.where(keys.notna(), "")
+
+
 def _json_value(value):
     """A class label as a plain JSON value (numpy scalars → Python, 2.0 → 2)."""
     if isinstance(value, (bool, np.bool_)):
