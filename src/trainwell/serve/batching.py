@@ -1,0 +1,148 @@
+"""Micro-batching: small concurrent requests share one forward pass, run off the event loop.
+
+A request's rows go into a queue and wait for their outputs. One task on the event loop takes
+what is queued, waits at most ``max_wait_s`` for more while the batch holds fewer than
+``max_rows`` rows, and runs the model on the concatenated rows in a single inference thread
+(so torch is called from one thread only and the event loop keeps accepting requests). While
+the model runs, new requests queue up and form the next batch: under load, batches grow by
+themselves; alone, a request waits at most ``max_wait_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .inputs import RequestError
+
+__all__ = ["MicroBatcher"]
+
+
+class MicroBatcher:
+    """Run ``predict(x) -> outputs`` on the rows of many requests at once.
+
+    Args:
+        predict: called in the inference thread with a float32 array of rows.
+        max_rows: rows per batch at most (a larger request runs alone, never split).
+        max_wait_s: how long a batch waits for more requests once one is queued.
+        max_pending: requests queued or running at most; beyond, ``submit`` answers 503.
+    """
+
+    def __init__(self, predict, max_rows: int, max_wait_s: float, max_pending: int):
+        self.predict, self.max_rows, self.max_wait_s = predict, max_rows, max_wait_s
+        self.max_pending = max_pending
+        self.batches = self.rows = 0  # counters for /health
+        self._queue: collections.deque = collections.deque()
+        self._queued_rows = 0
+        self._pending = 0
+        self._task = self._arrived = self._loop = self._executor = None
+
+    async def submit(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs for the rows ``x``.
+
+        Raises:
+            RequestError: 503 when ``max_pending`` requests are already waiting.
+        """
+        self._ensure_started()
+        if self._pending >= self.max_pending:
+            raise RequestError(503, "busy", f"The server is busy ({self._pending} requests waiting). "
+                                            f"Retry in a moment.")
+        future = self._loop.create_future()
+        self._queue.append((x, future))
+        self._queued_rows += len(x)
+        self._pending += 1
+        self._arrived.set()
+        try:
+            return await future
+        finally:
+            self._pending -= 1
+
+    def _ensure_started(self) -> None:
+        # Started by the first request rather than by the app's lifespan, so an app mounted inside
+        # another (which gets no lifespan events) still works; restarted if the loop changed.
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._loop is not loop or self._task.done():
+            self._loop, self._arrived = loop, asyncio.Event()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainwell-inference")
+            self._task = loop.create_task(self._run(), name="trainwell-micro-batcher")
+
+    async def _run(self) -> None:
+        while True:
+            while not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+            await self._gather()
+            batch = self._take()
+            await self._execute(batch)
+
+    async def _gather(self) -> None:
+        """Wait up to ``max_wait_s`` for more rows unless the batch is already full."""
+        deadline = self._loop.time() + self.max_wait_s
+        while self._queued_rows < self.max_rows:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list:
+        """Queued requests up to ``max_rows`` rows (at least one request), first come first served."""
+        batch, rows = [], 0
+        while self._queue and (not batch or rows + len(self._queue[0][0]) <= self.max_rows):
+            x, future = self._queue.popleft()
+            self._queued_rows -= len(x)
+            if not future.done():  # a client that went away leaves a cancelled future
+                batch.append((x, future))
+                rows += len(x)
+        return batch
+
+    async def _execute(self, batch: list) -> None:
+        if not batch:
+            return
+        x = batch[0][0] if len(batch) == 1 else np.concatenate([x for x, _ in batch])
+        try:
+            out = await self._loop.run_in_executor(self._executor, self.predict, x)
+        except asyncio.CancelledError:
+            _fail(batch, RequestError(503, "shutting_down", "The server stopped before this request ran."))
+            raise
+        except Exception as exc:  # the model failed: every request of the batch gets the error
+            _fail(batch, exc)
+            return
+        self.batches += 1
+        self.rows += len(x)
+        start = 0
+        for rows, future in batch:
+            if not future.done():
+                future.set_result(out[start : start + len(rows)])
+            start += len(rows)
+
+    async def stop(self) -> None:
+        """Stop the batching task and the inference thread; requests still queued get a 503.
+
+        The server calls it at shutdown, after the requests in flight have been answered.
+        """
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        _fail(self._queue, RequestError(503, "shutting_down", "The server is shutting down."))
+        self._queue.clear()
+        self._queued_rows = 0
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+def _fail(batch, exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
