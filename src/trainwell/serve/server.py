@@ -9,10 +9,13 @@ Ctrl+C uvicorn stops accepting connections, answers the requests in flight (for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 
 from .._errors import ConfigError
 from .app import create_app, require_extra
@@ -50,14 +53,30 @@ def run(path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, lo
     bound = sock.getsockname()[1]
     print(f"trainwell: serving {os.path.basename(path)} on http://{host}:{bound} with {workers} worker(s) "
           f"(docs: http://{host}:{bound}/docs); Ctrl+C to stop", file=sys.stderr, flush=True)
-    if workers == 1:
-        _limit_threads(1)
-        uvicorn.Server(uvicorn.Config(app, **config_options)).run(sockets=[sock])
+    with _stopping_is_success():
+        if workers == 1:
+            _limit_threads(1)
+            uvicorn.Server(uvicorn.Config(app, **config_options)).run(sockets=[sock])
+            return
+        os.environ[ENV_SETTINGS] = json.dumps({"path": path, "workers": workers, "options": app_options})
+        config = uvicorn.Config("trainwell.serve.server:app_from_environment", factory=True, workers=workers,
+                                **config_options)
+        Multiprocess(config, sockets=[sock]).run()
+
+
+@contextlib.contextmanager
+def _stopping_is_success():
+    """After its graceful shutdown uvicorn raises the signal again for the previous handler; with a
+    handler that does nothing, a server stopped by SIGTERM or Ctrl+C returns normally (exit status 0)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    os.environ[ENV_SETTINGS] = json.dumps({"path": path, "workers": workers, "options": app_options})
-    config = uvicorn.Config("trainwell.serve.server:app_from_environment", factory=True, workers=workers,
-                            **config_options)
-    Multiprocess(config, sockets=[sock]).run()
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def app_from_environment():
