@@ -559,7 +559,8 @@ def test_soak_mixed_good_and_bad_requests(models, wages_rows):
                         failures.append((kind, body[:60], response.status_code, response.text[:200]))
                     elif expected is not None:
                         counts["good"] += 1
-                        if response.json()["predictions"] != expected:
+                        # batched with other requests, a row may differ in the last float32 bits
+                        if not np.allclose(response.json()["predictions"], expected, rtol=1e-6, atol=1e-6):
                             failures.append(("wrong numbers", body[:60]))
                     else:
                         counts["bad"] += 1
