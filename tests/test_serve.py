@@ -375,19 +375,39 @@ def test_concurrent_requests_share_batches_and_keep_their_own_answers(models, wa
     np.testing.assert_allclose(together, expected, rtol=1e-6, atol=1e-6)
 
 
-def test_batcher_splits_at_max_rows_refuses_when_full_and_passes_model_errors():
-    seen = []
-
-    def predict(x):
-        seen.append(len(x))
-        if np.any(x < 0):
-            raise ArithmeticError("negative input")
-        return x * 2
+def test_a_batch_keeps_each_requests_warnings_and_errors_to_itself(models):
+    app = create_app(models["shapes"], batch_wait_ms=200)
+    good = {"size": 9.0, "color": "red", "weight": 50.0}
+    bodies = [[good], [{**good, "color": "purple"}], [good, {**good, "size": 14.5}], [{**good, "size": "x"}]]
 
     async def main():
-        batcher = MicroBatcher(predict, max_rows=4, max_wait_s=0.05, max_pending=6)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            alone = [await client.post("/predict", json=body) for body in bodies]
+            together = await asyncio.gather(*[client.post("/predict", json=body) for body in bodies])
+        await app.state.batcher.stop()
+        return alone, together
+
+    alone, together = asyncio.run(main())
+    assert [r.status_code for r in together] == [200, 200, 200, 422]
+    assert [len(r.json()["warnings"]) for r in together[:3]] == [0, 1, 0]
+    for one, many in zip(alone[:3], together[:3]):
+        np.testing.assert_allclose(many.json()["probabilities"], one.json()["probabilities"], rtol=1e-6)
+
+
+def test_batcher_splits_at_max_rows_refuses_when_full_and_passes_errors():
+    seen = []
+
+    def run_batch(items):
+        seen.append(sum(map(len, items)))
+        if any(np.any(x < 0) for x in items):
+            raise ArithmeticError("negative input")
+        return [x * 2 if x[0, 0] != 3 else RequestError(422, "three", "no threes") for x in items]
+
+    async def main():
+        batcher = MicroBatcher(run_batch, max_rows=4, max_wait_s=0.05, max_pending=6)
         parts = [np.full((n, 1), i, dtype=np.float32) for i, n in enumerate([1, 2, 3, 1, 5])]
-        outs = await asyncio.gather(*[batcher.submit(x) for x in parts])
+        outs = await asyncio.gather(*[batcher.submit(x) for x in parts], return_exceptions=True)
         full = await asyncio.gather(*[batcher.submit(np.ones((1, 1))) for _ in range(7)],
                                     return_exceptions=True)
         failed = await asyncio.gather(batcher.submit(-np.ones((1, 1))), return_exceptions=True)
@@ -396,7 +416,10 @@ def test_batcher_splits_at_max_rows_refuses_when_full_and_passes_model_errors():
 
     parts, outs, full, failed = asyncio.run(main())
     for x, out in zip(parts, outs):
-        np.testing.assert_array_equal(out, x * 2)
+        if x[0, 0] == 3:  # one item's own error reaches that request only
+            assert isinstance(out, RequestError) and out.status == 422
+        else:
+            np.testing.assert_array_equal(out, x * 2)
     assert seen[:3] == [3, 4, 5]  # 1+2 (the 3 would pass 4), 3+1, then the 5-row request alone
     refused = [r for r in full if isinstance(r, RequestError)]
     assert len(refused) == 1 and refused[0].status == 503

@@ -27,7 +27,7 @@ __all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_ROWS", "DEFAULT_
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BATCH_ROWS = 1024
-DEFAULT_BATCH_WAIT_MS = 1.0
+DEFAULT_BATCH_WAIT_MS = 2.0
 DEFAULT_MAX_PENDING = 1024
 _log = logging.getLogger("trainwell.serve")
 
@@ -63,7 +63,7 @@ def create_app(path, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_rows: 
         max_body_bytes: larger request bodies get a 413 (checked while they arrive).
         max_rows: requests with more rows get a 413.
         max_batch_rows: rows of concurrent requests run together at most.
-        batch_wait_ms: how long a batch waits for more requests (0: run what is queued at once).
+        batch_wait_ms: how long a batch waits at most for requests still being read (0: never).
         max_pending: requests waiting for the model at most; more get a 503.
         extra_columns: ``"error"`` (422 for a column the model does not know) or ``"ignore"``
             (dropped with a warning in the answer, as ``trainwell predict`` does).
@@ -91,7 +91,7 @@ def create_app(path, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_rows: 
               "max_pending": check_positive_int(max_pending, "max_pending", "create_app"),
               "extra_columns": _check_choice(extra_columns)}
     served = ServedModel(path, max_rows=max_rows, extra_columns=extra_columns)
-    batcher = MicroBatcher(served.predict, max_batch_rows, batch_wait_ms / 1000, max_pending)
+    batcher = MicroBatcher(served.run_batch, max_batch_rows, batch_wait_ms / 1000, max_pending)
     metadata = served.metadata(limits)
     started = time.time()
 
@@ -127,10 +127,11 @@ def create_app(path, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_rows: 
               summary="Predict rows", response_description="predictions in request order")
     async def predict(request: fastapi.Request):
         """Predictions for the rows of the body, in order (labels and probabilities for classifiers)."""
-        body = await _read_body(request, max_body_bytes)
-        content_type = request.headers.get("content-type")
-        features, warnings = await run_in_threadpool(served.prepare, body, content_type)
-        out = await batcher.submit(features)
+        with batcher.incoming():
+            body = await _read_body(request, max_body_bytes)
+            content_type = request.headers.get("content-type")
+            rows = await run_in_threadpool(served.prepare, body, content_type)
+        out, warnings = await batcher.submit(rows)
         return Response(await run_in_threadpool(served.render, out, warnings), media_type="application/json")
 
     @app.get("/health", summary="Liveness")

@@ -1,20 +1,20 @@
 """Micro-batching: small concurrent requests share one forward pass, run off the event loop.
 
 A request's rows go into a queue and wait for their outputs. One task on the event loop takes
-what is queued, waits at most ``max_wait_s`` for more while the batch holds fewer than
-``max_rows`` rows, and runs the model on the concatenated rows in a single inference thread
-(so torch is called from one thread only and the event loop keeps accepting requests). While
-the model runs, new requests queue up and form the next batch: under load, batches grow by
-themselves; alone, a request waits at most ``max_wait_s``.
+what is queued and runs the model on the concatenated rows in a single inference thread (so
+torch is called from one thread only and the event loop keeps accepting requests). While the
+model runs, new requests queue up and form the next batch, so under load batches grow by
+themselves. Before running a batch of fewer than ``max_rows`` rows, the task waits for the
+requests still being read and parsed (``incoming``), at most ``max_wait_s``: a lone request
+never waits, a burst of concurrent ones shares one forward pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
 
 from .inputs import RequestError
 
@@ -22,26 +22,40 @@ __all__ = ["MicroBatcher"]
 
 
 class MicroBatcher:
-    """Run ``predict(x) -> outputs`` on the rows of many requests at once.
+    """Run ``run_batch(items) -> results`` on the items of many requests at once.
 
     Args:
-        predict: called in the inference thread with a float32 array of rows.
+        run_batch: called in the inference thread with a list of items (anything with a
+            ``len``: its number of rows); returns one result per item, in order, or for an item
+            an ``Exception`` instance, which its request raises.
         max_rows: rows per batch at most (a larger request runs alone, never split).
         max_wait_s: how long a batch waits for more requests once one is queued.
         max_pending: requests queued or running at most; beyond, ``submit`` answers 503.
     """
 
-    def __init__(self, predict, max_rows: int, max_wait_s: float, max_pending: int):
-        self.predict, self.max_rows, self.max_wait_s = predict, max_rows, max_wait_s
+    def __init__(self, run_batch, max_rows: int, max_wait_s: float, max_pending: int):
+        self.run_batch, self.max_rows, self.max_wait_s = run_batch, max_rows, max_wait_s
         self.max_pending = max_pending
         self.batches = self.rows = 0  # counters for /health
         self._queue: collections.deque = collections.deque()
         self._queued_rows = 0
         self._pending = 0
+        self._incoming = 0
         self._task = self._arrived = self._loop = self._executor = None
 
-    async def submit(self, x: np.ndarray) -> np.ndarray:
-        """The model's outputs for the rows ``x``.
+    @contextlib.contextmanager
+    def incoming(self):
+        """Marks a request whose rows are on their way (being read and parsed): batches wait for it."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+            if self._arrived is not None:
+                self._arrived.set()  # wake the gatherer: rows arrived, or this request failed
+
+    async def submit(self, x):
+        """The result of ``run_batch`` for the item ``x``.
 
         Raises:
             RequestError: 503 when ``max_pending`` requests are already waiting.
@@ -80,9 +94,9 @@ class MicroBatcher:
             await self._execute(batch)
 
     async def _gather(self) -> None:
-        """Wait up to ``max_wait_s`` for more rows unless the batch is already full."""
+        """Wait up to ``max_wait_s`` for the requests on their way, unless the batch is already full."""
         deadline = self._loop.time() + self.max_wait_s
-        while self._queued_rows < self.max_rows:
+        while self._queued_rows < self.max_rows and self._incoming > 0:
             remaining = deadline - self._loop.time()
             if remaining <= 0:
                 return
@@ -106,9 +120,9 @@ class MicroBatcher:
     async def _execute(self, batch: list) -> None:
         if not batch:
             return
-        x = batch[0][0] if len(batch) == 1 else np.concatenate([x for x, _ in batch])
+        items = [x for x, _ in batch]
         try:
-            out = await self._loop.run_in_executor(self._executor, self.predict, x)
+            results = await self._loop.run_in_executor(self._executor, self.run_batch, items)
         except asyncio.CancelledError:
             _fail(batch, RequestError(503, "shutting_down", "The server stopped before this request ran."))
             raise
@@ -116,12 +130,14 @@ class MicroBatcher:
             _fail(batch, exc)
             return
         self.batches += 1
-        self.rows += len(x)
-        start = 0
-        for rows, future in batch:
-            if not future.done():
-                future.set_result(out[start : start + len(rows)])
-            start += len(rows)
+        self.rows += sum(map(len, items))
+        for result, (_, future) in zip(results, batch):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     async def stop(self) -> None:
         """Stop the batching task and the inference thread; requests still queued get a 503.

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._errors import DataError, closest
 
-__all__ = ["RequestError", "parse_json", "TableInputs", "ArrayInputs", "MAX_PROBLEMS"]
+__all__ = ["RequestError", "parse_json", "TableInputs", "TableRows", "ArrayInputs", "MAX_PROBLEMS"]
 
 MAX_PROBLEMS = 20  # problems listed in one error response; the total is counted
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -192,8 +192,8 @@ class TableInputs:
         self.known = {str(spec["name"]) for spec in preprocessor.columns} | {str(preprocessor.target)}
         self.extra_columns = extra_columns
 
-    def from_json(self, payload, max_rows: int):
-        """``(features, warnings)`` for a parsed JSON body: a list of row objects or columns + data."""
+    def from_json(self, payload, max_rows: int) -> TableRows:
+        """The checked rows of a parsed JSON body: a list of row objects, or columns + data."""
         if isinstance(payload, dict) and ("columns" in payload or "data" in payload):
             columns, values = self._split_form(payload, max_rows)
         elif isinstance(payload, list):
@@ -207,8 +207,8 @@ class TableInputs:
                                f"received {_kind(payload)}. One row is a list of one object.")
         return self._features(columns, values)
 
-    def from_frame(self, frame, max_rows: int):
-        """``(features, warnings)`` for a DataFrame read from CSV text (empty cells are missing values)."""
+    def from_frame(self, frame, max_rows: int) -> TableRows:
+        """The checked rows of a DataFrame read from CSV text (empty cells are missing values)."""
         import pandas as pd
 
         _too_many_rows(len(frame), max_rows)
@@ -278,24 +278,48 @@ class TableInputs:
                     hint = f" (did you mean {guess!r}?)" if guess else ""
                     problems.add(row, str(name), f"unknown column{hint}; GET /metadata lists the columns")
 
-    def _features(self, columns: list, values: dict):
-        """Check every cell, then transform with the stored preprocessing and record its warnings."""
-        import pandas as pd
-
+    def _features(self, columns: list, values: dict) -> TableRows:
+        """Check every cell; the columns as float64 (numbers and nulls) or object arrays."""
         problems = _Problems()
-        frame = {}
+        checked = {}
         for name, original in self.names.items():
             cells = values[name]
             if name in self.numeric:
-                frame[original] = self._numeric_cells(name, cells, problems)
+                checked[original] = self._numeric_cells(name, cells, problems)
             else:
                 for index, value in enumerate(cells):
                     message = _category_problem(value)
                     if message is not None:
                         problems.add(index, name, message)
-                frame[original] = np.asarray(cells, dtype=object)
+                checked[original] = cells
         problems.raise_if_any(422, "invalid_values", "the values")
-        return self._transform(pd.DataFrame(frame), [c for c in columns if c not in self.known])
+        arrays = {name: cells if isinstance(cells, np.ndarray) else _objects(cells)
+                  for name, cells in checked.items()}
+        rows = len(next(iter(arrays.values())))
+        return TableRows(arrays, rows, [c for c in columns if c not in self.known])
+
+    def transform(self, batch: list) -> list:
+        """``(features, warnings)`` or a ``RequestError`` for each ``TableRows`` of ``batch``.
+
+        The requests of a batch go through the stored preprocessing together (one DataFrame:
+        its per-call cost is most of a small request's). ``transform`` is row by row, so the
+        rows come out as they would alone; when the batch raised warnings or an error, each
+        request is transformed again alone, so that each gets its own.
+        """
+        if len(batch) > 1:
+            merged = {name: np.concatenate([rows.columns[name] for rows in batch])
+                      for name in batch[0].columns}
+            features, messages = self._transform(merged)
+            if not messages and not isinstance(features, Exception):
+                bounds = np.cumsum([0] + [rows.count for rows in batch])
+                return [(features[a:b], rows.extra_warnings())
+                        for rows, a, b in zip(batch, bounds, bounds[1:])]
+        results = []
+        for rows in batch:
+            features, messages = self._transform(rows.columns)
+            results.append(features if isinstance(features, Exception) else
+                           (features, rows.extra_warnings() + messages))
+        return results
 
     @staticmethod
     def _numeric_cells(name: str, cells, problems: _Problems):
@@ -315,19 +339,42 @@ class TableInputs:
                 problems.add(index, name, message)
         return np.asarray(cells, dtype=object)  # numeric text is read by the preprocessing, as in a CSV
 
-    def _transform(self, frame, extra: list):
-        """The stored preprocessing on checked rows: ``(features, warnings)``."""
+    def _transform(self, columns: dict):
+        """The stored preprocessing on checked columns: ``(features or a RequestError, warnings)``."""
+        import pandas as pd
+
         with _RECORDING, warnings.catch_warnings(record=True) as records:
             warnings.simplefilter("always")
             try:
-                features = self.preprocessor.transform(frame)
+                features = self.preprocessor.transform(pd.DataFrame(columns))
             except DataError as exc:  # a check above missed a case: still the client's data
-                raise RequestError(422, "invalid_values", str(exc)) from None
-        messages = [str(record.message) for record in records]
-        if extra:
-            messages.insert(0, f"ignored {len(extra)} column(s) the model does not use: "
-                               f"{', '.join(map(repr, extra[:10]))}")
-        return features, messages
+                features = RequestError(422, "invalid_values", str(exc))
+        return features, [str(record.message) for record in records]
+
+
+class TableRows:
+    """One request's checked columns (name → float64 or object array), row count and ignored columns."""
+
+    __slots__ = ("columns", "count", "extra")
+
+    def __init__(self, columns: dict, count: int, extra: list):
+        self.columns, self.count, self.extra = columns, count, extra
+
+    def __len__(self) -> int:
+        return self.count
+
+    def extra_warnings(self) -> list:
+        if not self.extra:
+            return []
+        return [f"ignored {len(self.extra)} column(s) the model does not use: "
+                f"{', '.join(map(repr, self.extra[:10]))}"]
+
+
+def _objects(cells: list) -> np.ndarray:
+    """A 1-D object array of the values (np.asarray would make lists of equal length a 2-D array)."""
+    array = np.empty(len(cells), dtype=object)
+    array[:] = cells
+    return array
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -345,8 +392,8 @@ class ArrayInputs:
             return f"a list of {self.size} numbers"
         return f"nested lists of shape {list(self.sample_shape)}"
 
-    def from_json(self, payload, max_rows: int):
-        """``(features, warnings)`` for a parsed JSON body."""
+    def from_json(self, payload, max_rows: int) -> np.ndarray:
+        """The float32 rows of a parsed JSON body."""
         rows = payload.get("inputs") if isinstance(payload, dict) and len(payload) == 1 else None
         if not isinstance(rows, list):
             keys = f" with keys {sorted(payload)}" if isinstance(payload, dict) else ""
@@ -375,7 +422,7 @@ class ArrayInputs:
             problems.add(int(index), self._position(int(position)),
                          f"{array[index, position]} is not a finite float32 number")
         problems.raise_if_any(422, "invalid_values", "the inputs")
-        return array.astype(np.float32).reshape(len(rows), *self.sample_shape), []
+        return array.astype(np.float32).reshape(len(rows), *self.sample_shape)
 
     def _position(self, flat_index: int):
         """The column of a flat position: its index for 1-D samples, '[i][j]...' for nested ones."""

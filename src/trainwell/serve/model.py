@@ -2,8 +2,9 @@
 
 ``ServedModel(path)`` loads a ``.tw`` file for prediction only and decides how requests look:
 raw table rows for a model that holds a ``tabular.Preprocessor``, ``{"inputs": ...}`` arrays
-otherwise. ``prepare`` turns a request body into features (in a worker thread), ``predict``
-runs the model (in the inference thread), ``render`` turns outputs into the JSON answer: the
+otherwise. ``prepare`` parses and checks a request body (in a worker thread), ``run_batch``
+preprocesses the rows of a batch of requests and runs the model on them (in the inference
+thread), ``render`` turns one request's outputs into the JSON answer: the
 predicted values, or for a classifier the labels and the class probabilities, row by row in
 request order, under the names ``trainwell predict`` writes.
 """
@@ -66,7 +67,8 @@ class ServedModel:
     # ------------------------------------------------------------------------- requests
 
     def prepare(self, body: bytes, content_type: str | None):
-        """``(features, warnings)`` for a request body; a ``RequestError`` names what is wrong."""
+        """A request body's checked rows (``TableRows`` or a float32 array); a ``RequestError`` says
+        what is wrong."""
         media = (content_type or "").split(";")[0].strip().lower()
         if media in CSV_TYPES:
             if not self.is_table:
@@ -83,6 +85,23 @@ class ServedModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The model's outputs for a batch of rows (called from the inference thread only)."""
         return self.model.predict(x, verbose=0)
+
+    def run_batch(self, batch: list) -> list:
+        """For each prepared request of ``batch``: ``(outputs, warnings)``, or its ``RequestError``.
+
+        One preprocessing call and one forward pass for the whole batch (inference thread only).
+        """
+        results = self.inputs.transform(batch) if self.is_table else [(x, []) for x in batch]
+        done = [i for i, result in enumerate(results) if not isinstance(result, Exception)]
+        if not done:
+            return results
+        features = [results[i][0] for i in done]
+        out = self.predict(features[0] if len(features) == 1 else np.concatenate(features))
+        start = 0
+        for i, x in zip(done, features):
+            results[i] = (out[start : start + len(x)], results[i][1])
+            start += len(x)
+        return results
 
     def render(self, out: np.ndarray, warnings: list) -> bytes:
         """The JSON answer for one request's outputs."""
