@@ -3,8 +3,8 @@
 ``ServedModel(path)`` loads a ``.tw`` file for prediction only and decides how requests look:
 raw table rows for a model that holds a ``tabular.Preprocessor``, ``{"inputs": ...}`` arrays
 otherwise. ``prepare`` parses and checks a request body (in a worker thread), ``run_batch``
-preprocesses the rows of a batch of requests and runs the model on them (in the inference
-thread), ``render`` turns one request's outputs into the JSON answer: the
+preprocesses the rows of a batch of requests and runs the model on them (in a worker
+thread, one batch at a time) and renders each request's JSON answer: the
 predicted values, or for a classifier the labels and the class probabilities, row by row in
 request order, under the names ``trainwell predict`` writes.
 """
@@ -83,13 +83,14 @@ class ServedModel:
                            + " (with curl: -H 'Content-Type: application/json').")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """The model's outputs for a batch of rows (called from the inference thread only)."""
+        """The model's outputs for a batch of rows (one batch at a time, off the event loop)."""
         return self.model.predict(x, verbose=0)
 
     def run_batch(self, batch: list) -> list:
-        """For each prepared request of ``batch``: ``(outputs, warnings)``, or its ``RequestError``.
+        """For each prepared request of ``batch``: its JSON answer (bytes), or its ``RequestError``.
 
-        One preprocessing call and one forward pass for the whole batch (inference thread only).
+        One preprocessing call and one forward pass for the whole batch, then each answer is
+        rendered here too (off the event loop, one batch at a time; one thread hop per request).
         """
         results = self.inputs.transform(batch) if self.is_table else [(x, []) for x in batch]
         done = [i for i, result in enumerate(results) if not isinstance(result, Exception)]
@@ -99,7 +100,7 @@ class ServedModel:
         out = self.predict(features[0] if len(features) == 1 else np.concatenate(features))
         start = 0
         for i, x in zip(done, features):
-            results[i] = (out[start : start + len(x)], results[i][1])
+            results[i] = self.render(out[start : start + len(x)], results[i][1])
             start += len(x)
         return results
 
