@@ -342,6 +342,12 @@ def test_bad_settings_are_config_errors(models, option, value):
         create_app(models["wages"], **{option: value})
 
 
+def test_without_the_serve_extra_create_app_says_what_to_install(models, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # what an absent package looks like to import
+    with pytest.raises(ConfigError, match=r"pip install 'trainwell\[serve\]'"):
+        create_app(models["wages"])
+
+
 def test_a_bad_model_file_fails_at_create_app(tmp_path):
     (tmp_path / "bad.tw").write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="not a trainwell model file"):

@@ -15,9 +15,6 @@ import asyncio
 import collections
 import contextlib
 
-import anyio
-import anyio.to_thread
-
 from .inputs import RequestError
 
 __all__ = ["MicroBatcher"]
@@ -46,6 +43,8 @@ class MicroBatcher:
         self._task = self._arrived = self._loop = None
         # One batch at a time, in anyio's worker threads: their hand-over measured ~0.4 ms where a
         # ThreadPoolExecutor's run_in_executor took ~7 ms on a loaded 2-core machine.
+        import anyio  # comes with the `serve` extra (Starlette), so imported only when serving
+
         self._limiter = anyio.CapacityLimiter(1)
 
     @contextlib.contextmanager
@@ -121,11 +120,13 @@ class MicroBatcher:
         return batch
 
     async def _execute(self, batch: list) -> None:
+        from anyio import to_thread
+
         if not batch:
             return
         items = [x for x, _ in batch]
         try:
-            results = await anyio.to_thread.run_sync(self.run_batch, items, limiter=self._limiter)
+            results = await to_thread.run_sync(self.run_batch, items, limiter=self._limiter)
         except asyncio.CancelledError:
             _fail(batch, RequestError(503, "shutting_down", "The server stopped before this request ran."))
             raise
