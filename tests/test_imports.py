@@ -22,7 +22,8 @@ LAYERS = [
     "_errors", "_registry", "activations", "initializers", "regularizers", "losses", "metrics",
     "schedules", "optimizers", "data", "layers", "_container", "_file_checks", "_file_summary",
     "saving", "callbacks", "distributed", "fastpath", "training", "diagnostics", "batched", "export",
-    "models", "utils", "datasets", "csvio", "tabular", "experiments", "report", "pipeline", "sklearn", "cli",
+    "models", "utils", "datasets", "csvio", "tabular", "experiments", "report", "pipeline", "sklearn",
+    "serve", "cli",
 ]
 
 

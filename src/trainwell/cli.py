@@ -565,6 +565,52 @@ def compare_command(data, target, layer_sets, learning_rates, optimizer, activat
         click.echo(f"Wrote the report to {report_path}")
 
 
+# ----------------------------------------------------------------------------- serving
+
+
+@cli.command("serve")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes, each with its own copy of the model.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Torch threads per worker (more help large requests on idle cores).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=None,
+              help="Larger request bodies get a 413 [default: 16 MiB].")
+@click.option("--max-rows", type=click.IntRange(min=1), default=None,
+              help="Requests with more rows get a 413 [default: 10000].")
+@click.option("--max-batch-rows", type=click.IntRange(min=1), default=None,
+              help="Rows of concurrent requests predicted together at most [default: 1024].")
+@click.option("--batch-wait-ms", type=click.FloatRange(0, 1000), default=None,
+              help="How long a batch waits at most for requests still being read [default: 2].")
+@click.option("--extra-columns", type=click.Choice(["error", "ignore"]), default="error", show_default=True,
+              help="What a column the model does not know gets: a 422, or a warning in the answer.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
+def serve_command(model_path, host, port, workers, threads, log_level, access_log, **limits):
+    """Serve MODEL (a .tw file) over HTTP: POST /predict, GET /health, GET /metadata, /docs.
+
+    A model from `trainwell train` takes raw column values (JSON rows or CSV) and applies its
+    stored preprocessing; any other model takes {"inputs": [[...], ...]}. Bad requests get a
+    4xx JSON error naming the row and column. Stops cleanly on Ctrl+C or SIGTERM, answering
+    the requests in flight first.
+
+    \b
+    Example:
+      trainwell serve model.tw --port 8000
+      curl -s localhost:8000/predict -H 'Content-Type: application/json' -d '[{"age": 31, "city": "Oslo"}]'
+    """
+    from .serve import run
+
+    options = {key: value for key, value in limits.items() if value is not None}
+    run(model_path, host=host, port=port, workers=workers, threads=threads, log_level=log_level,
+        access_log=access_log, **options)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
