@@ -44,6 +44,8 @@ import numpy as np
 import safetensors
 import torch
 
+from . import keras_files
+from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
@@ -107,7 +109,10 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
     path = os.fspath(filepath)
     _check_overwrite(path, overwrite)
     header, tensors = model_state(model)
-    write_container(path, header, tensors)
+    if keras_files.suffix_kind(path):  # .keras, .h5: Keras's own formats
+        keras_files.write_model(path, header, tensors)
+    else:
+        write_container(path, header, tensors)
 
 
 def model_state(model) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -183,6 +188,10 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     """
     path = os.fspath(filepath)
     _check_overwrite(path, overwrite)
+    if keras_files.suffix_kind(path) == "h5":  # Keras's weight files: .weights.h5 and legacy .h5
+        tensors = {f"{LAYERS}{k}": w for k, w in _named_weights(model).items()}
+        keras_files.write_weights(path, {"model": {"config": model.get_config()}}, tensors)
+        return
     order = [[layer.name, type(layer).__name__] for layer in model.layers]
     metadata = {"format": "trainwell.weights", "layers": json.dumps(order)}
     save_tensors(path, {f"{LAYERS}{k}": w for k, w in _named_weights(model).items()}, metadata)
@@ -213,7 +222,8 @@ def load_model(filepath, compile: bool = True, *, max_params: int = MAX_PARAMS):
         >>> model = load_model("model.tw")
     """
     path = os.fspath(filepath)
-    header, tensors = read_container(path)
+    # A Keras file (told by its content) becomes the same header and tensors, checked the same way.
+    header, tensors = keras_files.read_model(path) if keras_files.detect(path) else read_container(path)
     try:
         return _model_from(path, header, tensors, compile, max_params)
     except ModelFileError:
@@ -346,8 +356,11 @@ def load_weights(model, filepath) -> None:
     if not model.built:
         raise ModelFileError(f"{path}: model '{model.name}' is not built, so its weights do not exist yet. "
                              "Give the first layer an input_shape (or call model.build(input_shape)) first.")
-    found, order = _read_weights(path)
-    found = _match_layer_names(found, order, model)
+    if keras_files.detect(path):
+        found = keras_files.read_weights(path, [layers_module.serialize(layer) for layer in model.layers])
+    else:
+        found, order = _read_weights(path)
+        found = _match_layer_names(found, order, model)
     weights = _named_weights(model)
     match_weights(path, {LAYERS + k: tuple(w.shape) for k, w in weights.items()}, found)
     for key, weight in weights.items():
