@@ -97,6 +97,7 @@ def _read_model(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
     if detect(path) == "keras":
         entry, weights = archive.read_archive(path)
         found, optimizer_values = archive.read_variables(path, io.BytesIO(weights)) if weights else ({}, None)
+        found = {"": found}  # keyed by archive path until the layer configs are known
         compile_entry = entry.get("compile_config")
         compile_entry = compile_entry if isinstance(compile_entry, dict) else None
         optimizer_entry = None if compile_entry is None else compile_entry.get("optimizer")
@@ -104,6 +105,8 @@ def _read_model(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
         entry, compile_entry, found, optimizer_values = legacy.read_model(path)
         optimizer_entry = None if compile_entry is None else compile_entry.get("optimizer_config")
     config = configs.trainwell_model_config(entry, path)
+    if "" in found:
+        found = _by_archive_path(path, config["layers"], found[""])
     tensors = state.layer_tensors(path, config["layers"], found) if found or config["input_shape"] else {}
     header = {"format": FORMAT_NAME, "model": {"class_name": "Sequential", "config": config},
               "compile": None, "optimizer": None, "layer_state": _layer_state(config, tensors)}
@@ -118,6 +121,16 @@ def _read_model(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
                 opt_tensors, header["optimizer"] = restored
                 tensors.update({state.OPTIMIZER + k: v for k, v in opt_tensors.items()})
     return header, tensors
+
+
+def _by_archive_path(path: str, layer_configs: list[dict], found: dict) -> dict:
+    """Keras 3 weights files name layer groups by class (``dense``, ``dense_1``): back to layer names."""
+    paths = configs.archive_paths(layer_configs)
+    unknown = sorted(set(found) - set(paths))
+    if any(found[p] for p in unknown):
+        raise ModelFileError(f"{path}: the weights file holds groups {unknown} that match no layer of the "
+                             "model config.")
+    return {c["config"]["name"]: found.get(p, []) for c, p in zip(layer_configs, paths)}
 
 
 def _layer_state(config: dict, tensors: dict) -> dict:
@@ -194,17 +207,16 @@ def _read_weights(path: str, layer_configs: list[dict]) -> dict[str, torch.Tenso
     kind = detect(path)
     if kind == "keras":
         _, weights = archive.read_archive(path)
-        found, _ = archive.read_variables(path, io.BytesIO(weights))
+        found = _by_archive_path(path, layer_configs, archive.read_variables(path, io.BytesIO(weights))[0])
     else:
         with hdf5.open_file(path, path) as handle:
-            if archive.is_variables_file(handle):
-                found = None
-            else:
+            variables = archive.is_variables_file(handle)
+            if not variables:
                 group = hdf5.child(handle, "model_weights", path, "group") or handle
-                found = legacy.read_weight_group(path, group)
-        if found is None:
-            found, _ = archive.read_variables(path, path)
-    return state.layer_tensors(path, layer_configs, _match_layers(path, layer_configs, found))
+                found = _match_layers(path, layer_configs, legacy.read_weight_group(path, group))
+        if variables:
+            found = _by_archive_path(path, layer_configs, archive.read_variables(path, path)[0])
+    return state.layer_tensors(path, layer_configs, found)
 
 
 def _match_layers(path: str, layer_configs: list[dict], found: dict) -> dict:
@@ -260,7 +272,7 @@ def write_model(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> Non
     if kind == "keras":
         if compile_config is not None:
             keras_config["compile_config"] = compile_config
-        weights = archive.variables_bytes(layers, optimizer, keras_config["config"]["name"])
+        weights = archive.variables_bytes(_by_path(config, layers), optimizer, keras_config["config"]["name"])
         data = archive.archive_bytes(keras_config, weights, _version())
     else:
         model_config = _legacy_config(keras_config)
@@ -277,6 +289,10 @@ def write_model(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> Non
 def _keras_layers(config: dict, tensors: dict) -> dict:
     built = config.get("input_shape") is not None
     return {e["config"]["name"]: state.keras_variables(e, tensors) if built else [] for e in config["layers"]}
+
+
+def _by_path(config: dict, layers: dict) -> dict:
+    return dict(zip(configs.archive_paths(config["layers"]), layers.values()))
 
 
 def _legacy_config(keras_config: dict) -> dict:
@@ -325,7 +341,7 @@ def write_weights(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> N
     config = header["model"]["config"]
     layers = _keras_layers(config, tensors)
     if path.lower().endswith(".weights.h5"):
-        data = archive.variables_bytes(layers, None, config.get("name") or "sequential")
+        data = archive.variables_bytes(_by_path(config, layers), None, config.get("name") or "sequential")
     else:
         data = legacy.weights_bytes(layers, _legacy_names(config.get("name") or "sequential", config, layers),
                                     _version())

@@ -56,6 +56,10 @@ def _check_entries(path: str, infos) -> None:
         raise ModelFileError(f"{path}: the archive holds {len(infos)} entries; a Keras model archive "
                              "holds 3.")
     names = [info.filename for info in infos]
+    if any(name.endswith((".pkl", "/data.pkl")) for name in names):
+        raise ModelFileError(f"{path}: this zip holds a pickle (a torch.save file?); trainwell never "
+                             "unpickles, because loading a pickle can run code. Rebuild the model in "
+                             "trainwell.")
     if len(set(names)) != len(names):
         raise ModelFileError(f"{path}: the archive names an entry twice; refused.")
     for info in infos:

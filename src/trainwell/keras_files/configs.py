@@ -340,6 +340,20 @@ def variable_names(layer_config: dict) -> list:
     return [] if spec is None else spec.variables(layer_config.get("config", {}))
 
 
+def archive_paths(layer_configs: list[dict]) -> list[str]:
+    """Each layer's group under ``layers/`` in a Keras 3 weights file: its Keras class name in snake
+    case, numbered from the second of a class on (Keras names them so, not by the layer's name)."""
+    used: dict[str, int] = {}
+    paths = []
+    for entry in layer_configs:
+        base = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2",
+                      re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", keras_class_name(entry["class_name"]))).lower()
+        count = used.get(base)
+        used[base] = 0 if count is None else count + 1
+        paths.append(base if count is None else f"{base}_{count + 1}")
+    return paths
+
+
 def keras_class_name(trainwell_class_name: str) -> str:
     for kind, spec in LAYERS.items():
         if spec.cls.__name__ == trainwell_class_name:
