@@ -424,3 +424,16 @@ def test_round_trip_trainwell_keras_trainwell(tmp_path):
     back = load_model(tmp_path / "keras.keras")  # trainwell -> .keras -> Keras -> .keras -> trainwell
     np.testing.assert_array_equal(back.predict(x, verbose=0), ours)
     assert back.optimizer.iterations == model.optimizer.iterations
+
+
+def test_cli_predict_takes_a_keras_file_and_the_features_as_they_are(tmp_path, capsys):
+    import pandas as pd
+
+    data = tmp_path / "rows.csv"
+    pd.DataFrame(_rows("titanic"), columns=[f"f{i}" for i in range(10)]).to_csv(data, index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["predict", str(FIXTURES / "titanic.keras"), str(data), "-o", str(tmp_path / "out.csv")])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["prediction_0", "prediction_1"]
+    np.testing.assert_allclose(out.to_numpy(), EXPECTED["predictions"]["titanic"], atol=1e-6)
