@@ -437,3 +437,24 @@ def test_cli_predict_takes_a_keras_file_and_the_features_as_they_are(tmp_path, c
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == ["prediction_0", "prediction_1"]
     np.testing.assert_allclose(out.to_numpy(), EXPECTED["predictions"]["titanic"], atol=1e-6)
+
+
+def test_a_keras_2_course_file_opens_and_its_unknown_optimizer_layout_starts_fresh():
+    # Standalone Keras 2.2's layout (the course's model_file.h5): no InputLayer, `lr`, `kernel:0`
+    # names, and optimizer weights trainwell cannot attribute to parameters with certainty.
+    with pytest.warns(UserWarning, match="optimizer starts fresh"):
+        model = load_model(FIXTURES / "course_keras2.h5")
+    np.testing.assert_allclose(model.predict(_rows("wages"), verbose=0), EXPECTED["predictions"]["wages"],
+                               atol=1e-6)
+    assert type(model.optimizer).__name__ == "Adam" and model.optimizer.learning_rate == 0.01
+    assert model.optimizer.iterations == 0 and model.input_shape == (None, 9)
+
+
+def test_a_layer_without_a_keras_mapping_suggests_tw(tmp_path, monkeypatch):
+    from trainwell.keras_files import configs
+
+    monkeypatch.delitem(configs.LAYERS, "Dropout")  # as a layer added to trainwell before its mapping
+    model = Sequential([Input(shape=(3,)), Dense(2), Dropout(0.1)])
+    with pytest.raises(ModelFileError, match=r"no Keras file mapping yet; save the model as \.tw"):
+        model.save(tmp_path / "m.keras")
+    assert list(tmp_path.iterdir()) == []
