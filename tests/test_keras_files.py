@@ -458,3 +458,26 @@ def test_a_layer_without_a_keras_mapping_suggests_tw(tmp_path, monkeypatch):
     with pytest.raises(ModelFileError, match=r"no Keras file mapping yet; save the model as \.tw"):
         model.save(tmp_path / "m.keras")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_schedules_function_losses_and_metric_objects_are_read():
+    model = load_model(FIXTURES / "compile_variants.keras")
+    config = model.optimizer.get_config()
+    assert config["learning_rate"]["class_name"] == "ExponentialDecay"
+    assert type(model.loss).__name__ == "MeanSquaredError" and model.optimizer.iterations == 1
+    assert model.metrics_identifiers[1] == "mse"
+    assert model.metrics_identifiers[0]["class_name"] == "MeanAbsoluteError"
+
+
+def test_a_custom_loss_function_is_refused_and_compile_false_skips_it(tmp_path):
+    def custom_loss(config):
+        config["compile_config"]["loss"] = {"module": "__main__", "class_name": "function",
+                                            "config": "mean_squared_error", "registered_name": "function"}
+
+    path = _archive(tmp_path, custom_loss)
+    with pytest.raises(ModelFileError, match=r"module '__main__'.*compile=False"):
+        load_model(path)
+    model = load_model(path, compile=False)
+    assert model.optimizer is None
+    np.testing.assert_allclose(model.predict(_rows("wages"), verbose=0), EXPECTED["predictions"]["wages"],
+                               atol=1e-6)

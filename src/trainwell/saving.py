@@ -223,7 +223,10 @@ def load_model(filepath, compile: bool = True, *, max_params: int = MAX_PARAMS):
     """
     path = os.fspath(filepath)
     # A Keras file (told by its content) becomes the same header and tensors, checked the same way.
-    header, tensors = keras_files.read_model(path) if keras_files.detect(path) else read_container(path)
+    if keras_files.detect(path):
+        header, tensors = keras_files.read_model(path, compile)
+    else:
+        header, tensors = read_container(path)
     try:
         return _model_from(path, header, tensors, compile, max_params)
     except ModelFileError:

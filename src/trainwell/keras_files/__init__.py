@@ -74,8 +74,9 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def read_model(filepath) -> tuple[dict, dict[str, torch.Tensor]]:
-    """A Keras model file as the header and tensors of a ``.tw`` file (see ``trainwell.saving``).
+def read_model(filepath, compile: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A Keras model file as the header and tensors of a ``.tw`` file (see ``trainwell.saving``);
+    ``compile=False`` leaves the compile settings and optimizer state out (not even read).
 
     Raises:
         ModelFileNotFoundError: no such file.
@@ -85,7 +86,7 @@ def read_model(filepath) -> tuple[dict, dict[str, torch.Tensor]]:
     if not os.path.isfile(path):
         raise ModelFileNotFoundError(f"{path}: no such model file.")
     try:
-        return _read_model(path)
+        return _read_model(path, compile)
     except (ModelFileError, UserWarning):
         raise
     except Exception as exc:  # untrusted content: any other failure is still "a bad file", never a crash
@@ -93,7 +94,7 @@ def read_model(filepath) -> tuple[dict, dict[str, torch.Tensor]]:
                              f"({type(exc).__name__}: {exc}).") from exc
 
 
-def _read_model(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
+def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]]:
     if detect(path) == "keras":
         entry, weights = archive.read_archive(path)
         found, optimizer_values = archive.read_variables(path, io.BytesIO(weights)) if weights else ({}, None)
@@ -110,7 +111,7 @@ def _read_model(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
     tensors = state.layer_tensors(path, config["layers"], found) if found or config["input_shape"] else {}
     header = {"format": FORMAT_NAME, "model": {"class_name": "Sequential", "config": config},
               "compile": None, "optimizer": None, "layer_state": _layer_state(config, tensors)}
-    if compile_entry is not None and optimizer_entry is not None:
+    if compile and compile_entry is not None and optimizer_entry is not None:
         header["compile"] = _compile_settings(path, compile_entry, optimizer_entry)
     if header["compile"] is not None and optimizer_values is not None and config["input_shape"]:
         params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]

@@ -43,6 +43,9 @@ REFUSED_LAYERS = {
 }
 REBUILD_HINT = ("Rebuild that layer in trainwell, then load the other weights with "
                 "model.load_weights(path) (Keras weight files are read too).")
+COMPILE_HINT = ("Load the model with load_model(path, compile=False), then compile it with trainwell's "
+                "optimizer, loss and metrics.")
+_MODEL_PARTS = ("layer", "the model", "initializer", "regularizer", "activation")
 _NEUTRAL = (None, False, 0, 0.0, "", [], {}, ())
 
 
@@ -54,7 +57,19 @@ def where_layer(index: int, config) -> str:
 
 
 def check_object(entry: dict, kind: str, where: str) -> tuple[str, dict]:
-    """``(class_name, config)`` of a Keras object dict, after the module and registration checks."""
+    """``(class_name, config)`` of a Keras object dict, after the module and registration checks.
+
+    Keras writes a built-in function (``loss=keras.losses.mean_squared_error``) as class ``function``
+    with the function's name as its config: that gives ``("function", {"name": ...})``, resolved by
+    name from trainwell's own tables.
+    """
+    hint = REBUILD_HINT if kind in _MODEL_PARTS else COMPILE_HINT
+    is_dict = isinstance(entry, dict)
+    if is_dict and entry.get("class_name") == "function" and isinstance(entry.get("config"), str):
+        if entry.get("module") not in ALLOWED_MODULES | {"builtins"}:
+            raise ModelFileError(f"{where}: {kind} function {entry['config']!r} comes from module "
+                                 f"{entry.get('module')!r}: custom code, which trainwell never runs. {hint}")
+        return "function", {"name": entry["config"]}
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
         raise ModelFileError(f"{where}: {kind} must be an object with a `class_name`, "
                              f"found {describe(entry)}.")
@@ -64,13 +79,12 @@ def check_object(entry: dict, kind: str, where: str) -> tuple[str, dict]:
             module in ALLOWED_MODULES or _BACKEND_OPTIMIZER.fullmatch(module))):
         raise ModelFileError(
             f"{where}: {kind} {name!r} comes from module {module!r}, which is not one of Keras's own "
-            "modules: it is custom code, and trainwell never imports or runs code from a file. "
-            + REBUILD_HINT)
+            "modules: it is custom code, and trainwell never imports or runs code from a file. " + hint)
     registered = entry.get("registered_name")
     if registered is not None and registered not in (name, f"Custom>{name}"):
         raise ModelFileError(
             f"{where}: {kind} {name!r} is registered as {registered!r}, a custom object; trainwell "
-            f"never runs code from a file. {REBUILD_HINT}")
+            f"never runs code from a file. {hint}")
     config = entry.get("config", {})
     if config is None:
         config = {}
@@ -85,6 +99,8 @@ def plain(entry, kind: str, where: str):
     if entry is None or isinstance(entry, str):
         return entry
     name, config = check_object(entry, kind, where)
+    if name == "function":
+        return config["name"]
     return {"class_name": name, "config": {k: v for k, v in config.items() if k != "dtype" or v != "float32"}}
 
 
@@ -138,8 +154,7 @@ def _activation(value, where: str):
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict) and isinstance(value.get("config"), str):
-        check_object({**value, "config": {}}, "activation", where)
-        return value["config"]
+        return plain(value, "activation", where)
     name, _ = check_object(value, "activation", where)
     raise ModelFileError(f"{where}: the activation {name!r} is an object, not a built-in activation name; "
                          f"trainwell reads activations by name. {REBUILD_HINT}")
