@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -481,3 +482,50 @@ def test_a_custom_loss_function_is_refused_and_compile_false_skips_it(tmp_path):
     assert model.optimizer is None
     np.testing.assert_allclose(model.predict(_rows("wages"), verbose=0), EXPECTED["predictions"]["wages"],
                                atol=1e-6)
+
+
+def _json_values():
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-2, 10**13), st.floats(allow_nan=True),
+                       st.text(max_size=12), st.sampled_from(["Lambda", "keras.layers", "function", "__main__"]))
+    return st.recursive(leaves, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                        max_leaves=6)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*prefix, index))
+
+
+_WAGES_CONFIG = json.loads(zipfile.ZipFile(FIXTURES / "wages.keras").read("config.json"))
+_CONFIG_PATHS = [p for p in _paths(_WAGES_CONFIG) if p]
+
+
+@pytest.mark.timeout(120)
+@settings(deadline=None, max_examples=200, database=None)
+@given(edits=st.lists(st.tuples(st.sampled_from(_CONFIG_PATHS), _json_values()), min_size=1, max_size=3))
+def test_configs_with_any_values_raise_only_model_file_errors(tmp_path_factory, edits):
+    """The config, not the bytes: any field replaced by any JSON value loads or fails cleanly."""
+    config = json.loads(json.dumps(_WAGES_CONFIG))
+    for path, value in edits:
+        node = config
+        try:
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier edit removed that path
+    folder = tmp_path_factory.mktemp("config-fuzz")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "loads uncompiled" is a fine outcome
+            model = load_model(_archive(folder, lambda c: (c.clear(), c.update(config))))
+    except ModelFileError:
+        return
+    if model.input_shape is not None:
+        assert model.predict(np.zeros((2, *model.input_shape[1:]), np.float32), verbose=0).shape[0] == 2
