@@ -485,11 +485,12 @@ def test_a_custom_loss_function_is_refused_and_compile_false_skips_it(tmp_path):
 
 
 def _json_values():
+    words = st.sampled_from(["Lambda", "keras.layers", "function", "__main__"])
     leaves = st.one_of(st.none(), st.booleans(), st.integers(-2, 10**13), st.floats(allow_nan=True),
-                       st.text(max_size=12), st.sampled_from(["Lambda", "keras.layers", "function", "__main__"]))
-    return st.recursive(leaves, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                        max_leaves=6)
+                       st.text(max_size=12), words)
+    containers = lambda inner: st.one_of(  # noqa: E731
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3))
+    return st.recursive(leaves, containers, max_leaves=6)
 
 
 def _paths(value, prefix=()):
