@@ -387,7 +387,7 @@ def test_cli_converts_in_every_direction_and_describes_keras_files(tmp_path, cap
 _KERAS_ROUND_TRIP = textwrap.dedent("""
     import os, sys, json
     os.environ["KERAS_BACKEND"] = "torch"
-    import numpy as np, keras
+    import numpy as np, keras, warnings
     folder = sys.argv[1]
     x = np.load(os.path.join(folder, "x.npy"))
     out = {}
@@ -395,6 +395,12 @@ _KERAS_ROUND_TRIP = textwrap.dedent("""
         model = keras.saving.load_model(os.path.join(folder, name))
         out[name] = model.predict(x, verbose=0).tolist()
         out[name + ":iterations"] = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    model = keras.saving.load_model(os.path.join(folder, "tw.keras"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(os.path.join(folder, "tw.weights.h5"))
+    out["load_weights_warnings"] = [str(w.message) for w in caught]
+    out["weights"] = model.predict(x, verbose=0).tolist()
     model = keras.saving.load_model(os.path.join(folder, "tw.keras"))
     model.save(os.path.join(folder, "keras.keras"))
     arch = keras.models.model_from_json(open(os.path.join(folder, "tw.json")).read())
@@ -412,6 +418,7 @@ def test_round_trip_trainwell_keras_trainwell(tmp_path):
     model.save(tmp_path / "tw.keras")
     model.save(tmp_path / "tw.h5")
     (tmp_path / "tw.json").write_text(model.to_json())
+    model.save_weights(tmp_path / "tw.weights.h5")
     env = {**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, "-c", _KERAS_ROUND_TRIP, str(tmp_path)], capture_output=True,
                           text=True, timeout=300, env=env)
@@ -421,6 +428,8 @@ def test_round_trip_trainwell_keras_trainwell(tmp_path):
     for name in ("tw.keras", "tw.h5"):
         np.testing.assert_allclose(np.array(result[name]), ours, atol=1e-5, rtol=1e-6)
         assert result[name + ":iterations"] == model.optimizer.iterations
+    np.testing.assert_allclose(np.array(result["weights"]), ours, atol=1e-5, rtol=1e-6)
+    assert result["load_weights_warnings"] == []  # the optimizer's variables are in the weights file too
     assert result["json_params"] == model.count_params() + 1  # Keras counts Normalization's `count`
     back = load_model(tmp_path / "keras.keras")  # trainwell -> .keras -> Keras -> .keras -> trainwell
     np.testing.assert_array_equal(back.predict(x, verbose=0), ours)
@@ -530,3 +539,11 @@ def test_configs_with_any_values_raise_only_model_file_errors(tmp_path_factory, 
         return
     if model.input_shape is not None:
         assert model.predict(np.zeros((2, *model.input_shape[1:]), np.float32), verbose=0).shape[0] == 2
+
+
+def test_a_tf_keras_2_file_opens_with_its_compile_settings():
+    model = load_model(FIXTURES / "tf_keras2.h5")  # Custom>SGD, jit_compile, [["accuracy"]], kernel:0 names
+    np.testing.assert_allclose(model.predict(_rows("titanic"), verbose=0), EXPECTED["predictions"]["titanic"],
+                               atol=1e-6)
+    assert type(model.optimizer).__name__ == "SGD" and model.optimizer.momentum == 0.9
+    assert model.metrics_identifiers == ["accuracy"] and model.optimizer.iterations == 0

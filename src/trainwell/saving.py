@@ -189,8 +189,7 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     path = os.fspath(filepath)
     _check_overwrite(path, overwrite)
     if keras_files.suffix_kind(path) == "h5":  # Keras's weight files: .weights.h5 and legacy .h5
-        tensors = {f"{LAYERS}{k}": w for k, w in _named_weights(model).items()}
-        keras_files.write_weights(path, {"model": {"config": model.get_config()}}, tensors)
+        keras_files.write_weights(path, *model_state(model))
         return
     order = [[layer.name, type(layer).__name__] for layer in model.layers]
     metadata = {"format": "trainwell.weights", "layers": json.dumps(order)}

@@ -337,12 +337,15 @@ def _keras_compile(header: dict, tensors: dict):
 
 
 def write_weights(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """Keras weights: ``.weights.h5`` in Keras 3's layout, any other ``.h5`` in the legacy one."""
+    """Keras weights: ``.weights.h5`` in Keras 3's layout (with the optimizer's variables when
+    compiled, as Keras's ``save_weights`` writes them), any other ``.h5`` in the legacy one."""
     path = os.fspath(filepath)
     config = header["model"]["config"]
     layers = _keras_layers(config, tensors)
     if path.lower().endswith(".weights.h5"):
-        data = archive.variables_bytes(_by_path(config, layers), None, config.get("name") or "sequential")
+        optimizer = _keras_compile(header, tensors)[1]
+        name = config.get("name") or "sequential"
+        data = archive.variables_bytes(_by_path(config, layers), optimizer, name)
     else:
         data = legacy.weights_bytes(layers, _legacy_names(config.get("name") or "sequential", config, layers),
                                     _version())
