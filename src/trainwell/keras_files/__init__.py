@@ -32,13 +32,10 @@ import warnings
 
 import torch
 
-from .. import losses as losses_module
-from .. import metrics as metrics_module
-from .. import optimizers as optimizers_module
 from .._container import FORMAT_NAME, atomic_write_bytes
-from .._errors import ConfigError, ModelFileError, ModelFileNotFoundError, describe
+from .._errors import ModelFileError, ModelFileNotFoundError, describe
 from .._file_checks import MAX_PARAMS, expected_shapes, layer_from, parse_input_shape
-from . import archive, configs, hdf5, legacy, state
+from . import archive, compile_settings, configs, hdf5, legacy, state
 
 __all__ = ["detect", "model_config_from_json", "model_to_json", "read_model", "read_weights", "suffix_kind",
            "write_model", "write_weights"]
@@ -46,8 +43,6 @@ __all__ = ["detect", "model_config_from_json", "model_to_json", "read_model", "r
 ZIP_MAGIC, HDF5_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
 KERAS_SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
 MAX_JSON_CHARS = 64 * 2**20
-_OPTIMIZER_IGNORED = ("ema_momentum", "ema_overwrite_frequency", "jit_compile", "is_legacy_optimizer",
-                      "loss_scale_factor", "gradient_accumulation_steps", "use_ema", "decay")
 
 
 def detect(path) -> str | None:
@@ -112,7 +107,7 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
     header = {"format": FORMAT_NAME, "model": {"class_name": "Sequential", "config": config},
               "compile": None, "optimizer": None, "layer_state": _layer_state(config, tensors)}
     if compile and compile_entry is not None and optimizer_entry is not None:
-        header["compile"] = _compile_settings(path, compile_entry, optimizer_entry)
+        header["compile"] = compile_settings.from_keras(path, compile_entry, optimizer_entry)
     if header["compile"] is not None and optimizer_values is not None and config["input_shape"]:
         params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
         if params:
@@ -143,49 +138,6 @@ def _layer_state(config: dict, tensors: dict) -> dict:
             mean, var = tensors.get(f"layers/{name}/mean"), tensors.get(f"layers/{name}/variance")
             out[name] = {"adapted": mean is not None and bool((mean != 0).any() or (var != 1).any())}
     return out
-
-
-def _compile_settings(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
-    """trainwell's compile settings from Keras's, or None (with a warning) for a component trainwell
-    does not have. Custom code (a module outside the allow-list) is refused outright."""
-    where = f"{path}: the compile config"
-    name, config = configs.check_object(optimizer_entry, "optimizer", where)
-    unsupported = [f"{k}={config[k]!r}" for k in ("use_ema", "gradient_accumulation_steps",
-                                                  "loss_scale_factor", "decay")
-                   if config.get(k) not in (None, False, 0)]
-    config = {k: v for k, v in config.items() if k not in _OPTIMIZER_IGNORED}
-    if isinstance(config.get("learning_rate"), dict):
-        config["learning_rate"] = configs.plain(config["learning_rate"], "learning-rate schedule", where)
-    loss = configs.plain(compile_entry.get("loss"), "loss", where)
-    metrics = compile_entry.get("metrics") or []
-    if isinstance(metrics, list) and len(metrics) == 1 and isinstance(metrics[0], list):
-        metrics = metrics[0]  # Keras 2 wrote one list per output
-    if not isinstance(metrics, list):
-        metrics = [metrics]
-    metrics = [configs.plain(m, "metric", where) for m in metrics]
-    loss_weights = compile_entry.get("loss_weights")
-    try:
-        if unsupported:
-            raise ConfigError(f"optimizer {name} uses {', '.join(unsupported)}, "
-                              "which trainwell does not have")
-        optimizer_class = type(optimizers_module.get(name.lower()))
-        optimizer = {"class_name": optimizer_class.__name__,
-                     "config": configs.keep_known(optimizer_class, config, f"{where}: optimizer {name}")}
-        optimizers_module.get(optimizer)
-        losses_module.get(loss)
-        for metric in metrics:
-            metrics_module.get(metric, output_shape=(None, 2))
-        if isinstance(loss_weights, list) and len(loss_weights) == 1:
-            loss_weights = loss_weights[0]
-        if loss_weights is not None and not isinstance(loss_weights, (int, float)):
-            raise ConfigError(f"loss_weights {describe(loss_weights)} is not one number")
-    except (ModelFileError, ConfigError, TypeError, ValueError) as exc:
-        warnings.warn(f"{path}: the model loads uncompiled, because its compile settings cannot be "
-                      f"restored ({exc}). Call model.compile(...) before training.", UserWarning,
-                      stacklevel=4)
-        return None
-    return {"optimizer": optimizer, "loss": loss, "metrics": metrics, "loss_weights": loss_weights,
-            "precision": None}
 
 
 def read_weights(filepath, layer_configs: list[dict]) -> dict[str, torch.Tensor]:
@@ -269,7 +221,7 @@ def write_model(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> Non
                       "it (trainwell predict on a CSV file needs it).", UserWarning, stacklevel=4)
     keras_config = configs.keras_model_config(config)
     layers = _keras_layers(config, tensors)
-    compile_config, optimizer = _keras_compile(header, tensors)
+    compile_config, optimizer = compile_settings.to_keras(header, tensors)
     if kind == "keras":
         if compile_config is not None:
             keras_config["compile_config"] = compile_config
@@ -311,31 +263,6 @@ def _legacy_names(model: str, config: dict, layers: dict) -> dict[str, list[str]
     return names
 
 
-def _keras_compile(header: dict, tensors: dict):
-    settings = header.get("compile")
-    config = header["model"]["config"]
-    if settings is None:
-        return None, None
-    optimizer = dict(settings["optimizer"])
-    opt_config = dict(optimizer.get("config", {}))
-    if isinstance(opt_config.get("learning_rate"), dict):
-        opt_config["learning_rate"] = configs._keras_object(opt_config["learning_rate"],
-                                                            "keras.optimizers.schedules")
-    compile_config = {
-        "optimizer": {"module": "keras.optimizers", "class_name": optimizer["class_name"],
-                      "config": opt_config, "registered_name": None},
-        "loss": configs._keras_object(settings.get("loss"), "keras.losses"),
-        "loss_weights": settings.get("loss_weights"),
-        "metrics": [configs._keras_object(m, "keras.metrics") for m in settings.get("metrics") or []] or None,
-        "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
-    values = None
-    if config.get("input_shape"):
-        params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
-        if params:
-            values = state.optimizer_to_keras(optimizer, header.get("optimizer"), tensors, params)
-    return compile_config, values
-
-
 def write_weights(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> None:
     """Keras weights: ``.weights.h5`` in Keras 3's layout (with the optimizer's variables when
     compiled, as Keras's ``save_weights`` writes them), any other ``.h5`` in the legacy one."""
@@ -343,7 +270,7 @@ def write_weights(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> N
     config = header["model"]["config"]
     layers = _keras_layers(config, tensors)
     if path.lower().endswith(".weights.h5"):
-        optimizer = _keras_compile(header, tensors)[1]
+        optimizer = compile_settings.to_keras(header, tensors)[1]
         name = config.get("name") or "sequential"
         data = archive.variables_bytes(_by_path(config, layers), optimizer, name)
     else:

@@ -222,7 +222,7 @@ class LayerSpec:
     trainable: tuple[str, ...] = ()
 
 
-def _keras_object(entry, module: str):
+def keras_object(entry, module: str):
     if not isinstance(entry, dict):
         return entry
     return {"module": module, "class_name": entry["class_name"], "config": entry.get("config", {}),
@@ -230,15 +230,15 @@ def _keras_object(entry, module: str):
 
 
 def _dense_out(config):
-    return {"kernel_initializer": _keras_object(config.get("kernel_initializer"), "keras.initializers"),
-            "bias_initializer": _keras_object(config.get("bias_initializer"), "keras.initializers"),
-            "kernel_regularizer": _keras_object(config.get("kernel_regularizer"), "keras.regularizers"),
-            "bias_regularizer": _keras_object(config.get("bias_regularizer"), "keras.regularizers"),
+    return {"kernel_initializer": keras_object(config.get("kernel_initializer"), "keras.initializers"),
+            "bias_initializer": keras_object(config.get("bias_initializer"), "keras.initializers"),
+            "kernel_regularizer": keras_object(config.get("kernel_regularizer"), "keras.regularizers"),
+            "bias_regularizer": keras_object(config.get("bias_regularizer"), "keras.regularizers"),
             "kernel_constraint": None, "bias_constraint": None}
 
 
 def _batchnorm_out(config):
-    return {**{f"{k}_initializer": _keras_object(config.get(f"{k}_initializer"), "keras.initializers")
+    return {**{f"{k}_initializer": keras_object(config.get(f"{k}_initializer"), "keras.initializers")
                for k in ("beta", "gamma", "moving_mean", "moving_variance")},
             "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
             "gamma_constraint": None, "synchronized": False}

@@ -133,10 +133,5 @@ def names_attribute(obj, key: str, path: str) -> list[str] | None:
     return value
 
 
-def write_text_attributes(obj, values: dict) -> None:
-    for key, value in values.items():
-        obj.attrs[key] = value
-
-
 def write_names(obj, key: str, names: list[str]) -> None:
     obj.attrs[key] = np.array([n.encode("utf-8") for n in names], dtype="S") if names else np.array([], "f8")

@@ -19,9 +19,9 @@ import numpy as np
 
 from .._errors import ModelFileError, describe
 from . import hdf5
+from .archive import KERAS_FORMAT_VERSION
 
 MODEL_CONFIG, TRAINING_CONFIG = "model_config", "training_config"
-KERAS_FORMAT_VERSION = "3.0.0"
 
 
 def read_model(path: str) -> tuple[dict, dict | None, dict[str, list[np.ndarray]], list[np.ndarray] | None]:
