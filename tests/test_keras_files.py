@@ -547,3 +547,21 @@ def test_a_tf_keras_2_file_opens_with_its_compile_settings():
                                atol=1e-6)
     assert type(model.optimizer).__name__ == "SGD" and model.optimizer.momentum == 0.9
     assert model.metrics_identifiers == ["accuracy"] and model.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_frozen_uncompiled_and_unbuilt_models_round_trip(tmp_path, suffix):
+    frozen = Sequential([Input(shape=(4,)), Dense(3, trainable=False), Dense(1)])
+    frozen.compile(optimizer="adam", loss="mse")
+    frozen.fit(np.ones((8, 4), np.float32), np.ones(8, np.float32), epochs=1, verbose=0)
+    frozen.save(tmp_path / f"frozen{suffix}")
+    back = load_model(tmp_path / f"frozen{suffix}")
+    assert not back.layers[0].trainable and back.layers[1].trainable
+    assert back.optimizer.iterations == 1 and len(back.optimizer.export_state()[0]) == 6  # 2 weights x 3
+    plain = Sequential([Input(shape=(4,)), Dense(2)])
+    plain.save(tmp_path / f"plain{suffix}")
+    assert load_model(tmp_path / f"plain{suffix}").optimizer is None
+    unbuilt = Sequential([Dense(2), Dense(1)])
+    unbuilt.save(tmp_path / f"unbuilt{suffix}")
+    again = load_model(tmp_path / f"unbuilt{suffix}")
+    assert not again.built and [la.units for la in again.layers] == [2, 1]

@@ -103,7 +103,13 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
     config = configs.trainwell_model_config(entry, path)
     if "" in found:
         found = _by_archive_path(path, config["layers"], found[""])
-    tensors = state.layer_tensors(path, config["layers"], found) if found or config["input_shape"] else {}
+    if config["input_shape"] is None:  # an unbuilt model has no weights yet
+        if any(found.values()):
+            raise ModelFileError(f"{path}: the file holds weights but its model config declares no input "
+                                 "shape, so they cannot be placed.")
+        tensors = {}
+    else:
+        tensors = state.layer_tensors(path, config["layers"], found)
     header = {"format": FORMAT_NAME, "model": {"class_name": "Sequential", "config": config},
               "compile": None, "optimizer": None, "layer_state": _layer_state(config, tensors)}
     if compile and compile_entry is not None and optimizer_entry is not None:
@@ -259,7 +265,8 @@ def _legacy_names(model: str, config: dict, layers: dict) -> dict[str, list[str]
     names = {}
     for entry in config["layers"]:
         name = entry["config"]["name"]
-        names[name] = [f"{model}/{name}/{w or 'count'}" for w in configs.variable_names(entry)]
+        listed = [f"{model}/{name}/{w or 'count'}" for w in configs.variable_names(entry)]
+        names[name] = listed[:len(layers[name])]  # none for an unbuilt model
     return names
 
 
