@@ -565,3 +565,25 @@ def test_frozen_uncompiled_and_unbuilt_models_round_trip(tmp_path, suffix):
     unbuilt.save(tmp_path / f"unbuilt{suffix}")
     again = load_model(tmp_path / f"unbuilt{suffix}")
     assert not again.built and [la.units for la in again.layers] == [2, 1]
+
+
+def test_a_normalization_given_its_statistics_in_the_config_is_read():
+    model = load_model(FIXTURES / "normalization_constants.keras")
+    x = np.array([[1.0, 2.0, 3.0], [3.0, 0.0, 4.0]], np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), [[0, 0, 0], [1, -1, 1]], atol=1e-7)
+    assert model.layers[0].adapted
+
+
+def test_normalization_constants_for_10_to_the_12_features_are_refused(tmp_path):
+    with zipfile.ZipFile(FIXTURES / "normalization_constants.keras") as source:
+        entries = {info.filename: source.read(info) for info in source.infolist()}
+    config = json.loads(entries["config.json"])
+    config["config"]["layers"][0]["config"]["batch_shape"] = [None, 10**12]
+    config["config"]["layers"][1]["config"]["mean"] = 0.0
+    entries["config.json"] = json.dumps(config).encode()
+    path = tmp_path / "huge.keras"
+    with zipfile.ZipFile(path, "w") as target:
+        for name, data in entries.items():
+            target.writestr(name, data)
+    with pytest.raises(ModelFileError, match="nothing was allocated"):
+        load_model(path)

@@ -30,8 +30,10 @@ import json
 import os
 import warnings
 
+import numpy as np
 import torch
 
+from .. import layers as layers_module
 from .._container import FORMAT_NAME, atomic_write_bytes
 from .._errors import ModelFileError, ModelFileNotFoundError, describe
 from .._file_checks import MAX_PARAMS, expected_shapes, layer_from, parse_input_shape
@@ -43,6 +45,7 @@ __all__ = ["detect", "model_config_from_json", "model_to_json", "read_model", "r
 ZIP_MAGIC, HDF5_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
 KERAS_SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
 MAX_JSON_CHARS = 64 * 2**20
+MAX_FEATURES = 2**24  # a Normalization's statistics written out from constants
 
 
 def detect(path) -> str | None:
@@ -103,6 +106,7 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
     config = configs.trainwell_model_config(entry, path)
     if "" in found:
         found = _by_archive_path(path, config["layers"], found[""])
+    found = _constant_statistics(config, found)
     if config["input_shape"] is None:  # an unbuilt model has no weights yet
         if any(found.values()):
             raise ModelFileError(f"{path}: the file holds weights but its model config declares no input "
@@ -123,6 +127,26 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
                 opt_tensors, header["optimizer"] = restored
                 tensors.update({state.OPTIMIZER + k: v for k, v in opt_tensors.items()})
     return header, tensors
+
+
+def _constant_statistics(config: dict, found: dict) -> dict:
+    """Keras keeps a Normalization given ``mean``/``variance`` as constants, not variables; trainwell
+    keeps them as weights, so they move from the config to the weights here."""
+    shape = None if config["input_shape"] is None else tuple(config["input_shape"])
+    found = dict(found)
+    for entry in config["layers"]:
+        settings = entry["config"]
+        if entry["class_name"] == "Normalization" and settings.get("mean") is not None and shape is not None:
+            mean, variance = settings.pop("mean"), settings.pop("variance", None)
+            if shape[-1] > MAX_FEATURES:
+                raise ModelFileError(f"Normalization '{settings['name']}': {shape[-1]:,} features, above "
+                                     f"{MAX_FEATURES:,}; nothing was allocated.")
+            if not found.get(settings["name"]):
+                found[settings["name"]] = [np.broadcast_to(np.asarray(v, np.float32), shape[-1:]).copy()
+                                           for v in (mean, variance)] + [np.array(0, np.int32)]
+        if shape is not None:
+            shape = layers_module.deserialize(entry).compute_output_shape(shape)
+    return found
 
 
 def _by_archive_path(path: str, layer_configs: list[dict], found: dict) -> dict:
