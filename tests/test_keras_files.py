@@ -587,3 +587,18 @@ def test_normalization_constants_for_10_to_the_12_features_are_refused(tmp_path)
             target.writestr(name, data)
     with pytest.raises(ModelFileError, match="nothing was allocated"):
         load_model(path)
+
+
+def test_a_compressed_hdf5_dataset_that_would_inflate_hugely_is_refused(tmp_path):
+    path = tmp_path / "bomb.h5"
+    path.write_bytes((FIXTURES / "wages.h5").read_bytes())
+    with h5py.File(path, "a") as handle:
+        group = handle["model_weights/dense"]
+        name = group.attrs["weight_names"][0]
+        name = name.decode() if isinstance(name, bytes) else name
+        del group[name]
+        group.create_dataset(name, shape=(2**21, 10), dtype="f4", chunks=(2**16, 10), compression="gzip",
+                             data=np.zeros((2**21, 10), np.float32))  # 80 MiB of zeros, stored in ~100 KB
+    assert path.stat().st_size < 2**21
+    with pytest.raises(ModelFileError, match="decompression bomb"):
+        load_model(path)

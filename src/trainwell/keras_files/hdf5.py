@@ -18,6 +18,7 @@ from .._errors import ModelFileError, describe
 MAX_DATASET_ELEMENTS = 2**31  # one weight; a larger declared shape is refused before reading
 MAX_ATTRIBUTE_BYTES = 64 * 2**20  # the JSON configs are attributes in the legacy format
 MAX_NAMES = 100_000  # entries in a name list (layers, weights)
+MAX_INFLATED_BYTES, MAX_RATIO = 64 * 2**20, 200  # beyond 64 MiB, weights do not compress 200-fold
 _NUMERIC = "fiu"  # float, signed and unsigned integer kinds
 
 
@@ -70,6 +71,10 @@ def read_dataset(dataset, path: str) -> np.ndarray:
         raise ModelFileError(f"{where} declares shape {shape} ({count:,} elements), above the limit of "
                              f"{MAX_DATASET_ELEMENTS:,}; nothing was allocated. The file is probably "
                              "crafted.")
+    declared, stored = count * dataset.dtype.itemsize, dataset.id.get_storage_size()
+    if declared > MAX_INFLATED_BYTES and declared > MAX_RATIO * max(stored, 1):
+        raise ModelFileError(f"{where} would inflate {stored:,} stored bytes into {declared:,}: a "
+                             "decompression bomb, refused before reading.")
     try:
         return np.asarray(dataset[()])
     except (OSError, ValueError, TypeError) as exc:
