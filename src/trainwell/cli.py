@@ -347,7 +347,7 @@ def evaluate(model_path, data, as_json):
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
 def summary(model_path):
-    """Describe MODEL (a .tw file): layers, training, preprocessing.
+    """Describe MODEL (a .tw, .keras or .h5 file): layers, training, preprocessing.
 
     \b
     Example:
@@ -388,6 +388,27 @@ def export_command(model_path, output, no_preprocessing):
     model.export(output, preprocessing=not no_preprocessing)
     kind = "raw columns in" if model.preprocessing and not no_preprocessing else "network only"
     click.echo(f"Wrote {output} (ONNX opset {OPSET}, {kind})")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write; its suffix picks the format: .tw, .keras or .h5.")
+def convert(source, output):
+    """Convert a model file between trainwell's .tw and Keras's .keras and .h5.
+
+    SOURCE is read by content (never run); weights, compile settings and optimizer state carry over.
+    Keras files do not keep a .tw file's history, CSV preprocessing or random state.
+
+    \b
+    Examples:
+      trainwell convert model_file.h5 -o model.tw
+      trainwell convert model.tw -o model.keras
+    """
+    from .models import load_model
+
+    load_model(source).save(output)
+    click.echo(f"Wrote {output}")
 
 
 @cli.command()

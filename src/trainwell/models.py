@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import diagnostics as diagnostics_module
-from . import distributed, saving, training
+from . import distributed, keras_files, saving, training
 from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
@@ -536,9 +536,17 @@ class Sequential(nn.Module):
             model._build_layers()
         return model
 
+    def to_json(self, **kwargs) -> str:
+        """The architecture (no weights) as Keras's JSON, which Keras's and trainwell's
+        ``model_from_json`` read back; ``kwargs`` go to ``json.dumps``."""
+        return keras_files.model_to_json(self.get_config(), **kwargs)
+
     def save(self, filepath, overwrite: bool = True) -> None:
         """Write the model (architecture, weights, optimizer state, history, preprocessing) to one file.
 
+        The suffix picks the format: ``.keras`` writes a Keras 3 archive and ``.h5`` Keras's legacy
+        HDF5 file (both open in Keras; neither keeps the history, the CSV preprocessing or the
+        random state); anything else, ``.tw`` suggested, trainwell's own file, which keeps everything.
         In a distributed run only rank 0 writes (the ranks hold the same weights); the others return.
         """
         if not distributed.is_main_process():
@@ -575,12 +583,15 @@ class Sequential(nn.Module):
         return path
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
-        """Write the weights alone as a ``.safetensors`` file (on rank 0 only in a distributed run)."""
+        """Write the weights alone (on rank 0 only in a distributed run): ``.weights.h5`` in Keras 3's
+        layout, another ``.h5`` in Keras's legacy one, anything else as a ``.safetensors`` file."""
         if not distributed.is_main_process():
             return
         saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
+        """Copy weights from a trainwell weights or model file, or a Keras ``.weights.h5``, ``.h5``
+        or ``.keras`` file (told apart by content)."""
         saving.load_weights(self, filepath)
 
     def __repr__(self) -> str:
@@ -596,11 +607,30 @@ def _size(n_params: int) -> str:
     return f"{b:.2f} GB"
 
 
+def model_from_json(json_string, custom_objects=None) -> Sequential:
+    """A model from Keras's ``model.to_json()`` text (architecture only, new weights).
+
+    The JSON is read as data against the allow-list of ``trainwell.keras_files``; nothing in it is run.
+
+    Raises:
+        ModelFileError: invalid JSON, or a layer or object trainwell does not read (the message names it).
+        ConfigError: ``custom_objects`` is not empty.
+    """
+    if custom_objects:
+        raise ConfigError("model_from_json: `custom_objects` is not supported: trainwell runs no code from a "
+                          "model description. Remove the argument.")
+    return Sequential.from_config(keras_files.model_config_from_json(json_string))
+
+
 def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True) -> Sequential:
     """Load a model written by ``model.save``: ready to predict, evaluate and continue training.
 
+    Keras files open too: ``.keras`` archives and legacy ``.h5`` files (Keras 2, tf.keras, Keras 3),
+    told apart by content; their weights, compile settings and optimizer state are carried over, and
+    nothing from them is run (see ``trainwell.keras_files`` for what is read and what is refused).
+
     Args:
-        filepath: a file written by ``model.save``.
+        filepath: a file written by ``model.save``, or a Keras model file.
         custom_objects: Keras's argument, accepted for compatibility; must be empty, because
             trainwell model files hold no code (custom functions cannot be stored).
         compile: restore the compile settings and optimizer state.
@@ -616,7 +646,7 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
     if custom_objects:
         raise ConfigError("load_model: `custom_objects` is not supported: trainwell model files hold "
                           "no code, so they never need custom objects. Remove the argument.")
-    saved = saving.read_model_file(filepath)  # every check, before anything is built
+    saved = saving.read_model_file(filepath, compile=compile)  # every check, before anything is built
     with saving.file_errors(saved.path):
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's stream
             model = Sequential.from_config(saved.config)

@@ -319,14 +319,17 @@ def check_output(path, argument: str) -> Path:
     return path
 
 
-def load_with_preprocessing(model_path):
-    """``(model, preprocessor)`` from a .tw file trained from a table."""
+def load_with_preprocessing(model_path, required: bool = True):
+    """``(model, preprocessor)`` from a .tw file trained from a table; ``(model, None)`` for a model
+    without one (a Keras file) when not ``required``."""
     from ._errors import ModelFileError
     from .models import load_model
     from .tabular import Preprocessor
 
     model = load_model(model_path)
     config = getattr(model, "preprocessing", None)
+    if not config and not required:
+        return model, None
     if not config:
         raise ModelFileError(f"{model_path}: the model holds no CSV preprocessing (it was not trained with "
                              f"`trainwell train`). Use it from Python: model.predict(X).")
@@ -370,6 +373,26 @@ def _predicted_chunks(model, preprocessor, data_path, chunk_size: int, seen: dic
         yield len(chunk), _prediction_frame(preprocessor, predict_table(model, preprocessor, X))
 
 
+def _raw_chunks(model, data_path, chunk_size: int):
+    """Yield ``(rows, prediction frame)`` for a model without a stored preprocessing (a Keras file):
+    the CSV's columns are its features, as they are."""
+    import numpy as np
+    import pandas as pd
+
+    from ._errors import DataError
+    from .tabular import read_csv
+
+    for chunk in read_csv(data_path, chunksize=chunk_size):
+        text = [c for c in chunk.columns if not pd.api.types.is_numeric_dtype(chunk[c])]
+        if text:
+            raise DataError(f"{data_path}: column {text[0]!r} is not numeric; this model holds no CSV "
+                            "preprocessing (a Keras file), so every column must be a number, in the model's "
+                            "feature order.")
+        out = model.predict(chunk.to_numpy(np.float32), verbose=0)
+        names = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]
+        yield len(chunk), pd.DataFrame(out.astype(np.float64), columns=names)
+
+
 def _warn_grouped(seen: dict) -> None:
     """One warning per kind met in the chunks, saying in how many more chunks it recurred."""
     for message, count in seen.values():
@@ -383,8 +406,12 @@ def predict_csv(model_path, data_path, out=None, chunk_size: int = DEFAULT_CHUNK
     The file is read in chunks of ``chunk_size`` rows through the stored preprocessing, so memory
     stays bounded. Each kind of preprocessing warning (e.g. unseen categories) is raised once.
 
+    A model without a stored preprocessing (a Keras ``.keras``/``.h5`` file, a model built in
+    Python) takes the CSV's columns as its features, as they are; the output columns are then
+    ``prediction`` (or ``prediction_<i>`` per output unit).
+
     Args:
-        model_path: the .tw file (it must hold the CSV preprocessing).
+        model_path: the model file (.tw with its CSV preprocessing, or a Keras file).
         data_path: the CSV file to predict.
         out: None to return the predictions; a path to write them as CSV (whole or not at all:
             a temporary file beside it, renamed at the end); ``"-"`` for stdout.
@@ -399,9 +426,10 @@ def predict_csv(model_path, data_path, out=None, chunk_size: int = DEFAULT_CHUNK
         ModelFileError: the model holds no CSV preprocessing.
         DataError: the file cannot be read or lacks columns the model was trained on.
     """
-    model, preprocessor = load_with_preprocessing(model_path)
+    model, preprocessor = load_with_preprocessing(model_path, required=False)
     seen: dict = {}
-    chunks = _predicted_chunks(model, preprocessor, data_path, chunk_size, seen)
+    chunks = _raw_chunks(model, data_path, chunk_size) if preprocessor is None else \
+        _predicted_chunks(model, preprocessor, data_path, chunk_size, seen)
     if out is None:
         import pandas as pd
 
