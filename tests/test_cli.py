@@ -45,10 +45,14 @@ def assert_one_line_error(result, *fragments):
 
 
 def api_outputs(model_path, frame):
-    """Predictions the Python API gives for a frame: the stored preprocessing, then model.predict."""
+    """Predictions the Python API gives for a frame: the stored preprocessing, then model.predict
+    (a regression target turned back from its training scale into its units, shape (n, 1))."""
     model = load_model(model_path)
     preprocessor = Preprocessor.from_config(model.preprocessing)
-    return model.predict(preprocessor.transform(frame), verbose=0), preprocessor
+    out = model.predict(preprocessor.transform(frame), verbose=0)
+    if preprocessor.task == "regression":
+        out = preprocessor.inverse_transform_target(out).reshape(-1, 1)
+    return out, preprocessor
 
 
 # ----------------------------------------------------------------------------- data

@@ -207,7 +207,10 @@ def test_baseline_losses_match_numpy():
 
 def test_target_stats():
     stats = probes.target_stats(torch.tensor([[0.0], [1.0], [1.0], [0.5]]))
-    assert stats == {"y_min": 0.0, "y_max": 1.0, "y_distinct": 3, "y_integer": False, "y_columns": 1}
+    assert stats == pytest.approx(
+        {"y_min": 0.0, "y_max": 1.0, "y_mean": 0.625, "y_std": 0.4145781, "y_distinct": 3, "y_integer": False,
+         "y_columns": 1}
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Settings:
     validation_split: float = 0.2
     patience: int = 10
     seed: int = 0
+    scale_target: bool = True  # standardise a regression target for training (predictions stay in units)
 
 
 @dataclass
@@ -73,7 +74,8 @@ class TrainedRun:
 
 @dataclass
 class PreparedTable:
-    """A CSV file after the preprocessing of ``train``: training arrays, validation pair or None."""
+    """A CSV file after the preprocessing of ``train``: training arrays (a regression target on its
+    standardised training scale, ``preprocessor.to_training_scale``), validation pair or None."""
 
     frame: object
     X: object
@@ -124,7 +126,8 @@ def prepare_table(data_path, target: str, settings: Settings) -> PreparedTable:
 
     df = read_csv(data_path)
     notes = list(df.attrs.get("notes", []))
-    preprocessor = Preprocessor(target=target, task=None if settings.task == "auto" else settings.task)
+    preprocessor = Preprocessor(target=target, task=None if settings.task == "auto" else settings.task,
+                                scale_target=settings.scale_target)
     labelled, n_dropped = preprocessor.drop_missing_target(df)
     if n_dropped:
         notes.append(f"dropped {n_dropped} of {len(df)} row(s) whose target {target!r} is missing")
@@ -139,9 +142,19 @@ def prepare_table(data_path, target: str, settings: Settings) -> PreparedTable:
                          f"training rows")
             val_df = val_df[known]
         if len(val_df):
-            validation = (preprocessor.transform(val_df), preprocessor.transform_target(val_df[target]))
-    X, y = preprocessor.transform(train_df), preprocessor.transform_target(train_df[target])
+            validation = (preprocessor.transform(val_df), _training_target(preprocessor, val_df[target]))
+    X, y = preprocessor.transform(train_df), _training_target(preprocessor, train_df[target])
     return PreparedTable(frame=df, X=X, y=y, validation=validation, preprocessor=preprocessor, notes=notes)
+
+
+def _training_target(preprocessor, series):
+    """The target as the network trains on it: class indices, or a standardised regression target."""
+    return preprocessor.to_training_scale(preprocessor.transform_target(series))
+
+
+def _target_units(preprocessor, y):
+    """Training targets back in the target's units (class indices stay indices)."""
+    return preprocessor.inverse_transform_target(y) if preprocessor.task == "regression" else y
 
 
 def build_model(n_features: int, n_outputs: int, settings: Settings):
@@ -169,9 +182,10 @@ def build_model(n_features: int, n_outputs: int, settings: Settings):
 
 
 def predict_table(model, preprocessor, X):
-    """Model outputs for features ``X``: values of shape (n,) or probabilities of shape (n, k)."""
+    """Model outputs for features ``X``: values of shape (n,) in the target's units, or probabilities
+    of shape (n, k)."""
     out = model.predict(X, verbose=0)
-    return out.reshape(-1) if preprocessor.task == "regression" else out
+    return preprocessor.inverse_transform_target(out) if preprocessor.task == "regression" else out
 
 
 def table_metrics(preprocessor, y_true, y_pred) -> dict:
@@ -217,6 +231,7 @@ def train_table(data_path, target: str, settings: Settings, diagnostics: str = "
     history = model.fit(X, y, batch_size=settings.batch_size, epochs=settings.epochs, verbose=0,
                         validation_data=validation, callbacks=[stopper, *extra], diagnostics=diagnostics)
     eval_x, eval_y = validation if validation is not None else (X, y)
+    eval_y = _target_units(preprocessor, eval_y)
     y_pred = predict_table(model, preprocessor, eval_x)
     where = "validation rows" if validation is not None else "training rows (no validation split)"
     model.preprocessing = preprocessor.get_config()

@@ -24,6 +24,7 @@ from .findings import format_findings
 from .probes import (
     baseline_loss,
     describe_layers,
+    input_range,
     input_stats,
     kernel_snapshot,
     plan_probe,
@@ -90,6 +91,7 @@ class TrainingMonitor(Callback):
         self._probe_plan = None
         self._findings = None
         self._last_probed = None
+        self.peers = []  # the fit's other callbacks, set by the loop
 
     # -- hooks ------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -136,11 +138,12 @@ class TrainingMonitor(Callback):
             return
         rec.n_train, rec.n_features = int(self.x.shape[0]), int(self.x.shape[-1])
         rec.x_mean, rec.x_std, rec.inputs_normalized_in_model = input_stats(model, self.x)
-        for key, value in target_stats(self.y).items():
+        for key, value in {**input_range(self.x), **target_stats(self.y)}.items():
             setattr(rec, key, value)
         rows = probe_rows(self.x.shape[0], device=self.x.device)
         self._probe_x, self._probe_y = self.x[rows], self.y[rows]
         rec.baseline_loss = baseline_loss(model, self._probe_y, rec.loss_kind)
+        rec.penalty_start = regularization_penalty(model)
         self._probe(-1)
 
     def _epoch_begin(self, epoch: int) -> None:
@@ -158,6 +161,7 @@ class TrainingMonitor(Callback):
 
     def _end(self) -> None:
         self.record.stopped_early = bool(getattr(self.model, "stop_training", False))
+        self.record.restored_epoch = restored_epoch(self.peers)
         # A last probe of the final weights, unless the last epoch was just probed.
         if self.record.epochs and self._last_probed != self.record.epochs[-1]:
             self._probe(self.record.epochs[-1])
@@ -182,6 +186,25 @@ class TrainingMonitor(Callback):
             take_probe(self.model, self._probe_x, self._probe_y, epoch, self._probe_plan)
         )
         self._last_probed = epoch
+
+
+def restored_epoch(callbacks) -> int | None:
+    """The epoch whose weights an EarlyStopping(restore_best_weights=True) put back at the end, or None."""
+    for cb in callbacks:
+        if getattr(cb, "restore_best_weights", False) and getattr(cb, "best_weights", None) is not None:
+            return int(cb.best_epoch)
+    return None
+
+
+def regularization_penalty(model) -> float:
+    """The regularizers' penalty on the current weights (0.0 without regularizers)."""
+    terms = [p for layer in model.layers if (p := _penalty(layer)) is not None]
+    return float(sum(terms)) if terms else 0.0
+
+
+def _penalty(layer):
+    fn = getattr(layer, "regularization_loss", None)
+    return fn() if fn is not None else None
 
 
 def _learning_rate(model) -> float:
