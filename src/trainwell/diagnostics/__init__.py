@@ -22,6 +22,7 @@ from .findings import CODES, SEVERITIES, Finding, format_findings
 from .lr_finder import LRFinderResult, find_learning_rate
 from .monitor import TrainingMonitor, monitor_for_fit, probe_epochs
 from .record import LayerInfo, Probe, RunRecord
+from .repair import REPAIRS, RepairResult, repair
 
 __all__ = [
     "CODES",
@@ -31,6 +32,8 @@ __all__ = [
     "LRFinderResult",
     "LayerInfo",
     "Probe",
+    "REPAIRS",
+    "RepairResult",
     "RunRecord",
     "TrainingMonitor",
     "detector",
@@ -39,5 +42,6 @@ __all__ = [
     "format_findings",
     "monitor_for_fit",
     "probe_epochs",
+    "repair",
     "run_detectors",
 ]
