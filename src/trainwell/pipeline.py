@@ -31,7 +31,7 @@ from pathlib import Path
 __all__ = ["Settings", "TrainedRun", "PreparedTable", "Evaluation", "DEFAULT_CHUNK_ROWS", "train_csv",
            "train_table", "prepare_table", "build_model", "predict_csv", "evaluate_csv", "compare_csv",
            "compare_table", "predict_table", "table_metrics", "run_report", "finding_text", "check_output",
-           "load_with_preprocessing"]
+           "load_with_preprocessing", "repair_run"]
 
 DEFAULT_CHUNK_ROWS = 10_000
 
@@ -70,6 +70,7 @@ class TrainedRun:
     best_epoch: int | None
     findings: list = field(default_factory=list)
     settings: Settings | None = None
+    table: PreparedTable | None = None  # the arrays it trained on (``repair_run`` retrains on them)
 
 
 @dataclass
@@ -240,7 +241,8 @@ def train_table(data_path, target: str, settings: Settings, diagnostics: str = "
                       metrics=table_metrics(preprocessor, eval_y, y_pred),
                       metrics_on=f"{where} ({len(eval_y)})", y_true=eval_y, y_pred=y_pred,
                       best_epoch=_kept_epoch(stopper, history),
-                      findings=list(getattr(history, "diagnosis", None) or []), settings=settings)
+                      findings=list(getattr(history, "diagnosis", None) or []), settings=settings,
+                      table=table)
 
 
 def train_csv(path, target: str, *, diagnostics: str = "auto", callbacks=(), **settings) -> TrainedRun:
@@ -275,6 +277,22 @@ def train_csv(path, target: str, *, diagnostics: str = "auto", callbacks=(), **s
     return train_table(path, target, Settings(**settings), diagnostics=diagnostics, callbacks=callbacks)
 
 
+def repair_run(run: TrainedRun):
+    """``model.repair`` on the rows ``run`` trained on: each finding's fix tried on a fresh copy.
+
+    Every copy trains for ``run.settings.epochs`` epochs with its seed and validation rows (no early
+    stopping, so that the copies are compared on the same budget). A regression target stays on
+    its standardised training scale, so ``val_mse`` is in units of the target's std.
+
+    Returns:
+        The ``diagnostics.RepairResult``.
+    """
+    table, settings = run.table, run.settings or Settings()
+    return run.model.repair(table.X, table.y, findings=run.findings, epochs=settings.epochs,
+                            batch_size=settings.batch_size, validation_data=table.validation,
+                            validation_split=settings.validation_split or 0.2, seed=settings.seed, verbose=0)
+
+
 def _kept_epoch(stopper, history) -> int | None:
     """The 0-based epoch whose weights the model holds after EarlyStopping restored the best."""
     if stopper.best_weights is None or not history.epoch:
@@ -290,6 +308,8 @@ def finding_text(finding) -> str:
     layer = getattr(finding, "layer", None)
     head = f"[{getattr(finding, 'severity', 'info')}] {getattr(finding, 'code', '')}"
     head += f" (layer {layer})" if layer else ""
+    cause = getattr(finding, "caused_by", None)
+    head += f" (caused by {cause}: fix that first)" if cause else ""
     fix = getattr(finding, "fix", None)
     return f"{head}: {message}" + (f" Fix: {fix}" if fix else "")
 
