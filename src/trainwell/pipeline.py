@@ -318,7 +318,7 @@ def run_report(run: TrainedRun, title: str, settings: Settings | None = None, fi
     """The ``report.RunReport`` of a trained run (``settings`` default to the run's own)."""
     from dataclasses import asdict
 
-    from .report import RunReport, data_summary
+    from .report import RunReport, data_summary, plot_doctor
 
     settings = settings or run.settings or Settings()
     columns, class_counts = data_summary(run.frame, run.model.preprocessing)
@@ -335,7 +335,8 @@ def run_report(run: TrainedRun, title: str, settings: Settings | None = None, fi
                      y_true=run.y_true, y_pred=run.y_pred, classes=run.preprocessor.classes,
                      findings=[finding_text(f) for f in run.findings], notes=run.notes, columns=columns,
                      class_counts=class_counts, architecture=architecture, settings=shown, files=files or {},
-                     best_epoch=run.best_epoch)
+                     best_epoch=run.best_epoch,
+                     doctor_plot=plot_doctor(getattr(run.history, "diagnosis", None)))
 
 
 # ----------------------------------------------------------------------------- predicting and evaluating

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .checkup import diagnose
 from .detectors import DETECTORS, detector, run_detectors
+from .evidence import Diagnosis
 from .findings import CODES, SEVERITIES, Finding, format_findings
 from .lr_finder import LRFinderResult, find_learning_rate
 from .monitor import TrainingMonitor, monitor_for_fit, probe_epochs
@@ -27,6 +28,7 @@ from .repair import REPAIRS, RepairResult, repair
 __all__ = [
     "CODES",
     "DETECTORS",
+    "Diagnosis",
     "SEVERITIES",
     "Finding",
     "LRFinderResult",

@@ -20,6 +20,7 @@ import math
 from .. import losses as losses_module
 from ..callbacks import Callback
 from .detectors import run_detectors
+from .evidence import Diagnosis
 from .findings import format_findings
 from .probes import (
     baseline_loss,
@@ -107,11 +108,11 @@ class TrainingMonitor(Callback):
         self._guard("on_train_end", self._end)
 
     # -- results ----------------------------------------------------------------------------
-    def findings(self) -> list:
-        """The findings of this fit (the detectors run once, on first call)."""
+    def findings(self) -> Diagnosis:
+        """The findings of this fit, with their evidence (the detectors run once, on first call)."""
         if self._findings is None:
             self._findings = run_detectors(self.record, self.detectors)
-        return list(self._findings)
+        return Diagnosis(self._findings, self.record)
 
     def summary(self) -> str:
         """The printed summary: a few lines per problem, '' for a healthy run."""
