@@ -131,10 +131,12 @@ def exploding_gradients(record: RunRecord) -> list[Finding]:
     initialisation is the cause (a lower learning rate does not help), else the steps made them so.
     """
     ratios = _signal_ratios(record)
-    if ratios and statistics.median(ratios) > SIGNAL_GROWTH:
-        ratio = statistics.median(ratios)
-        first = record.first_probe
-        at_start = bool(ratios[0] > SIGNAL_GROWTH and first is not None and first.epoch < 0)
+    first = record.first_probe
+    # Growth before the first step is the initialisation's doing, even if the optimiser (Adam's
+    # per-weight scaling) tames it later; growth in most probes is a problem at any time.
+    at_start = bool(ratios and ratios[0] > SIGNAL_GROWTH and first is not None and first.epoch < 0)
+    if ratios and (statistics.median(ratios) > SIGNAL_GROWTH or at_start):
+        ratio = ratios[0] if at_start else statistics.median(ratios)
         evidence = {**_signal_evidence(record, ratio), "at_start": at_start}
         return [
             Finding(
@@ -162,7 +164,43 @@ def exploding_gradients(record: RunRecord) -> list[Finding]:
                 *_exploding_fix(record, at_start),
             )
         ]
-    return _oversized_gradients(record)
+    return _oversized_gradients(record) or _large_initial_outputs(record)
+
+
+START_LOSS = 20.0
+"""A loss before training this many times the constant-prediction loss, from non-default initial
+weights, means the outputs (and so the gradients) start far too large. Healthy course runs start
+at 1-6 times it (wages' unscaled target gives the 6)."""
+DEFAULT_INITIALIZERS = (
+    "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunNormal", "LecunUniform"
+)
+
+
+def _large_initial_outputs(record: RunRecord) -> list[Finding]:
+    first = record.first_probe
+    custom = [layer.name for layer in record.dense_layers
+              if layer.initializer is not None and layer.initializer not in DEFAULT_INITIALIZERS]
+    if first is None or first.epoch >= 0 or not custom or not record.baseline_loss > 0:
+        return []
+    ratio = first.loss / record.baseline_loss
+    if not ratio >= START_LOSS:  # also False for nan
+        return []
+    evidence = {"loss_before_training": first.loss, "constant_prediction_loss": record.baseline_loss,
+                "ratio": ratio, "layers": custom, "at_start": True,
+                "kernel_grad_norms": dict(first.grad_norms), "kernel_norms": dict(first.weight_norms)}
+    return [
+        Finding(
+            "exploding_gradients",
+            "warning",
+            None,
+            evidence,
+            f"Before training the loss is {ratio:.3g} times that of a constant prediction "
+            f"({first.loss:.4g} vs {record.baseline_loss:.4g}): the initial weights of "
+            f"{', '.join(custom)} make the outputs, "
+            "and with them the gradients, far too large.",
+            *_exploding_fix(record, True),
+        )
+    ]
 
 
 def _exploding_fix(record: RunRecord, at_start: bool) -> tuple[str, str, tuple[str, ...]]:
@@ -170,7 +208,7 @@ def _exploding_fix(record: RunRecord, at_start: bool) -> tuple[str, str, tuple[s
     large_init = [
         layer.name
         for layer in record.dense_layers
-        if layer.initializer not in (None, "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal")
+        if layer.initializer not in (None, *DEFAULT_INITIALIZERS)
     ]
     if at_start:
         which = f" (layers {', '.join(large_init)} use another)" if large_init else ""

@@ -340,8 +340,9 @@ def stalled(record: RunRecord) -> list[Finding]:
     ]
 
 
-STALL_JITTER = 0.01
-"""Mean epoch-to-epoch change of the training loss, relative to its level, below which it is smooth."""
+STALL_JITTER = 0.05
+"""Mean epoch-to-epoch change of the training loss, relative to its level, below which it is smooth.
+Dropout's noise moves it by 1-2%; an optimiser bouncing on a plateau by tens of percent."""
 
 
 def _jitter(values: list[float]) -> float:
