@@ -357,6 +357,7 @@ def fit_batched(models, x, y, fit_kwargs: dict, callbacks: list[list]) -> list[d
     histories = [callbacks_module.History() for _ in models]
     lists = [[*map(copy.copy, cbs), hist] for cbs, hist in zip(callbacks, histories)]
     steps = -(-n // batch_size)
+    doctors = _doctors(models, fit_kwargs, (x_tr, y_tr, val), epochs, steps)
     for view, cbs in zip(views, lists):
         for cb in cbs:
             cb.set_model(view)
@@ -406,6 +407,9 @@ def fit_batched(models, x, y, fit_kwargs: dict, callbacks: list[list]) -> list[d
             models[c].optimizer.iterations += steps
             for cb in lists[c]:
                 cb.on_epoch_end(epoch, logs[c])
+            if doctors:
+                doctors[c].on_epoch_begin(epoch)
+                doctors[c].on_epoch_end(epoch, logs[c])
             if not math.isfinite(logs[c]["loss"]):
                 diverged[c] = (
                     f"diverged: the training loss became {logs[c]['loss']} at epoch {epoch + 1}. "
@@ -418,4 +422,26 @@ def fit_batched(models, x, y, fit_kwargs: dict, callbacks: list[list]) -> list[d
             cb.on_train_end()
         model.set_weights(views[c].get_weights())
         model.history = histories[c]
+        if doctors:
+            model.stop_training = views[c].stop_training
+            doctors[c].peers = lists[c]  # an EarlyStopping that restored the best weights
+            doctors[c].on_train_end()  # probes the trained weights, now back in the model
+            histories[c].diagnosis = doctors[c].findings()
     return [{"history": h, "diverged": d} for h, d in zip(histories, diverged)]
+
+
+def _doctors(models, fit_kwargs: dict, data, epochs: int, steps: int) -> list:
+    """One training doctor per candidate, probing before and after training only: while the stack
+    trains, the candidates' weights are not in their models. Empty when diagnostics are off."""
+    if fit_kwargs.get("diagnostics", "auto") in (None, False, "off"):
+        return []
+    from .diagnostics import TrainingMonitor
+
+    doctors = []
+    for model in models:
+        doctor = TrainingMonitor("ends", data)
+        doctor.set_model(model)
+        doctor.set_params({"epochs": epochs, "steps": steps, "verbose": 0})
+        doctor.on_train_begin()
+        doctors.append(doctor)
+    return doctors

@@ -36,7 +36,7 @@ from .probes import (
 )
 from .record import RunRecord
 
-MODES = ("auto", "full")
+MODES = ("auto", "full", "ends")
 
 
 def probe_epochs(first: int, last: int, mode: str = "auto") -> set[int]:
@@ -45,13 +45,15 @@ def probe_epochs(first: int, last: int, mode: str = "auto") -> set[int]:
     'auto' probes after epochs first + 0, 7, 63, 511 (offsets 8**k - 1) and after ``last``:
     about log8(epochs) probes, denser early when most problems show, so that the doctor costs a
     few percent of a fit (each probe costs about one forward and backward pass on 256 rows).
-    'full' probes every epoch up to 100 epochs, then about 100 evenly spaced ones.
+    'full' probes every epoch up to 100 epochs, then about 100 evenly spaced ones. 'ends' probes
+    none in between (only before and after training): for runs whose weights are out of the
+    model's reach while they train (``compare``'s batched runs).
 
     Example:
         >>> sorted(probe_epochs(0, 29))
         [0, 7, 29]
     """
-    if last < first:
+    if last < first or mode == "ends":
         return set()
     if mode == "full":
         stride = max(1, (last - first + 1) // 100)
@@ -67,7 +69,8 @@ class TrainingMonitor(Callback):
     """Collects the training doctor's evidence during ``fit``; ``findings()`` runs the detectors.
 
     Args:
-        mode: 'auto' (a few probes) or 'full' (a probe every epoch, up to about 100).
+        mode: 'auto' (a few probes), 'full' (a probe every epoch, up to about 100) or 'ends'
+            (before and after training only).
         data: ``(x_train, y_train, val)`` tensors on the model's device, as the loop holds them.
         detectors: the detector functions to run; ``DETECTORS`` by default.
 
