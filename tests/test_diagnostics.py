@@ -754,3 +754,16 @@ def test_every_repair_a_finding_names_exists():
         assert fn.__module__.startswith("trainwell.diagnostics")
     for finding in run_detectors(record(y_mean=4200.0, y_std=800.0, x_mean=[500.0] * 4)):
         assert finding.repairs and set(finding.repairs) <= set(REPAIRS), finding
+
+
+def test_monitor_records_the_regularizers_penalty_before_training():
+    from trainwell.regularizers import l2
+
+    x, y = regression_data()
+    set_random_seed(0)
+    model = Sequential([Input(shape=(4,)), Dense(64, activation="relu", kernel_regularizer=l2(0.05)), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(x, y, epochs=3, verbose=0)  # warnings are errors here: none may leak
+    record = history.diagnosis.record
+    assert record.penalty_start > 0.1  # 0.05 * sum(W²) of a fresh 4x64 glorot kernel
+    assert not [f for f in history.diagnosis if f.code in ("detector_failed", "lr_too_high")]

@@ -203,7 +203,7 @@ def restored_epoch(callbacks) -> int | None:
 def regularization_penalty(model) -> float:
     """The regularizers' penalty on the current weights (0.0 without regularizers)."""
     terms = [p for layer in model.layers if (p := _penalty(layer)) is not None]
-    return float(sum(terms)) if terms else 0.0
+    return float(sum(term.detach() for term in terms)) if terms else 0.0
 
 
 def _penalty(layer):
