@@ -761,7 +761,8 @@ def test_monitor_records_the_regularizers_penalty_before_training():
 
     x, y = regression_data()
     set_random_seed(0)
-    model = Sequential([Input(shape=(4,)), Dense(64, activation="relu", kernel_regularizer=l2(0.05)), Dense(1)])
+    hidden = Dense(64, activation="relu", kernel_regularizer=l2(0.05))
+    model = Sequential([Input(shape=(4,)), hidden, Dense(1)])
     model.compile(optimizer="adam", loss="mse")
     history = model.fit(x, y, epochs=3, verbose=0)  # warnings are errors here: none may leak
     record = history.diagnosis.record

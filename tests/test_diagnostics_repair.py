@@ -8,7 +8,8 @@ import pytest
 from trainwell._errors import ConfigError
 from trainwell.datasets import load_titanic
 from trainwell.diagnostics import REPAIRS, Finding
-from trainwell.diagnostics.repair import Recipe, recipe_of
+from trainwell.diagnostics.fixes import Recipe
+from trainwell.diagnostics.repair import recipe_of
 from trainwell.layers import Dense, Input
 from trainwell.models import Sequential
 from trainwell.optimizers import SGD

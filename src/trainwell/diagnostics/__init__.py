@@ -20,10 +20,11 @@ from .checkup import diagnose
 from .detectors import DETECTORS, detector, run_detectors
 from .evidence import Diagnosis
 from .findings import CODES, SEVERITIES, Finding, format_findings
+from .fixes import REPAIRS
 from .lr_finder import LRFinderResult, find_learning_rate
 from .monitor import TrainingMonitor, monitor_for_fit, probe_epochs
 from .record import LayerInfo, Probe, RunRecord
-from .repair import REPAIRS, RepairResult, repair
+from .repair import RepairResult, repair
 
 __all__ = [
     "CODES",

@@ -44,7 +44,7 @@ class Finding:
         message: what is wrong, in plain words, with the key numbers.
         fix: what to change, concretely (argument names and values).
         repairs: the names of the changes ``model.repair`` can apply for this finding, in the
-            fix's order (see ``trainwell.diagnostics.repair.REPAIRS``).
+            fix's order of preference (see ``trainwell.diagnostics.fixes.REPAIRS``).
         caused_by: the code of the finding this one follows from (its root cause), or None for a
             root. Set by the doctor (``causes.link_causes``): fix the root first.
 
