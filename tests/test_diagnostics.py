@@ -396,9 +396,13 @@ def test_underfitting_needs_a_small_model_and_a_high_flat_loss():
 
 
 def test_stalled_warns_when_both_curves_are_flat_and_informs_when_only_validation_is():
-    flat = [{"loss": 0.5 + 0.01 * (e % 2), "val_loss": 0.6 + 0.01 * (e % 3)} for e in range(30)]
+    # Both flat, the training loss bouncing 8% from epoch to epoch: an optimiser that cannot settle.
+    flat = [{"loss": 0.5 + 0.04 * (e % 2), "val_loss": 0.6 + 0.01 * (e % 3)} for e in range(30)]
     (finding,) = det.stalled(record(logs=flat))
     assert finding.severity == "warning" and finding.evidence["window"] == 10
+    # Both flat and smooth (1% moves): converged, an 'info' (issue 18).
+    smooth = [{"loss": 0.5 + 0.005 * (e % 2), "val_loss": 0.6 + 0.01 * (e % 3)} for e in range(30)]
+    assert det.stalled(record(logs=smooth))[0].severity == "info"
     learning = [{"loss": 1.0 / (1 + e), "val_loss": 0.6} for e in range(30)]
     assert det.stalled(record(logs=learning))[0].severity == "info"
     assert det.stalled(record(logs=flat[:15])) == []  # too short to tell
