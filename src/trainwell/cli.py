@@ -35,6 +35,7 @@ from .pipeline import (
     TrainedRun,
     check_output,
     finding_text,
+    repair_run,
     run_report,
     train_table,
 )
@@ -414,8 +415,11 @@ def convert(source, output):
 @cli.command()
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", "-t", required=True, help="The column to predict.")
+@click.option("--repair", "repair", is_flag=True,
+              help="Then try each fix the doctor suggests (and all together) on fresh copies, and print "
+              "a table: finding, fix, validation loss before and after, whether the finding is gone.")
 @_training_options(epochs_default=30)
-def diagnose(data, target, **options):
+def diagnose(data, target, repair=False, **options):
     """Train briefly on DATA with every check of the training doctor, and print its findings.
 
     Nothing is saved. Try the options you would give `trainwell train` to see how they behave.
@@ -423,6 +427,7 @@ def diagnose(data, target, **options):
     \b
     Example:
       trainwell diagnose data.csv --target price --learning-rate 1
+      trainwell diagnose data.csv --target price --learning-rate 1 --repair
     """
     settings = _settings(options)
     run = train_table(data, target, settings, diagnostics="full",
@@ -430,6 +435,10 @@ def diagnose(data, target, **options):
     for message in run.notes:
         _note(message)
     print_run(run)
+    if repair and any(f.is_problem for f in run.findings):
+        click.echo(f"\nRepairs ({settings.epochs} epochs per copy, seed {settings.seed}, the same validation "
+                   f"rows):")
+        click.echo(repair_run(run).table)
 
 
 @cli.command()

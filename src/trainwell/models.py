@@ -419,6 +419,36 @@ class Sequential(nn.Module):
                                           validation_split=validation_split, validation_data=validation_data,
                                           verbose=0 if verbose == 0 else 1)
 
+    def repair(self, x, y, findings=None, epochs=None, batch_size=None, validation_split: float = 0.2,
+               validation_data=None, seed: int = 0, verbose="auto"):
+        """Prove the doctor's fixes: train fresh copies with each fix, then all of them, and compare.
+
+        Copies are built from this model's config (its own weights are not touched), trained with
+        the same seed, validation rows and epoch budget: one unchanged, one per root finding with
+        its fix, one with every fix.
+
+        Args:
+            x, y: the data, as for ``fit``.
+            findings: the findings to repair; None: those of the last ``fit`` (``history.diagnosis``).
+            epochs: the epoch budget; None: that of the last ``fit`` (20 when there was none).
+            batch_size, validation_split, validation_data: as for ``fit`` (the split defaults to 0.2).
+            seed: the seed of every copy.
+            verbose: 'auto'/1 prints the table; 0 is silent.
+
+        Returns:
+            A ``trainwell.diagnostics.RepairResult``: ``table``, ``rows``, ``best_model``, ``best_fix``.
+
+        Example:
+            >>> history = model.fit(X, y, validation_split=0.3, epochs=20)
+            >>> result = model.repair(X, y, validation_split=0.3)
+            >>> result.best_model.save("repaired.tw")
+        """
+        from .diagnostics import repair
+
+        return repair(self, x, y, findings=findings, epochs=epochs, batch_size=batch_size,
+                      validation_split=validation_split, validation_data=validation_data, seed=seed,
+                      verbose=0 if verbose == 0 else 1)
+
     def find_learning_rate(self, x, y, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100,
                            batch_size=None):
         """Learning-rate range test: ``steps`` mini-batches at rates growing from ``min_lr`` to ``max_lr``.

@@ -31,7 +31,7 @@ from pathlib import Path
 __all__ = ["Settings", "TrainedRun", "PreparedTable", "Evaluation", "DEFAULT_CHUNK_ROWS", "train_csv",
            "train_table", "prepare_table", "build_model", "predict_csv", "evaluate_csv", "compare_csv",
            "compare_table", "predict_table", "table_metrics", "run_report", "finding_text", "check_output",
-           "load_with_preprocessing", "onnx_inputs"]
+           "load_with_preprocessing", "onnx_inputs", "repair_run"]
 
 DEFAULT_CHUNK_ROWS = 10_000
 
@@ -50,6 +50,7 @@ class Settings:
     validation_split: float = 0.2
     patience: int = 10
     seed: int = 0
+    scale_target: bool = True  # standardise a regression target for training (predictions stay in units)
 
 
 @dataclass
@@ -69,11 +70,13 @@ class TrainedRun:
     best_epoch: int | None
     findings: list = field(default_factory=list)
     settings: Settings | None = None
+    table: PreparedTable | None = None  # the arrays it trained on (``repair_run`` retrains on them)
 
 
 @dataclass
 class PreparedTable:
-    """A CSV file after the preprocessing of ``train``: training arrays, validation pair or None."""
+    """A CSV file after the preprocessing of ``train``: training arrays (a regression target on its
+    standardised training scale, ``preprocessor.to_training_scale``), validation pair or None."""
 
     frame: object
     X: object
@@ -124,7 +127,8 @@ def prepare_table(data_path, target: str, settings: Settings) -> PreparedTable:
 
     df = read_csv(data_path)
     notes = list(df.attrs.get("notes", []))
-    preprocessor = Preprocessor(target=target, task=None if settings.task == "auto" else settings.task)
+    preprocessor = Preprocessor(target=target, task=None if settings.task == "auto" else settings.task,
+                                scale_target=settings.scale_target)
     labelled, n_dropped = preprocessor.drop_missing_target(df)
     if n_dropped:
         notes.append(f"dropped {n_dropped} of {len(df)} row(s) whose target {target!r} is missing")
@@ -139,9 +143,19 @@ def prepare_table(data_path, target: str, settings: Settings) -> PreparedTable:
                          f"training rows")
             val_df = val_df[known]
         if len(val_df):
-            validation = (preprocessor.transform(val_df), preprocessor.transform_target(val_df[target]))
-    X, y = preprocessor.transform(train_df), preprocessor.transform_target(train_df[target])
+            validation = (preprocessor.transform(val_df), _training_target(preprocessor, val_df[target]))
+    X, y = preprocessor.transform(train_df), _training_target(preprocessor, train_df[target])
     return PreparedTable(frame=df, X=X, y=y, validation=validation, preprocessor=preprocessor, notes=notes)
+
+
+def _training_target(preprocessor, series):
+    """The target as the network trains on it: class indices, or a standardised regression target."""
+    return preprocessor.to_training_scale(preprocessor.transform_target(series))
+
+
+def _target_units(preprocessor, y):
+    """Training targets back in the target's units (class indices stay indices)."""
+    return preprocessor.inverse_transform_target(y) if preprocessor.task == "regression" else y
 
 
 def build_model(n_features: int, n_outputs: int, settings: Settings):
@@ -169,9 +183,10 @@ def build_model(n_features: int, n_outputs: int, settings: Settings):
 
 
 def predict_table(model, preprocessor, X):
-    """Model outputs for features ``X``: values of shape (n,) or probabilities of shape (n, k)."""
+    """Model outputs for features ``X``: values of shape (n,) in the target's units, or probabilities
+    of shape (n, k)."""
     out = model.predict(X, verbose=0)
-    return out.reshape(-1) if preprocessor.task == "regression" else out
+    return preprocessor.inverse_transform_target(out) if preprocessor.task == "regression" else out
 
 
 def table_metrics(preprocessor, y_true, y_pred) -> dict:
@@ -217,6 +232,7 @@ def train_table(data_path, target: str, settings: Settings, diagnostics: str = "
     history = model.fit(X, y, batch_size=settings.batch_size, epochs=settings.epochs, verbose=0,
                         validation_data=validation, callbacks=[stopper, *extra], diagnostics=diagnostics)
     eval_x, eval_y = validation if validation is not None else (X, y)
+    eval_y = _target_units(preprocessor, eval_y)
     y_pred = predict_table(model, preprocessor, eval_x)
     where = "validation rows" if validation is not None else "training rows (no validation split)"
     model.preprocessing = preprocessor.get_config()
@@ -225,7 +241,8 @@ def train_table(data_path, target: str, settings: Settings, diagnostics: str = "
                       metrics=table_metrics(preprocessor, eval_y, y_pred),
                       metrics_on=f"{where} ({len(eval_y)})", y_true=eval_y, y_pred=y_pred,
                       best_epoch=_kept_epoch(stopper, history),
-                      findings=list(getattr(history, "diagnosis", None) or []), settings=settings)
+                      findings=list(getattr(history, "diagnosis", None) or []), settings=settings,
+                      table=table)
 
 
 def train_csv(path, target: str, *, diagnostics: str = "auto", callbacks=(), **settings) -> TrainedRun:
@@ -260,6 +277,22 @@ def train_csv(path, target: str, *, diagnostics: str = "auto", callbacks=(), **s
     return train_table(path, target, Settings(**settings), diagnostics=diagnostics, callbacks=callbacks)
 
 
+def repair_run(run: TrainedRun):
+    """``model.repair`` on the rows ``run`` trained on: each finding's fix tried on a fresh copy.
+
+    Every copy trains for ``run.settings.epochs`` epochs with its seed and validation rows (no early
+    stopping, so that the copies are compared on the same budget). A regression target stays on
+    its standardised training scale, so ``val_mse`` is in units of the target's std.
+
+    Returns:
+        The ``diagnostics.RepairResult``.
+    """
+    table, settings = run.table, run.settings or Settings()
+    return run.model.repair(table.X, table.y, findings=run.findings, epochs=settings.epochs,
+                            batch_size=settings.batch_size, validation_data=table.validation,
+                            validation_split=settings.validation_split or 0.2, seed=settings.seed, verbose=0)
+
+
 def _kept_epoch(stopper, history) -> int | None:
     """The 0-based epoch whose weights the model holds after EarlyStopping restored the best."""
     if stopper.best_weights is None or not history.epoch:
@@ -275,6 +308,8 @@ def finding_text(finding) -> str:
     layer = getattr(finding, "layer", None)
     head = f"[{getattr(finding, 'severity', 'info')}] {getattr(finding, 'code', '')}"
     head += f" (layer {layer})" if layer else ""
+    cause = getattr(finding, "caused_by", None)
+    head += f" (caused by {cause}: fix that first)" if cause else ""
     fix = getattr(finding, "fix", None)
     return f"{head}: {message}" + (f" Fix: {fix}" if fix else "")
 
@@ -283,7 +318,7 @@ def run_report(run: TrainedRun, title: str, settings: Settings | None = None, fi
     """The ``report.RunReport`` of a trained run (``settings`` default to the run's own)."""
     from dataclasses import asdict
 
-    from .report import RunReport, data_summary
+    from .report import RunReport, data_summary, plot_doctor
 
     settings = settings or run.settings or Settings()
     columns, class_counts = data_summary(run.frame, run.model.preprocessing)
@@ -300,7 +335,8 @@ def run_report(run: TrainedRun, title: str, settings: Settings | None = None, fi
                      y_true=run.y_true, y_pred=run.y_pred, classes=run.preprocessor.classes,
                      findings=[finding_text(f) for f in run.findings], notes=run.notes, columns=columns,
                      class_counts=class_counts, architecture=architecture, settings=shown, files=files or {},
-                     best_epoch=run.best_epoch)
+                     best_epoch=run.best_epoch,
+                     doctor_plot=plot_doctor(getattr(run.history, "diagnosis", None)))
 
 
 # ----------------------------------------------------------------------------- predicting and evaluating

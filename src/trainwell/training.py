@@ -402,6 +402,7 @@ def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, docto
     extra = []
     monitor = _diagnostics_callback(model, diagnostics, doctor, data)
     if monitor is not None:
+        monitor.peers = user  # the doctor reads what they did (EarlyStopping restoring the best weights)
         extra.append(monitor)
     if verbose:
         extra.append(ProgbarLogger(verbose=verbose))
