@@ -360,17 +360,20 @@ class FusedStep:
         for stage in self.stages:
             stage.bind(self.flat.data, self.flat.grad, offset)
             offset += stage.size
-        # (weight view, gradient view, l1, l2) per regularized tensor, in the plain path's order.
-        self.penalties = []
+        # Regularized tensors grouped by their (l1, l2) factors: one foreach call per group and term.
+        groups = {}
+        views = self.flat.views(self.flat.data)
         for layer in self.chain:
             for kind in ("kernel", "bias"):
                 reg = getattr(layer, f"{kind}_regularizer", None)
                 tensor = getattr(layer, kind, None)
                 if reg is not None and tensor is not None:
                     i = next(i for i, p in enumerate(self.flat.params) if p is tensor)
-                    weight, grad = self.flat.views(self.flat.data)[i], self.update.grads[i]
-                    self.penalties.append((weight.reshape(-1), grad.reshape(-1),
-                                           getattr(reg, "l1", 0.0), getattr(reg, "l2", 0.0)))
+                    key = (getattr(reg, "l1", 0.0), getattr(reg, "l2", 0.0))
+                    weights, grads = groups.setdefault(key, ([], []))
+                    weights.append(views[i])
+                    grads.append(self.update.grads[i])
+        self.penalties = [(weights, grads, l1, l2) for (l1, l2), (weights, grads) in groups.items()]
 
     def _allocate(self, rows: int, like: torch.Tensor) -> None:
         """Activation, gradient and scratch buffers for batches of up to ``rows`` rows."""
@@ -426,14 +429,16 @@ class FusedStep:
         return loss
 
     def _add_penalties(self, loss: torch.Tensor) -> torch.Tensor:
-        """The L1/L2 penalties of the weights before the update, added to the loss and the gradient."""
-        for weight, grad, l1, l2 in self.penalties:
+        """The L1/L2 penalties of the weights before the update, added to the loss and the gradient
+        (``l1 * sum|w| + l2 * sum w²`` and ``l1 * sign(w) + 2 * l2 * w``, as autograd gives them)."""
+        for weights, grads, l1, l2 in self.penalties:
             if l1:
-                loss = loss + l1 * weight.abs().sum()
-                grad.add_(torch.sign(weight), alpha=l1)
+                loss = torch.add(loss, torch.stack(torch._foreach_norm(weights, 1)).sum(), alpha=l1)
+                torch._foreach_add_(grads, torch._foreach_sign(weights), alpha=l1)
             if l2:
-                loss = loss + l2 * torch.dot(weight, weight)
-                grad.add_(weight, alpha=2.0 * l2)
+                norms = torch.stack(torch._foreach_norm(weights))
+                loss = torch.add(loss, torch.dot(norms, norms), alpha=l2)
+                torch._foreach_add_(grads, weights, alpha=2.0 * l2)
         return loss
 
     def _update_metrics(self, ctx, out, yb, wb) -> None:

@@ -202,45 +202,52 @@ class DropoutStage(Stage):
 
 
 class BatchNormStage(Stage):
-    """Training-mode batch normalisation with Keras's moving averages (``layers.BatchNormalization``)."""
+    """Training-mode batch normalisation with Keras's moving averages (``layers.BatchNormalization``).
+
+    torch's batch-norm kernels write straight into the step's buffers (output, input gradient,
+    gamma and beta gradients), with scratch standing in for an absent gamma or beta gradient.
+    """
 
     def __init__(self, layer, width: int):
         super().__init__(width)
         self.layer = layer
         self.size = width * ((layer.gamma is not None) + (layer.beta is not None))
-        self.weight_decay = 1.0 - layer.momentum  # lerp weight of the new batch statistic
+        self.new_weight = 1.0 - layer.momentum  # lerp weight of the batch statistic
         self.eps = layer.epsilon
 
     def bind(self, flat, grad, offset):
-        views, grads = [], []
-        for _ in range((self.layer.gamma is not None) + (self.layer.beta is not None)):
-            views.append(flat[offset:offset + self.width])
-            grads.append(grad[offset:offset + self.width])
-            offset += self.width
-        self.gamma = views.pop(0) if self.layer.gamma is not None else None
-        self.beta = views.pop(0) if self.layer.beta is not None else None
-        self.g_gamma = grads.pop(0) if self.layer.gamma is not None else None
-        self.g_beta = grads.pop(0) if self.layer.beta is not None else None
-        self.mask = [True, self.gamma is not None, self.beta is not None]
+        views = {}
+        for name in ("gamma", "beta"):
+            if getattr(self.layer, name) is not None:
+                views[name] = (flat[offset:offset + self.width], grad[offset:offset + self.width])
+                offset += self.width
+        scratch = (None, flat.new_empty(self.width))
+        self.gamma, g_gamma = views.get("gamma", scratch)
+        self.beta, g_beta = views.get("beta", scratch)
+        self.grads = [g_gamma, g_beta]
+        self.mean, self.invstd, self.var = (flat.new_empty(self.width) for _ in range(3))
+        self.moving = [self.layer.moving_mean, self.layer.moving_variance]
+
+    def allocate(self, rows, like):
+        self.dx_full = like.new_empty((rows, self.width))
+
+    def resize(self, n):
+        self.dx = self.dx_full[:n]
 
     def forward(self, x, x_full, out):
-        # The moving averages from the same reductions the layer uses (biased variance, as Keras).
-        var, mean = torch.var_mean(x, 0, correction=0)
-        self.layer.moving_mean.lerp_(mean, self.weight_decay)
-        self.layer.moving_variance.lerp_(var, self.weight_decay)
-        y, self.mean, self.invstd = _aten.native_batch_norm(x, self.gamma, self.beta, None, None, True,
-                                                            0.0, self.eps)
-        out.copy_(y)
+        _aten.native_batch_norm.out(x, self.gamma, self.beta, None, None, True, 0.0, self.eps,
+                                    out=out, save_mean=self.mean, save_invstd=self.invstd)
+        # Keras's moving averages take the biased batch variance: 1 / invstd² - eps recovers it to
+        # float32 rounding of var + eps, for 5 µs where torch.var_mean costs 26 µs on a 32 x 50 batch
+        # (torch's own running variance would be the unbiased one).
+        torch.pow(self.invstd, -2, out=self.var).sub_(self.eps)
+        torch._foreach_lerp_(self.moving, [self.mean, self.var], self.new_weight)
 
     def backward(self, d, x, x_full_t, out, need_dx):
-        self.mask[0] = need_dx
-        dx, dgamma, dbeta = _aten.native_batch_norm_backward(d, x, self.gamma, None, None, self.mean,
-                                                             self.invstd, True, self.eps, self.mask)
-        if self.g_gamma is not None:
-            self.g_gamma.copy_(dgamma)
-        if self.g_beta is not None:
-            self.g_beta.copy_(dbeta)
-        return dx
+        _aten.native_batch_norm_backward.out(d, x, self.gamma, None, None, self.mean, self.invstd, True,
+                                             self.eps, [True, True, True], out0=self.dx,
+                                             out1=self.grads[0], out2=self.grads[1])
+        return self.dx
 
 
 class NormalizationStage(Stage):
