@@ -2,8 +2,11 @@
 
 Each variant of the two small workloads (``bench.workloads``) is trained by
 
-- trainwell on its fused step (the default), and on the plain autograd step
-  (``training.FUSED_STEP = False``, what every variant took before the fused step covered it);
+- trainwell on its fused step (the default, ``fused``); on its plain path as a model the fused
+  step does not cover takes it (``plain``: autograd's gradients, the flat optimizer update of
+  ``fastpath.FlatUpdateStep``; forced here by making ``fastpath.unsupported`` give a reason);
+  and on the autograd step with torch.optim (``torch_optim``: ``training.FUSED_STEP = False``,
+  what every variant but the plain model took before this work);
 - the lean hand-written torch loop of ``bench.peers.torch_lean``, extended with the same change
   (input standardisation in the forward, ``F.dropout``, the L2 penalty in the loss,
   ``F.batch_norm`` with Keras's momentum and epsilon, ``F.leaky_relu``, a weighted loss);
@@ -42,7 +45,7 @@ import torch.nn.functional as F
 
 from bench.peers import sklearn_mlp, torch_lean
 from bench.workloads import MODEL_SEED, WORKLOADS, Workload, one_hot
-from trainwell import training
+from trainwell import fastpath, training
 from trainwell.layers import BatchNormalization, Dense, Dropout, Input, Normalization
 from trainwell.models import Sequential
 from trainwell.optimizers import Adam
@@ -50,7 +53,7 @@ from trainwell.regularizers import l2
 from trainwell.utils import set_random_seed
 
 VARIANTS = ("plain", "normalization", "dropout", "l2", "batchnorm", "leaky_relu", "weights")
-PEERS = ("fused", "autograd", "lean", "sklearn")
+PEERS = ("fused", "plain", "torch_optim", "lean", "sklearn")
 L2 = 0.01
 DROPOUT = 0.2
 # Variants scikit-learn's MLP can express as the same model.
@@ -66,8 +69,13 @@ def weights_for(spec: Workload, y: np.ndarray) -> np.ndarray:
 
 # -- trainwell ---------------------------------------------------------------------------------
 
-def trainwell_fit(spec: Workload, variant: str, x, y, fused: bool) -> None:
-    training.FUSED_STEP = fused
+_UNSUPPORTED = fastpath.unsupported
+
+
+def trainwell_fit(spec: Workload, variant: str, x, y, path: str) -> None:
+    """One fit on ``path``: 'fused', 'plain' (the fallback with the flat update) or 'torch_optim'."""
+    training.FUSED_STEP = path != "torch_optim"
+    fastpath.unsupported = (lambda *args, **kwargs: "benchmark") if path == "plain" else _UNSUPPORTED
     set_random_seed(MODEL_SEED)
     split = spec.split_index(len(x))
     act = "leaky_relu" if variant == "leaky_relu" else "relu"
@@ -171,8 +179,8 @@ def sklearn_fit(spec: Workload, variant: str, x, y) -> None:
 
 def run_one(spec, variant, peer, x, y) -> float:
     start = time.perf_counter()
-    if peer in ("fused", "autograd"):
-        trainwell_fit(spec, variant, x, y, fused=peer == "fused")
+    if peer in ("fused", "plain", "torch_optim"):
+        trainwell_fit(spec, variant, x, y, peer)
     elif peer == "lean":
         lean_fit(spec, variant, x, y)
     else:
@@ -222,17 +230,17 @@ def report(names, times) -> None:
     med = {job: statistics.median(v) for job, v in times.items()}
     for name in names:
         base = med[(name, "plain", "fused")]
-        print(f"{name}: median seconds per fit, and ratios to trainwell's plain model on the fused step\n")
-        print("| variant | fused s | ÷ plain fused | autograd s | lean loop s | sklearn s | "
-              "fused ÷ lean | fused ÷ sklearn |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(f"{name}: median seconds per fit; ratios of medians\n")
+        print("| variant | fused | plain path | torch.optim path | lean loop | sklearn "
+              "| fused ÷ plain model fused | fused ÷ lean | fused ÷ sklearn | plain path ÷ lean |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for variant in VARIANTS:
-            fused = med[(name, variant, "fused")]
-            lean = med[(name, variant, "lean")]
+            fused, plain, lean = (med[(name, variant, peer)] for peer in ("fused", "plain", "lean"))
             sk = med.get((name, variant, "sklearn"))
-            print(f"| {variant} | {fused:.3f} | {fused / base:.2f} | {med[(name, variant, 'autograd')]:.3f} | "
-                  f"{lean:.3f} | {'n/a' if sk is None else f'{sk:.3f}'} | {fused / lean:.2f} | "
-                  f"{'n/a' if sk is None else f'{fused / sk:.2f}'} |")
+            before = med[(name, variant, "torch_optim")]
+            cells = [variant, f"{fused:.3f}", f"{plain:.3f}", f"{before:.3f}", f"{lean:.3f}", "n/a" if sk is None else f"{sk:.3f}", f"{fused / base:.2f}",
+                     f"{fused / lean:.2f}", "n/a" if sk is None else f"{fused / sk:.2f}", f"{plain / lean:.2f}"]
+            print("| " + " | ".join(cells) + " |")
         print()
 
 

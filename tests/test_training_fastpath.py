@@ -329,6 +329,25 @@ def test_uncovered_models_fall_back_visibly(monkeypatch, caplog, change, reason)
     assert any("plain autograd step" in m and reason in m for m in messages), messages
 
 
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.Adam(learning_rate=0.01),
+    lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, clipnorm=0.5),
+    lambda: optimizers.RMSprop(learning_rate=0.01, weight_decay=0.01),
+    lambda: optimizers.Adagrad(learning_rate=0.05),
+], ids=["adam", "sgd-momentum-clipnorm", "rmsprop-decay", "adagrad"])
+def test_plain_step_with_the_flat_update_matches_train_step(monkeypatch, caplog, make):
+    """Models the fused step does not cover keep autograd but take the flat update (FlatUpdateStep):
+    the same numbers as train_step with torch.optim, and the gradients stay views of the flat buffer."""
+    layers = lambda units, act: [Dense(6, activation="relu"), _Doubling(), Dense(units, activation=act)]  # noqa: E731
+    kwargs = dict(layers=layers, loss="huber", metrics=["mae"], optimizer=make)
+    with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
+        flat = _train(True, monkeypatch, **kwargs)
+    assert any("plain autograd step" in r.getMessage() for r in caplog.records)
+    _assert_same(flat, _train(False, monkeypatch, **kwargs), rtol=1e-6, atol=1e-7)
+    params = flat[0].trainable_parameters()
+    assert params[0].grad.untyped_storage().data_ptr() == params[-1].grad.untyped_storage().data_ptr()
+
+
 def test_covered_model_takes_the_fused_step(monkeypatch, caplog):
     with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
         _train(True, monkeypatch, epochs=1)

@@ -204,7 +204,8 @@ class FlatParameters:
         for p, view in zip(params, self.views(self.data)):
             view.copy_(p.detach())
             p.data = view
-        for p, view in zip(params, self.views(self.grad)):
+        self.grads = self.views(self.grad)  # each parameter's .grad, these very objects
+        for p, view in zip(params, self.grads):
             p.grad = view
 
     def bound(self) -> bool:
@@ -258,7 +259,7 @@ class FusedUpdate:
         if kind is not None and type(optimizer)._make_torch_optimizer is not kind._make_torch_optimizer:
             kind = None
         self.kind = None if kind is None else kind.__name__
-        self.grads = flat.views(flat.grad)
+        self.grads = flat.grads
         self.clips = bool(optimizer.clipnorm or optimizer.clipvalue or optimizer.global_clipnorm)
         if self.kind == "Adam":
             self.m, self.v = flat.slot(optimizer, "exp_avg"), flat.slot(optimizer, "exp_avg_sq")
@@ -287,6 +288,13 @@ class FusedUpdate:
             self.flat.data.mul_(1.0 - lr * opt.weight_decay)
         getattr(self, "_" + self.kind.lower())(opt, lr, self.flat.data, self.flat.grad)
         opt.iterations += 1
+
+    # What ``training.train_step`` calls on its optimizer (``FlatUpdateStep``).
+    def zero_grad(self) -> None:
+        self.flat.grad.zero_()
+
+    def step(self) -> None:
+        self()
 
     def _adam(self, opt, lr, w, g):
         self.steps.add_(1)
@@ -646,3 +654,28 @@ def _plan_forward(plan):
                 x = act(x)
         return x
     return forward
+
+
+class FlatUpdateStep:
+    """The plain autograd step with the gradients in one flat buffer and ``FusedUpdate``.
+
+    For models the fused step does not cover, autograd still computes the gradients, but
+    torch.optim's per-tensor update (about 0.5 ms per step for Adam on six small tensors) is
+    replaced by the flat one (tens of µs), and ``zero_grad`` by one fill of the flat gradient:
+    autograd adds each parameter's gradient into its existing ``.grad`` view in place.
+
+    Args:
+        step: ``training.train_step``; it sees an optimizer whose ``zero_grad`` and ``step`` are
+            the flat ones.
+    """
+
+    def __init__(self, step):
+        self.step = step
+        self.update = None
+
+    def __call__(self, ctx, optimizer, xb, yb, wb) -> torch.Tensor:
+        update = self.update
+        if update is None or not update.flat.bound() or update.flat.params[0].grad is not update.grads[0]:
+            # First call, or another step rebound the parameters or dropped their gradients.
+            self.update = update = FusedUpdate(optimizer, FlatParameters(ctx.model.trainable_parameters()))
+        return self.step(ctx, update, xb, yb, wb)

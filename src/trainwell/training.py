@@ -226,6 +226,8 @@ def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
         _log.debug("fit: fused step (no autograd graph)")
         return fastpath.FusedStep(ctx)
     _log.debug("fit: plain autograd step, because %s", reason)
+    if FUSED_STEP and ctx.dist is None and ctx.model.device.type == "cpu":
+        return fastpath.FlatUpdateStep(train_step)  # autograd's gradients, the flat update
     return train_step
 
 
