@@ -238,8 +238,9 @@ def report(names, times) -> None:
             fused, plain, lean = (med[(name, variant, peer)] for peer in ("fused", "plain", "lean"))
             sk = med.get((name, variant, "sklearn"))
             before = med[(name, variant, "torch_optim")]
-            cells = [variant, f"{fused:.3f}", f"{plain:.3f}", f"{before:.3f}", f"{lean:.3f}", "n/a" if sk is None else f"{sk:.3f}", f"{fused / base:.2f}",
-                     f"{fused / lean:.2f}", "n/a" if sk is None else f"{fused / sk:.2f}", f"{plain / lean:.2f}"]
+            cells = [variant, f"{fused:.3f}", f"{plain:.3f}", f"{before:.3f}", f"{lean:.3f}",
+                     "n/a" if sk is None else f"{sk:.3f}", f"{fused / base:.2f}", f"{fused / lean:.2f}",
+                     "n/a" if sk is None else f"{fused / sk:.2f}", f"{plain / lean:.2f}"]
             print("| " + " | ".join(cells) + " |")
         print()
 
