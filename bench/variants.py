@@ -38,6 +38,7 @@ import os
 import random
 import statistics
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -159,6 +160,7 @@ def lean_fit(spec: Workload, variant: str, x, y) -> None:
 # -- scikit-learn --------------------------------------------------------------------------------
 
 def sklearn_fit(spec: Workload, variant: str, x, y) -> None:
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -174,7 +176,10 @@ def sklearn_fit(spec: Workload, variant: str, x, y) -> None:
     if variant == "normalization":
         est = make_pipeline(StandardScaler(), est)
         kwargs = {}
-    est.fit(x[:split], y[:split], **kwargs)
+    with warnings.catch_warnings():
+        # Reaching max_iter is the point here, not a convergence problem.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(x[:split], y[:split], **kwargs)
 
 
 def run_one(spec, variant, peer, x, y) -> float:
@@ -192,25 +197,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workloads", default="wages,titanic")
-    parser.add_argument("--json", default=None, help="also write the timings to this file")
+    parser.add_argument("--json", default=None, help="also write every timing to this file")
+    parser.add_argument("--results", default=None,
+                        help="replace the variants section of this RESULTS.md (appended if absent)")
     args = parser.parse_args()
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
-    warnings.simplefilter("ignore", ConvergenceWarning)
+    from bench.workloads import make_data
+
     torch.set_num_threads(1)
     threadpool_limits(1)
     names = args.workloads.split(",")
-    data = {}
-    for name in names:
-        from bench.workloads import make_data
-
-        data[name] = make_data(WORKLOADS[name])
+    data = {name: make_data(WORKLOADS[name]) for name in names}
     jobs = [(name, variant, peer) for name in names for variant in VARIANTS for peer in PEERS
             if peer != "sklearn" or variant in SKLEARN_VARIANTS]
-    print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
+    load_start = os.getloadavg()[0]
     for job in jobs:  # untimed: first-call costs (imports, allocator) out of the way
         run_one(WORKLOADS[job[0]], job[1], job[2], *data[job[0]])
     times = {job: [] for job in jobs}
@@ -219,21 +220,44 @@ def main() -> None:
         order.shuffle(jobs)
         for job in jobs:
             times[job].append(run_one(WORKLOADS[job[0]], job[1], job[2], *data[job[0]]))
-    print(f"load average at end: {os.getloadavg()[0]:.2f}; {args.rounds} rounds\n")
-    report(names, times)
+    header = [f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rounds} rounds, one thread; "
+              f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+              f"(2 cores shared with other work when above ~1).", ""]
+    text = "\n".join(header + report(names, times))
+    print(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({" ".join(k): v for k, v in times.items()}, f, indent=1)
+    if args.results:
+        write_section(args.results, text, args)
 
 
-def report(names, times) -> None:
+def write_section(path: str, text: str, args) -> None:
+    """Replace RESULTS.md's variants section (from ``report.VARIANTS_MARKER`` on) with ``text``."""
+    from bench.report import VARIANTS_MARKER
+
+    with open(path, encoding="utf-8") as f:
+        old = f.read()
+    at = old.find(VARIANTS_MARKER)
+    keep = (old if at < 0 else old[:at]).rstrip("\n") + "\n\n"
+    command = f"python -m bench.variants --rounds {args.rounds} --workloads {args.workloads}"
+    section = (f"{VARIANTS_MARKER}\n## The models users change (issue 19)\n\n"
+               f"Written by `{command} --results bench/RESULTS.md`; `bench/variants.py` says what each "
+               f"variant and peer is. Median seconds per warm fit.\n\n{text}\n")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(keep + section)
+
+
+def report(names, times) -> list[str]:
+    """Markdown tables: median seconds per fit and the ratios of medians, one table per workload."""
     med = {job: statistics.median(v) for job, v in times.items()}
+    lines = []
     for name in names:
         base = med[(name, "plain", "fused")]
-        print(f"{name}: median seconds per fit; ratios of medians\n")
-        print("| variant | fused | plain path | torch.optim path | lean loop | sklearn "
-              "| fused ÷ plain model fused | fused ÷ lean | fused ÷ sklearn | plain path ÷ lean |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        lines += [f"**{name}**", "",
+                  "| variant | fused | plain path | torch.optim path | lean loop | sklearn "
+                  "| fused ÷ plain model fused | fused ÷ lean | fused ÷ sklearn | plain path ÷ lean |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for variant in VARIANTS:
             fused, plain, lean = (med[(name, variant, peer)] for peer in ("fused", "plain", "lean"))
             sk = med.get((name, variant, "sklearn"))
@@ -241,8 +265,9 @@ def report(names, times) -> None:
             cells = [variant, f"{fused:.3f}", f"{plain:.3f}", f"{before:.3f}", f"{lean:.3f}",
                      "n/a" if sk is None else f"{sk:.3f}", f"{fused / base:.2f}", f"{fused / lean:.2f}",
                      "n/a" if sk is None else f"{fused / sk:.2f}", f"{plain / lean:.2f}"]
-            print("| " + " | ".join(cells) + " |")
-        print()
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

@@ -689,3 +689,80 @@ def test_keras2_lr_spelling_is_accepted_for_course_code(cls):
     opt = cls(lr=0.25)
     assert opt.learning_rate == 0.25
     assert "lr" not in opt.get_config()
+
+
+# --------------------------------------------------------------------------------------------------
+# One formula, three engines: torch.optim (Optimizer.step), the fused flat update of fastpath, and
+# StackedOptimizer (batched training), over the same scripted gradients.
+# --------------------------------------------------------------------------------------------------
+
+ENGINE_CASES = {
+    "sgd": (SGD, {}),
+    "sgd_momentum": (SGD, {"momentum": 0.9}),
+    "sgd_nesterov": (SGD, {"momentum": 0.9, "nesterov": True}),
+    "adam": (Adam, {}),
+    "adamw": (AdamW, {"weight_decay": 0.05}),
+}
+
+
+def fused_run(opt, w0, grads):
+    """``fastpath.FusedUpdate`` on one float32 parameter (the single fused fit's update)."""
+    from trainwell import fastpath
+
+    w = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float32))
+    opt.build([w])
+    flat = fastpath.FlatParameters([w])
+    update = fastpath.FusedUpdate(opt, flat)
+    trajectory = []
+    for g in grads:
+        flat.grad.copy_(torch.tensor(g, dtype=torch.float32))
+        update()
+        trajectory.append(w.detach().numpy().copy())
+    return np.array(trajectory)
+
+
+def stacked_run(opts, w0, grads, flat: bool, active=None):
+    """``StackedOptimizer`` on C copies of ``w0``: stacked (C, n), or one flat buffer with ``owner``."""
+    count = len(opts)
+    w = torch.tensor(np.stack([w0] * count), dtype=torch.float32)
+    owner = torch.arange(count).repeat_interleave(w.shape[1]) if flat else None
+    param = w.view(-1) if flat else w
+    stacked = optimizers.StackedOptimizer(opts, [param], owner=owner)
+    trajectory = []
+    for g in grads:
+        param.grad = torch.tensor(np.stack([g] * count), dtype=torch.float32).view(param.shape)
+        stacked.step(active)
+        trajectory.append(w.numpy().copy())
+    return np.array(trajectory).transpose(1, 0, 2)  # (C, steps, n)
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["stacked", "flat"])
+@pytest.mark.parametrize("rates", [[0.1, 0.01, 0.003], [0.01, 0.01, 0.01]], ids=["per_candidate", "shared"])
+@pytest.mark.parametrize("case", ENGINE_CASES)
+def test_stacked_fused_and_torch_optim_updates_agree(case, rates, flat):
+    make, hyper = ENGINE_CASES[case]
+    w0, grads = scripted_gradients(steps=10)
+    w0 = w0.astype(np.float32)
+    stacked = stacked_run([make(learning_rate=lr, **hyper) for lr in rates], w0, grads, flat)
+    for c, lr in enumerate(rates):
+        reference = trainwell_run(make(learning_rate=lr, **hyper), w0, grads, dtype=torch.float32)
+        np.testing.assert_allclose(stacked[c], reference, rtol=2e-6, atol=1e-7)
+        if not hyper.get("weight_decay"):  # the fused flat update has no weight decay (fit falls back)
+            np.testing.assert_allclose(fused_run(make(learning_rate=lr, **hyper), w0, grads), reference,
+                                       rtol=2e-6, atol=1e-7)
+        keras = keras_run(KERAS_UPDATES[make], w0, grads, lr, hyper.get("weight_decay"),
+                          **{k: v for k, v in hyper.items() if k != "weight_decay"})
+        np.testing.assert_allclose(stacked[c], keras, rtol=1e-4, atol=1e-6)  # float32 vs float64
+
+
+def test_stacked_optimizer_freezes_inactive_candidates():
+    w0, grads = scripted_gradients(steps=3)
+    active = torch.tensor([True, False, True])
+    for flat in (False, True):
+        run = stacked_run([Adam(learning_rate=lr) for lr in (0.1, 0.2, 0.3)], w0.astype(np.float32), grads, flat,
+                          active)
+        np.testing.assert_array_equal(run[1], np.stack([w0.astype(np.float32)] * 3))
+        assert not np.allclose(run[0][-1], w0) and not np.allclose(run[2][-1], w0)
+
+
+KERAS_UPDATES = {SGD: keras_sgd, Adam: keras_adam, AdamW: keras_adam}

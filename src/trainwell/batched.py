@@ -2,12 +2,15 @@
 
 Candidates that differ only in optimizer settings, regularisation factors or seeds have the same
 tensor shapes, so their weights stack along a leading candidate axis: a Dense kernel becomes
-``(C, in, out)`` and each layer is one ``torch.baddbmm`` for all candidates. The candidates' losses
-are summed before ``backward``; since candidate c's loss depends only on slice c of each stacked
-weight, every slice receives exactly its own gradient. The optimizers are written with tensor ops
-over the stacked weights and per-candidate hyperparameter tensors, with the formulas of
-``trainwell.optimizers`` (Keras's), and a candidate stopped by its own EarlyStopping freezes while
-the others go on.
+``(C, in, out)`` and each layer is one ``torch.baddbmm`` for all candidates. Since candidate c's
+loss depends only on slice c of each stacked weight, every slice receives exactly its own gradient.
+
+The step is chosen as ``training.select_step`` chooses for one model: ``fastpath.StackedDenseStep``
+(forward and backward written out, no autograd, weights in one flat buffer) when it covers the
+model, else the autograd step over ``_Stack`` (weight regularizers). Either way the update is
+``optimizers.StackedOptimizer`` (per-candidate settings), and a candidate stopped by its own
+EarlyStopping freezes while the others go on. The split, the loss, the epoch accumulator, the
+validation and the divergence message are ``training``'s.
 
 Each candidate sees what a lone ``fit`` with the same seed sees: the initial weights of its own
 model (built after ``set_random_seed(seed)``), the batches of its own per-epoch permutation
@@ -19,18 +22,17 @@ from __future__ import annotations
 
 import copy
 import json
-import math
+import logging
 
 import numpy as np
 import torch
 
 from . import callbacks as callbacks_module
+from . import fastpath, training
 from . import losses as losses_module
 from . import regularizers as regularizers_module
-from . import training
-from .data import check_lengths, validation_slice
 from .layers import Dense
-from .optimizers import SGD, Adam, AdamW, LearningRateSchedule
+from .optimizers import SGD, Adam, AdamW, LearningRateSchedule, StackedOptimizer
 
 # fit() arguments the batched loop reproduces; any other one set to a non-default value means
 # the run trains alone, through the ordinary loop.
@@ -122,11 +124,11 @@ def batch_key(model, fit_kwargs: dict) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------
-# the stack
+# the stack (autograd path)
 
 
 class _Stack:
-    """Stacked weights of C models with the same layer shapes; biases are kept as (C, 1, out)."""
+    """Stacked weights of C models with the same layer shapes, as autograd leaves; biases (C, 1, out)."""
 
     def __init__(self, models):
         first = models[0].layers
@@ -172,159 +174,76 @@ class _Stack:
             total = total + l1 * flat.abs().sum(1) + l2 * flat.square().sum(1)
         return total
 
+    def candidate_weights(self, c: int) -> list[np.ndarray]:
+        """Candidate ``c``'s weights in Keras's order (kernel, bias, ...)."""
+        return [p[c].detach().reshape(p.shape[2:] if p.shape[1] == 1 else p.shape[1:]).numpy().copy()
+                for p in self.params]
+
+    def set_candidate_weights(self, c: int, weights) -> None:
+        with torch.no_grad():
+            for p, w in zip(self.params, weights):
+                p[c].copy_(torch.as_tensor(np.asarray(w), dtype=p.dtype).reshape(p[c].shape))
+
+
+class _AutogradStep:
+    """The stacked step with autograd: summed candidate losses, one ``backward``."""
+
+    def __init__(self, stack: _Stack, ctx: training.StepContext):
+        self.stack, self.ctx = stack, ctx
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for p in self.stack.params:
+            p.grad = None
+        out = self.stack.forward(xb, final_activation=not self.ctx.fused)
+        per = self.ctx.stacked_loss(yb, out, self.stack.penalties())
+        per.sum().backward()
+        return per.detach(), out.detach()
+
 
 class _CandidateView:
     """What a callback sees of candidate ``c``: ``stop_training`` and its slice of the weights."""
 
-    def __init__(self, stack: _Stack, c: int, model):
-        self._stack, self._c, self._model = stack, c, model
+    def __init__(self, stack, c: int, model):
+        self._stack, self._c = stack, c
         self.stop_training = False
         self.name = model.name
         self.optimizer = model.optimizer
         self.history = None
 
     def get_weights(self) -> list[np.ndarray]:
-        shapes = [tuple(w.shape) for w in self._model.weights]
-        params = self._stack.params
-        return [p[self._c].detach().cpu().numpy().reshape(s).copy() for p, s in zip(params, shapes)]
+        return self._stack.candidate_weights(self._c)
 
     def set_weights(self, weights) -> None:
-        with torch.no_grad():
-            for p, w in zip(self._stack.params, weights):
-                p[self._c].copy_(torch.as_tensor(np.asarray(w), dtype=p.dtype).reshape(p[self._c].shape))
-
-
-# ----------------------------------------------------------------------------------------------
-# the optimizers, on stacked weights
-
-
-class _StackedOptimizer:
-    """SGD (with momentum/Nesterov) or Adam/AdamW for C candidates at once, Keras's formulas.
-
-    Every hyperparameter is a (C, 1, 1) tensor, so each candidate keeps its own settings; all
-    active candidates step together, so one step counter serves them all. ``active`` masks the
-    update: a stopped candidate's weights stay exactly as they were.
-    """
-
-    def __init__(self, optimizers, params):
-        self.adam = isinstance(optimizers[0], Adam)
-        self.nesterov = bool(getattr(optimizers[0], "nesterov", False))
-
-        def column(name, default=0.0):
-            values = [getattr(opt, name, default) for opt in optimizers]
-            return torch.tensor([float(default if v is None else v) for v in values]).view(-1, 1, 1)
-
-        self.lr = column("learning_rate")
-        self.weight_decay = column("weight_decay")
-        self.decay = bool((self.weight_decay != 0).any())
-        if self.adam:
-            self.beta_1, self.beta_2, self.epsilon = column("beta_1"), column("beta_2"), column("epsilon")
-            self.v = [torch.zeros_like(p) for p in params]
-        else:
-            self.momentum = column("momentum")
-        self.m = [torch.zeros_like(p) for p in params]
-        self.params = params
-        self.iterations = 0
-
-    @torch.no_grad()
-    def step(self, active: torch.Tensor) -> None:
-        self.iterations += 1
-        t = self.iterations
-        if self.adam:
-            # Keras: w -= lr * sqrt(1 - b2**t) / (1 - b1**t) * m / (sqrt(v) + epsilon); trainwell's
-            # Adam gets the same numbers from torch through its epsilon mapping.
-            alpha = self.lr * torch.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
-        for i, p in enumerate(self.params):
-            g, m, mask = p.grad, self.m[i], active.view(-1, *([1] * (p.dim() - 1)))
-            new = p * (1.0 - self.lr * self.weight_decay) if self.decay else p
-            if self.adam:
-                m.lerp_(g, 1.0 - self.beta_1)
-                self.v[i].mul_(self.beta_2).add_((1.0 - self.beta_2) * g * g)
-                new = new - alpha * m / (self.v[i].sqrt() + self.epsilon)
-            else:
-                # torch's SGD buffer b = momentum * b + g (Keras's velocity is -lr * b).
-                m.mul_(self.momentum).add_(g)
-                new = new - self.lr * (g + self.momentum * m if self.nesterov else m)
-            p.copy_(torch.where(mask, new, p))
+        self._stack.set_candidate_weights(self._c, weights)
 
 
 # ----------------------------------------------------------------------------------------------
 # the loop
 
-
-def _split(model, x, y, fit_kwargs, dev):
-    """Training and validation tensors, exactly as ``training.fit`` splits them."""
-    x_all = training.prepare_x(model, x, "x", dev)
-    y_all = training.prepare_y(model, y, "y", dev)
-    check_lengths(x_all, y_all)
-    if fit_kwargs.get("validation_data") is not None:
-        vx, vy, *_ = fit_kwargs["validation_data"]
-        val = (
-            training.prepare_x(model, vx, "validation_data x", dev),
-            training.prepare_y(model, vy, "validation_data y", dev),
-        )
-        return x_all, y_all, val
-    split = fit_kwargs.get("validation_split") or 0.0
-    if split:
-        at = validation_slice(x_all.shape[0], split)
-        return x_all[:at], y_all[:at], (x_all[at:], y_all[at:])
-    return x_all, y_all, None
+_log = logging.getLogger("trainwell.batched")
 
 
-class _Losses:
-    """Per-candidate loss values (C,) as ``StepContext.total_loss`` computes them for one model."""
-
-    def __init__(self, ctx: training.StepContext, stack: _Stack):
-        self.ctx, self.stack = ctx, stack
-
-    def __call__(self, y: torch.Tensor, out: torch.Tensor, with_penalty: bool = True) -> torch.Tensor:
-        values = self.ctx.loss.call(y, out)  # (C, batch): per-sample losses
-        per = values.flatten(1).sum(1) / values[0].numel()  # Keras's sum_over_batch_size, per candidate
-        if self.ctx.loss_weight != 1.0:
-            per = per * self.ctx.loss_weight
-        if with_penalty:
-            penalty = self.stack.penalties()
-            if penalty is not None:
-                per = per + penalty
-        return per
+def _select(models, ctx):
+    """The stacked step, its weights (for views and validation) and its optimizer, chosen once."""
+    optimizers = [m.optimizer for m in models]
+    reason = fastpath.stacked_unsupported(ctx) if training.FUSED_STEP else "training.FUSED_STEP is False"
+    if reason is None:
+        _log.debug("fit_batched: stacked fused Dense step")
+        step = fastpath.StackedDenseStep(models, ctx)
+        step.data.grad = step.grad  # the optimizer reads .grad, as it does for autograd leaves
+        return step, step, StackedOptimizer(optimizers, [step.data], owner=step.owner)
+    _log.debug("fit_batched: stacked autograd step, because %s", reason)
+    stack = _Stack(models)
+    return _AutogradStep(stack, ctx), stack, StackedOptimizer(optimizers, stack.params)
 
 
-def _update_metrics(models, active, y, pred) -> None:
-    for c, model in enumerate(models):
-        if active[c]:
-            for _, metric in model.compiled_metrics:
-                metric.update_state(y[c], pred[c])
-
-
-def _results(models, loss_sum: torch.Tensor, count: int, prefix: str = "") -> list[dict]:
-    """Per-candidate logs, with one host sync for the losses."""
-    losses = (loss_sum / max(count, 1)).tolist()
-    return [
-        {
-            prefix + "loss": losses[c],
-            **{prefix + name: float(metric.result()) for name, metric in model.compiled_metrics},
-        }
-        for c, model in enumerate(models)
-    ]
-
-
-def _evaluate(models, ctx, stack, loss_fn, val, batch_size, active) -> list[dict]:
-    x, y = val
-    C = len(models)
-    for model in models:
-        for _, metric in model.compiled_metrics:
-            metric.reset_state()
-    loss_sum = torch.zeros(C)
-    with torch.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            stop = min(start + batch_size, x.shape[0])
-            xb = x[start:stop].expand(C, *x[start:stop].shape)
-            yb = y[start:stop].expand(C, *y[start:stop].shape)
-            out = stack.forward(xb, final_activation=not ctx.fused)
-            loss_sum += loss_fn(yb, out) * (stop - start)
-            if ctx.metrics:
-                _update_metrics(models, active, yb, ctx.predictions(out))
-    return _results(models, loss_sum, x.shape[0], "val_")
+def _metric_updater(models, active):
+    def update(y, pred) -> None:
+        for c, model in enumerate(models):
+            if active[c]:
+                for _, metric in model.compiled_metrics:
+                    metric.update_state(y[c], pred[c])
+    return update
 
 
 def fit_batched(models, x, y, fit_kwargs: dict, callbacks: list[list]) -> list[dict]:
@@ -342,80 +261,80 @@ def fit_batched(models, x, y, fit_kwargs: dict, callbacks: list[list]) -> list[d
     """
     first = models[0]
     dev = first.device
-    for model in models:
+    for model in models[1:]:
         model.compile_metrics()
-    x_tr, y_tr, val = _split(first, x, y, fit_kwargs, dev)
+    validation_data = fit_kwargs.get("validation_data")
+    x_tr, y_tr, _, val = training.split_data(
+        first, x, y, dev, validation_data=None if validation_data is None else tuple(validation_data[:2]),
+        validation_split=fit_kwargs.get("validation_split") or 0.0)
     n, C = x_tr.shape[0], len(models)
     batch_size = fit_kwargs.get("batch_size") or 32
     epochs = fit_kwargs.get("epochs", 1)
     shuffle = fit_kwargs.get("shuffle", True)
     ctx = training.StepContext(first)
-    stack = _Stack(models)
-    loss_fn = _Losses(ctx, stack)
-    optimizer = _StackedOptimizer([m.optimizer for m in models], stack.params)
+    step, stack, optimizer = _select(models, ctx)
     views = [_CandidateView(stack, c, m) for c, m in enumerate(models)]
-    histories = [callbacks_module.History() for _ in models]
-    lists = [[*map(copy.copy, cbs), hist] for cbs, hist in zip(callbacks, histories)]
     steps = -(-n // batch_size)
-    for view, cbs in zip(views, lists):
-        for cb in cbs:
-            cb.set_model(view)
-            cb.set_params({"epochs": epochs, "steps": steps, "verbose": 0})
-            cb.on_train_begin()
+    lists = []
+    for view, cbs in zip(views, callbacks):  # each candidate's own copies, History added as in fit
+        cb_list = callbacks_module.CallbackList([*map(copy.copy, cbs)], model=view, add_history=True,
+                                                verbose=0, epochs=epochs, steps=steps)
+        cb_list.on_train_begin()
+        lists.append(cb_list)
     active = [True] * C
     diverged: list[str | None] = [None] * C
+    metric_lists = [m.compiled_metrics for m in models]
     for epoch in range(epochs):
         if not any(active):
             break
         mask = torch.tensor(active)
-        orders = [training._epoch_order(n, shuffle, m.shuffle_seed + m.epochs_trained, dev) for m in models]
-        order = torch.arange(n).expand(C, n) if orders[0] is None else torch.stack(orders)
-        for model in models:
-            for _, metric in model.compiled_metrics:
-                metric.reset_state()
-        loss_sum = torch.zeros(C)
+        update_metrics = _metric_updater(models, active)
+        xs, ys, order = _epoch_data(models, x_tr, y_tr, shuffle)
+        acc = training.EpochAccumulator(metric_lists, dev, candidates=C)
         for start in range(0, n, batch_size):
-            idx = order[:, start : start + batch_size]
-            xb, yb = x_tr[idx], y_tr[idx]  # (C, batch, ...): each candidate its own rows
-            for p in stack.params:
-                p.grad = None
-            out = stack.forward(xb, final_activation=not ctx.fused)
-            per = loss_fn(yb, out)
-            per.sum().backward()
+            if order is None:
+                xb, yb = xs[:, start:start + batch_size], ys[:, start:start + batch_size]
+            else:
+                idx = order[:, start:start + batch_size]
+                xb, yb = x_tr[idx], y_tr[idx]  # (C, batch, ...): each candidate its own rows
+            per, out = step(xb, yb)
             optimizer.step(mask)
-            loss_sum += per.detach() * idx.shape[1]
+            acc.add(per, xb.shape[1])
             if ctx.metrics:
                 with torch.no_grad():
-                    _update_metrics(models, active, yb, ctx.predictions(out.detach()))
-        logs = _results(models, loss_sum, n)
+                    update_metrics(yb, ctx.predictions(out))
+        logs = acc.results()
         if val is not None:
-            vlogs = _evaluate(
-                models,
-                ctx,
-                stack,
-                loss_fn,
-                val,
-                fit_kwargs.get("validation_batch_size") or batch_size,
-                active,
-            )
-            logs = [{**a, **b} for a, b in zip(logs, vlogs)]
+            val_acc = training.EpochAccumulator(metric_lists, dev, candidates=C)
+            penalty = stack.penalties() if isinstance(stack, _Stack) else None
+            rows = fit_kwargs.get("validation_batch_size") or max(batch_size, training.VALIDATION_ROWS)
+            training.validate(ctx, lambda xb: stack.forward(xb, final_activation=not ctx.fused), val_acc,
+                              *val, rows, stacked=(C, penalty, update_metrics))
+            logs = [{**a, **b} for a, b in zip(logs, val_acc.results("val_"))]
         for c in range(C):
             if not active[c]:
                 continue
             models[c].epochs_trained += 1
             models[c].optimizer.iterations += steps
-            for cb in lists[c]:
-                cb.on_epoch_end(epoch, logs[c])
-            if not math.isfinite(logs[c]["loss"]):
-                diverged[c] = (
-                    f"diverged: the training loss became {logs[c]['loss']} at epoch {epoch + 1}. "
-                    "Try a 10x smaller learning_rate or scale the inputs."
-                )
+            lists[c].on_epoch_end(epoch, logs[c])
+            diverged[c] = training.divergence_message(lists[c].history.history["loss"])
             if diverged[c] or views[c].stop_training:
                 active[c] = False
     for c, model in enumerate(models):
-        for cb in lists[c]:
-            cb.on_train_end()
+        lists[c].on_train_end()
         model.set_weights(views[c].get_weights())
-        model.history = histories[c]
-    return [{"history": h, "diverged": d} for h, d in zip(histories, diverged)]
+        model.history = lists[c].history
+    return [{"history": cbs.history, "diverged": d} for cbs, d in zip(lists, diverged)]
+
+
+def _epoch_data(models, x, y, shuffle):
+    """Each candidate's rows of this epoch: ``(xs, ys, None)`` as (C, n, ...) tensors gathered once
+    (small data), or ``(None, None, order)`` with the (C, n) row order to gather per batch."""
+    n, C = x.shape[0], len(models)
+    orders = [training._epoch_order(n, shuffle, m.shuffle_seed + m.epochs_trained, x.device) for m in models]
+    if orders[0] is None:
+        return x.expand(C, *x.shape), y.expand(C, *y.shape), None
+    order = torch.stack(orders)
+    if C * x.numel() <= training.EPOCH_GATHER_ELEMENTS:
+        return x[order], y[order], None
+    return None, None, order

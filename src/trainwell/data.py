@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import torch
 
+from . import losses as losses_module
 from ._errors import DataError, check_fraction, describe
 
 
@@ -157,3 +158,80 @@ def is_integer_valued(t: torch.Tensor) -> bool:
     if not t.is_floating_point():
         return True
     return bool(torch.equal(t, torch.round(t)))
+
+
+# ----------------------------------------------------------------------------------------------
+# data shaped for a model and its loss: validated once at the boundary, then kept on the device
+
+
+def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
+    """Inputs as a float32 tensor on ``device`` with ``model``'s sample shape (the model is built
+    from it when needed); the error names the first layer and the expected vs given features."""
+    t = as_tensor(x, name, device=device)
+    if t.dim() == 1:
+        t = t.unsqueeze(1) if model.input_shape_hint in (None, (1,)) else t.unsqueeze(0)
+    model.ensure_built(tuple(t.shape[1:]))
+    expected = model.input_shape_hint
+    if tuple(t.shape[1:]) != expected:
+        first = model.layers[0].name if model.layers else "input"
+        raise DataError(
+            f"Layer '{first}' expects samples of shape {expected} ({expected[-1]} features), but `{name}` "
+            f"has shape {tuple(t.shape[1:])} per sample ({t.shape[-1]} columns). Pass data with the same "
+            "columns as in training, or rebuild the model with the new input_shape."
+        )
+    return t
+
+
+def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
+    """Targets shaped for the loss: one-hot/binary/regression as (n, units), sparse labels as (n,)."""
+    kind = losses_module.kind(model.loss)
+    units = model.output_shape[-1]
+    t = as_tensor(y, name, device=device, dtype=torch.float32)
+    if t.dim() == 1:
+        t = t.unsqueeze(1)
+    if kind == "sparse":
+        if t.shape[1] != 1 or not is_integer_valued(t):
+            raise DataError(f"sparse_categorical_crossentropy expects integer class labels of shape (n,), "
+                            f"`{name}` has shape {tuple(t.shape)}. For one-hot targets use "
+                            "loss='categorical_crossentropy'.")
+        labels = t[:, 0].long()
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= units:
+            raise DataError(f"`{name}` holds class labels {lo}..{hi}, but the output layer has {units} units "
+                            f"(labels 0..{units - 1}). Use Dense({hi + 1}, activation='softmax') "
+                            "as the last layer.")
+        return labels
+    if kind == "categorical" and t.shape[1] == 1 and units > 1:
+        raise DataError(
+            f"categorical_crossentropy expects one-hot targets of shape (n, {units}), but `{name}` holds one "
+            "integer label per sample. Convert with trainwell.utils.to_categorical(y), or use "
+            "loss='sparse_categorical_crossentropy'.")
+    if t.shape[1] != units:
+        what = "classes (columns)" if kind == "categorical" else "target columns"
+        raise DataError(
+            f"The output layer '{model.layers[-1].name}' has {units} units but `{name}` has {t.shape[1]} "
+            f"{what}. Make the last layer "
+            f"Dense({t.shape[1]}{', activation=...' if kind != 'regression' else ''}) "
+            "or fix the targets.")
+    if kind == "binary" and bool(((t < 0) | (t > 1)).any()):
+        raise DataError(f"binary_crossentropy expects targets in [0, 1], `{name}` has values from "
+                        f"{float(t.min()):g} to {float(t.max()):g}.")
+    return t
+
+
+def prepare_weights(n: int, sample_weight, class_weight, y: torch.Tensor, device) -> torch.Tensor | None:
+    """Per-sample weights combining ``sample_weight`` and ``class_weight`` (None when neither is given)."""
+    w = None
+    if sample_weight is not None:
+        w = as_tensor(sample_weight, "sample_weight", device=device).reshape(-1)
+        if w.shape[0] != n:
+            raise DataError(f"`sample_weight` has {w.shape[0]} values for {n} samples.")
+    if class_weight:
+        labels = y if y.dim() == 1 else (y.argmax(1) if y.shape[1] > 1 else y[:, 0].round().long())
+        table = torch.ones(int(labels.max()) + 1 if labels.numel() else 1, device=device)
+        for cls, weight in dict(class_weight).items():
+            if int(cls) < table.shape[0]:
+                table[int(cls)] = float(weight)
+        cw = table[labels.long()]
+        w = cw if w is None else w * cw
+    return w

@@ -241,6 +241,42 @@ class _Forward(nn.Module):
         return self.model.call(x, final_activation=final_activation)
 
 
+class OneProcess:
+    """``DDPRun``'s interface for a fit in one process: each method leaves things as they are.
+
+    The loop talks to ``ctx.dist`` alone, so it has no distributed branches of its own.
+    """
+
+    parallel = False
+
+    def __init__(self, model):
+        self.forward = model.call
+
+    def shard_length(self, n: int) -> int:
+        return n
+
+    def shard(self, order, n: int, device):
+        return order
+
+    def shard_validation(self, val):
+        return val
+
+    def reduce_accumulator(self, acc) -> None:
+        pass
+
+    def agree(self, flag: bool) -> bool:
+        return flag
+
+    def sync_buffers(self) -> None:
+        pass
+
+    def guarded_step(self, step):
+        return step
+
+    def for_this_rank(self, callbacks, verbose: int, diagnostics):
+        return callbacks, verbose, diagnostics
+
+
 class DDPRun:
     """One fit's distributed state: rank, world size, the DDP wrapper and the collectives.
 
@@ -252,6 +288,8 @@ class DDPRun:
         >>> run = DDPRun(model, torch.device("cpu"))
         >>> ctx.call = run.forward          # gradients now averaged across ranks
     """
+
+    parallel = True
 
     def __init__(self, model, device: torch.device):
         self.device = device
@@ -354,7 +392,7 @@ class DDPRun:
         """Callbacks, verbosity and diagnostics for this rank: ranks other than 0 print and write nothing."""
         if self.rank == 0:
             return callbacks, verbose, diagnostics
-        return [cb for cb in (callbacks or []) if not _writes_files(cb)], 0, "off"
+        return [cb for cb in (callbacks or []) if not cb.writes_output], 0, "off"
 
 
 def _is_collective_error(err: BaseException) -> bool:
@@ -362,15 +400,6 @@ def _is_collective_error(err: BaseException) -> bool:
         return True
     text = str(err).lower()
     return any(word in text for word in ("gloo", "nccl", "connection", "timed out", "timeout", "peer"))
-
-
-def _writes_files(callback) -> bool:
-    # These print or write files; on ranks other than 0 they would duplicate rank 0's output.
-    from . import callbacks as cbm
-
-    kinds = tuple(getattr(cbm, name) for name in ("ProgbarLogger", "CSVLogger", "ModelCheckpoint",
-                                                   "BackupAndRestore") if hasattr(cbm, name))
-    return isinstance(callback, kinds)
 
 
 def shard_rows(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
@@ -392,14 +421,14 @@ def shard_rows(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     return order[rank:total:world_size]
 
 
-def start(model, device: torch.device, strategy) -> DDPRun | None:
-    """Join the process group and wrap ``model`` for one fit; None when not started by torchrun.
+def start(model, device: torch.device, strategy) -> DDPRun | OneProcess:
+    """Join the process group and wrap ``model`` for one fit; a ``OneProcess`` when not under torchrun.
 
     Raises:
         DistributedError: bad torchrun environment, or the group cannot be formed.
     """
     if check_strategy(strategy) is None or not launched_by_torchrun():
-        return None
+        return OneProcess(model)
     init_process_group(device)
     return DDPRun(model, device)
 

@@ -27,7 +27,6 @@ import hashlib
 import inspect
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import time
@@ -440,11 +439,10 @@ def _fresh(callback):
 def _record(run, model, history, diverged, seconds, out_dir, group_size) -> dict:
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     losses = hist.get("loss", [])
-    if diverged is None and losses and not math.isfinite(losses[-1]):
-        diverged = (
-            f"diverged: the training loss became {losses[-1]} at epoch {len(losses)}. "
-            "Try a 10x smaller learning_rate or scale the inputs."
-        )
+    if diverged is None:
+        from .training import divergence_message  # one wording for fit, batched and compare
+
+        diverged = divergence_message(losses)
     findings = [getattr(f, "code", None) or str(f) for f in getattr(history, "diagnosis", None) or []]
     record = {
         **_run_fields(run),

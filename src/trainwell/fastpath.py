@@ -42,6 +42,7 @@ from .fused_layers import (
     DenseStage,
     DropoutStage,
     NormalizationStage,
+    activation_kernels,
     activation_name,
 )
 from .layers import Activation, BatchNormalization, Dense, Dropout, InputLayer, Normalization
@@ -105,6 +106,8 @@ def unsupported(ctx, optimizer, weighted: bool = False) -> str | None:
         if reason:
             return reason
         first = first and type(layer) is InputLayer
+    if not model.trainable_parameters():
+        return "the model has no trainable weights"
     loss_kind = _LOSS_KINDS.get(type(ctx.loss))
     if loss_kind is None:
         return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} has no fused gradient"
@@ -679,3 +682,187 @@ class FlatUpdateStep:
             # First call, or another step rebound the parameters or dropped their gradients.
             self.update = update = FusedUpdate(optimizer, FlatParameters(ctx.model.trainable_parameters()))
         return self.step(ctx, update, xb, yb, wb)
+
+
+# ----------------------------------------------------------------------------------------------
+# the stacked step of batched training
+
+
+# The activations the stacked step writes out: in place, with the gradient taken from the output.
+_STACKED_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
+_INPLACE = {name: activation_kernels(name)[0] for name in _STACKED_ACTIVATIONS[1:]}
+_BACKWARD = {name: activation_kernels(name)[1] for name in _STACKED_ACTIVATIONS[1:]}
+
+
+def _activation_name(layer) -> str:
+    """The layer's activation name among ``_STACKED_ACTIVATIONS``, or 'other'."""
+    name = activation_name(layer.activation)
+    return name if name in _STACKED_ACTIVATIONS else "other"
+
+
+def stacked_unsupported(ctx) -> str | None:
+    """Why ``StackedDenseStep`` cannot train candidates shaped like ``ctx.model``, or None when it can.
+
+    It covers what it writes out: trainable Dense layers with linear/relu/tanh/sigmoid (and a final
+    softmax/sigmoid fused into its cross-entropy), no weight regularizers, the five losses of
+    ``_LOSS_KINDS`` with their default reduction, on the CPU. ``batched`` checks the optimizers.
+    """
+    model = ctx.model
+    for layer in model.layers:
+        if type(layer) is not Dense or not layer.trainable:
+            return f"layer {layer.name!r} is not a trainable Dense"
+    if ctx.regularized:
+        return "a layer has a weight regularizer"
+    names = [_activation_name(layer) for layer in model.layers]
+    if ctx.fused:
+        names[-1] = "linear"
+    if any(name not in _STACKED_ACTIVATIONS for name in names):
+        return f"an activation is not one of {_STACKED_ACTIVATIONS}"
+    kind = _LOSS_KINDS.get(type(ctx.loss))
+    if kind is None or (kind in ("categorical", "sparse", "binary") and not ctx.fused):
+        return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} has no fused gradient here"
+    if ctx.loss.reduction not in ("sum_over_batch_size", "mean") or ctx.loss_weight != 1.0:
+        return "a non-default loss reduction or loss_weights"
+    if getattr(ctx.loss, "_fn_kwargs", {}).get("label_smoothing"):
+        return "label_smoothing"
+    if model.device.type != "cpu":
+        return f"device {model.device} (the fused step is written for the CPU)"
+    return None
+
+
+class StackedDenseStep:
+    """``FusedStep`` for C Dense stacks of one shape trained as one (``batched``), without autograd.
+
+    The weights live in one flat buffer, layer by layer: a contiguous ``(C, in, out)`` block of
+    kernels, then a ``(C, 1, out)`` block of biases, so each layer's forward is one ``baddbmm`` over
+    the candidate axis and its gradients one ``bmm`` and one ``sum``, written straight into the
+    flat gradient buffer; the optimizer then updates the whole buffer at once
+    (``optimizers.StackedOptimizer`` with ``owner``). Each candidate's loss depends only on its own
+    slice, so its losses and gradients are those of its own ``FusedStep``.
+
+    Args:
+        models: the candidates: built Dense stacks of one shape (``stacked_unsupported`` returned None).
+        ctx: the first candidate's ``training.StepContext`` (loss and fusion are the same for all).
+
+    Attributes:
+        data, grad: the flat weight and gradient buffers.
+        owner: the candidate of each element of ``data``.
+    """
+
+    def __init__(self, models, ctx):
+        layers = models[0].layers
+        count = len(models)
+        shapes = []
+        for layer in layers:
+            fan_in, units = layer.kernel.shape
+            shapes.append(((count, fan_in, units), (count, 1, units) if layer.bias is not None else None))
+        sizes = [math.prod(shape) for pair in shapes for shape in pair if shape is not None]
+        self.data = torch.empty(sum(sizes))
+        self.grad = torch.zeros_like(self.data)
+        self.weights = self._views(self.data, shapes)
+        self.grads = self._views(self.grad, shapes)
+        self.owner = torch.cat([torch.arange(count).repeat_interleave(size // count) for size in sizes])
+        acts = [_activation_name(layer) for layer in layers]
+        self.final = layers[-1].activation
+        if ctx.fused:
+            acts[-1] = "linear"  # the loss takes logits
+        self.act_inplace = [_INPLACE.get(act) for act in acts]
+        self.act_backward = [_BACKWARD.get(act) for act in acts]
+        self.loss_kind = _LOSS_KINDS[type(ctx.loss)]
+        for c, model in enumerate(models):
+            self.set_candidate_weights(c, model.get_weights())
+        self.rows, self.outs = 0, []
+
+    @staticmethod
+    def _views(flat: torch.Tensor, shapes) -> list[tuple]:
+        views, offset = [], 0
+        for pair in shapes:
+            layer = []
+            for shape in pair:
+                size = 0 if shape is None else math.prod(shape)
+                layer.append(None if shape is None else flat[offset:offset + size].view(shape))
+                offset += size
+            views.append(tuple(layer))
+        return views
+
+    def candidate_weights(self, c: int) -> list[np.ndarray]:
+        """Candidate ``c``'s weights in Keras's order (kernel, bias, kernel, ...)."""
+        out = []
+        for kernel, bias in self.weights:
+            out.append(kernel[c].numpy().copy())
+            if bias is not None:
+                out.append(bias[c, 0].numpy().copy())
+        return out
+
+    def set_candidate_weights(self, c: int, weights) -> None:
+        parts = [w for pair in self.weights for w in pair if w is not None]
+        with torch.no_grad():
+            for part, value in zip(parts, weights):
+                part[c].copy_(torch.as_tensor(np.asarray(value), dtype=part.dtype).reshape(part[c].shape))
+
+    def forward(self, x: torch.Tensor, final_activation: bool = True) -> torch.Tensor:
+        """Outputs (C, batch, units) for inputs (C, batch, features); for validation (no gradients)."""
+        last = len(self.weights) - 1
+        for i, (kernel, bias) in enumerate(self.weights):
+            x = torch.bmm(x, kernel) if bias is None else torch.baddbmm(bias, x, kernel)
+            if i == last and final_activation:
+                x = self.final(x)
+            elif self.act_inplace[i] is not None:
+                self.act_inplace[i](x)
+        return x
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward of a stacked batch ``xb`` (C, n, features) against ``yb`` (C, n, ...).
+
+        Returns:
+            The per-candidate losses (C,) and the outputs (C, n, units) (logits when the loss is
+            fused). The gradients are in ``grad``; the caller's ``StackedOptimizer`` applies them.
+        """
+        n = xb.shape[1]
+        if n > self.rows:  # full batches write into buffers reused all fit (no fresh pages per step)
+            self.rows = n
+            self.outs = [xb.new_empty((xb.shape[0], n, kernel.shape[2])) for kernel, _ in self.weights]
+        outs, h = [], xb
+        for i, (kernel, bias) in enumerate(self.weights):
+            out = self.outs[i] if n == self.rows else None
+            if bias is None:
+                h = torch.bmm(h, kernel, out=out)
+            else:
+                h = torch.baddbmm(bias, h, kernel, out=out)
+            if self.act_inplace[i] is not None:
+                self.act_inplace[i](h)
+            outs.append(h)
+        loss, d = _stacked_loss_and_grad(self.loss_kind, h, yb, n)
+        for i in range(len(self.weights) - 1, -1, -1):
+            if self.act_backward[i] is not None:
+                d = self.act_backward[i](d, outs[i])
+            grad_kernel, grad_bias = self.grads[i]
+            torch.bmm((outs[i - 1] if i else xb).transpose(1, 2), d, out=grad_kernel)
+            if grad_bias is not None:
+                torch.sum(d, 1, keepdim=True, out=grad_bias)
+            if i:
+                d = torch.bmm(d, self.weights[i][0].transpose(1, 2))
+        return loss, h
+
+
+def _stacked_loss_and_grad(kind: str, out: torch.Tensor, y: torch.Tensor, n: int):
+    """Per-candidate losses (C,) of stacked outputs and their gradient w.r.t. ``out``, as
+    ``FusedStep._loss_and_grad`` computes them for one candidate."""
+    per_candidate = out[0].numel()
+    if kind in ("mse", "mae"):
+        d = out - y
+        if kind == "mse":
+            return d.square().mean((1, 2)), d.mul_(2.0 / per_candidate)
+        return d.abs().mean((1, 2)), d.sign_().div_(per_candidate)
+    if kind == "binary":
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none").mean((1, 2))
+        return loss, torch.sigmoid(out).sub_(y).div_(per_candidate)
+    log_prob = torch.log_softmax(out, 2)
+    if kind == "categorical":
+        loss = (y * log_prob).sum((1, 2)).div_(-n)
+        grad_log_prob = torch.mul(y, -1.0 / n)
+    else:
+        picked = log_prob.gather(2, y.unsqueeze(2))
+        loss = picked.sum((1, 2)).div_(-n)
+        grad_log_prob = torch.zeros_like(log_prob).scatter_(2, y.unsqueeze(2), -1.0 / n)
+    return loss, torch._log_softmax_backward_data(grad_log_prob, log_prob, 2, log_prob.dtype)

@@ -157,6 +157,12 @@ ACTIVATIONS = frozenset(_ACTIVATIONS) | {"linear"}
 """The activation names the fused step computes (every name ``activations.get`` knows)."""
 
 
+def activation_kernels(name: str) -> tuple:
+    """(in-place forward or None, backward(grad, saved) -> grad, whether ``saved`` is the output)."""
+    inplace, _, backward, from_output = _ACTIVATIONS[name]
+    return inplace, backward, from_output
+
+
 class ActivationStage(Stage):
     """One activation; in place over its input when ``inplace`` (decided by the step's planner)."""
 

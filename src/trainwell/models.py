@@ -1,7 +1,7 @@
 """``Sequential``: a stack of layers with Keras's ``compile``/``fit``/``evaluate``/``predict``.
 
 The model is a ``torch.nn.Module``; the loop lives in ``training.py`` and the file format in
-``saving.py``. ``load_model`` is re-exported here so Keras imports translate one to one.
+``saving.py``. ``load_model`` builds a model (``from_config``) from a file ``saving`` has read and checked.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import distributed, training
+from . import diagnostics as diagnostics_module
+from . import distributed, saving, training
 from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from ._errors import ConfigError, ConfigTypeError, describe
+from .callbacks import History
 from .layers import InputLayer, Layer
 
 
@@ -57,6 +59,11 @@ class Sequential(nn.Module):
         self.device = torch.device("cpu")
         self.precision = "32-true"  # or "bf16-mixed": set by compile/fit
         self.preprocessing = None  # a tabular.Preprocessor config when built from a CSV
+        # Set by load_model and BackupAndRestore, read (and cleared) by the next fit's first step
+        # (training._resume_point): torch's CPU random state to continue from, and the epoch to resume at.
+        self._resume_rng_state: torch.Tensor | None = None
+        self._initial_epoch_override: int | None = None
+        self._batch_steps = training.BatchStepCache()  # train_on_batch's step, kept between calls
         for layer in layers or []:
             self.add(layer)
         if not trainable:
@@ -320,7 +327,8 @@ class Sequential(nn.Module):
                             sample_weight=sample_weight, initial_epoch=initial_epoch,
                             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                             validation_batch_size=validation_batch_size, validation_freq=validation_freq,
-                            diagnostics=diagnostics, device=device, strategy=strategy, precision=precision)
+                            diagnostics=diagnostics, device=device, strategy=strategy, precision=precision,
+                            doctor=diagnostics_module.monitor_for_fit)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
@@ -344,28 +352,11 @@ class Sequential(nn.Module):
         self.build_optimizer()
         if not self.training:  # train() walks every module
             self.train()
-        ctx, step = self._batch_step(weighted=w_t is not None)
+        ctx, step = self._batch_steps.get(self, weighted=w_t is not None)
         acc = training.EpochAccumulator(ctx.metrics, self.device)
         acc.add(step(ctx, self.optimizer, x_t, y_t, w_t), x_t.shape[0])
-        self._batch_step_cache[0] = self._batch_step_key(w_t is not None)  # after the step: iterations moved
+        self._batch_steps.stepped(self, weighted=w_t is not None)
         return self._batch_result(acc.results(), return_dict)
-
-    def _batch_step(self, weighted: bool):
-        """``train_on_batch``'s StepContext and step, kept from the previous call while nothing they
-        depend on changed: setting up the fused step costs several times the step itself."""
-        cached = self.__dict__.get("_batch_step_cache")
-        if cached is not None and cached[0] == self._batch_step_key(weighted):
-            return cached[1], cached[2]
-        ctx = training.StepContext(self)
-        # Tell select_step about weights: the fused Dense step has none, and it silently dropped them.
-        step = training.select_step(ctx, self.optimizer, weighted=weighted)
-        self.__dict__["_batch_step_cache"] = [None, ctx, step]
-        return ctx, step
-
-    def _batch_step_key(self, weighted: bool) -> tuple:
-        # The optimizer's iteration count tells whether anything else (a fit) stepped in between.
-        return (self._version, self.optimizer, self.optimizer.iterations, self.loss, self.loss_weights,
-                tuple(map(id, self.compiled_metrics)), self.precision, weighted)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metrics) of one batch, without updating the weights."""
@@ -395,10 +386,9 @@ class Sequential(nn.Module):
             Training doctor: 1 problem found (details in history.diagnosis)
               WARNING unscaled_inputs: Input features are on very different or large scales: ...
         """
-        from .diagnostics import diagnose
-
-        return diagnose(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-                        validation_data=validation_data, verbose=0 if verbose == 0 else 1)
+        return diagnostics_module.diagnose(self, x, y, epochs=epochs, batch_size=batch_size,
+                                          validation_split=validation_split, validation_data=validation_data,
+                                          verbose=0 if verbose == 0 else 1)
 
     def find_learning_rate(self, x, y, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100,
                            batch_size=None):
@@ -420,15 +410,14 @@ class Sequential(nn.Module):
             >>> result = model.find_learning_rate(X, y)
             >>> model.compile(optimizer=Adam(learning_rate=result.suggestion), loss='mse')
         """
-        from .diagnostics import find_learning_rate
-
         if self.optimizer is None:
             training.fit(self, x, y)  # raises the not-compiled error
         x_t = training.prepare_x(self, x, "x", self.device)
         y_t = training.prepare_y(self, y, "y", self.device)
         training.check_lengths(x_t, y_t)
-        return find_learning_rate(self, x_t, y_t, min_lr=min_lr, max_lr=max_lr, steps=steps,
-                                  batch_size=32 if batch_size is None else batch_size)
+        return diagnostics_module.find_learning_rate(
+            self, x_t, y_t, min_lr=min_lr, max_lr=max_lr, steps=steps,
+            batch_size=32 if batch_size is None else batch_size)
 
     @staticmethod
     def _batch_result(logs: dict, return_dict: bool):
@@ -525,21 +514,15 @@ class Sequential(nn.Module):
         """
         if not distributed.is_main_process():
             return
-        from . import saving
-
         saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Write the weights alone as a ``.safetensors`` file (on rank 0 only in a distributed run)."""
         if not distributed.is_main_process():
             return
-        from . import saving
-
         saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
-        from . import saving
-
         saving.load_weights(self, filepath)
 
     def __repr__(self) -> str:
@@ -566,16 +549,22 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
         safe_mode: Keras's argument; trainwell loading is always safe (no pickle, no code).
 
     Raises:
-        ModelFileError: the file is damaged or incompatible (see ``saving.load_model``).
+        ModelFileError: the file is damaged or incompatible (see ``saving.read_model_file``).
         ConfigError: ``custom_objects`` is not empty.
 
     Example:
         >>> model = load_model("model.tw")
     """
-    from . import saving
-
     if custom_objects:
         raise ConfigError("load_model: `custom_objects` is not supported: trainwell model files hold "
                           "no code, so they never need custom objects. Remove the argument.")
-    return saving.load_model(filepath, compile=compile)
-
+    saved = saving.read_model_file(filepath)  # every check, before anything is built
+    with saving.file_errors(saved.path):
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's stream
+            model = Sequential.from_config(saved.config)
+        saving.restore_model(model, saved, compile=compile)
+        history = saving.saved_history(saved)
+        if history is not None:
+            model.history = History()
+            model.history.history, model.history.epoch = history["history"], history["epoch"]
+    return model

@@ -662,6 +662,129 @@ class Adagrad(Optimizer):
         }
 
 
+class StackedOptimizer:
+    """SGD (momentum, Nesterov), Adam or AdamW for C models at once, on weights stacked along axis 0.
+
+    ``batched`` trains models of one shape as one: each weight is a tensor whose leading axis is
+    the candidate (``(C, in, out)``, or one flat ``(C, P)`` buffer). Every hyperparameter is a
+    per-candidate column (a Python float when all candidates agree, which saves kernels), so each
+    candidate keeps its own settings. The formulas and their order are torch.optim's (which
+    ``optimizers.SGD``/``Adam`` run, with Keras's epsilon mapped as in ``Adam.torch_epsilon``),
+    so a candidate's weights follow a lone fit's to float32 rounding (``tests/test_optimizers.py``
+    compares stacked, fused and torch.optim updates). All active candidates step together, so one
+    step counter serves them; ``active`` masks the update: a stopped candidate stays as it was.
+
+    Args:
+        optimizers: one built or unbuilt ``SGD``, ``Adam`` or ``AdamW`` per candidate, all of one class
+            family (all SGD, or all Adam/AdamW) and the same ``nesterov``.
+        params: the stacked weights; their ``.grad`` is read at each step.
+        owner: for weights kept in one flat buffer (``fastpath.StackedDenseStep``), the candidate of
+            each element (int64, the buffer's shape): per-candidate settings are spread over it
+            once, so the update is a few whole-buffer operations whatever the number of layers.
+    """
+
+    def __init__(self, optimizers, params, owner: torch.Tensor | None = None):
+        self.adam = isinstance(optimizers[0], Adam)
+        self.nesterov = bool(getattr(optimizers[0], "nesterov", False))
+        self.count = len(optimizers)
+
+        self.owner = owner
+
+        def column(name, default=0.0):
+            values = [getattr(opt, name, default) for opt in optimizers]
+            values = [float(default if v is None else v) for v in values]
+            if len(set(values)) == 1:
+                return values[0]
+            values = torch.tensor(values)
+            return values if owner is None else values[owner]
+
+        self.lr = column("learning_rate")
+        self.weight_decay = column("weight_decay")
+        if self.adam:
+            self.beta_1, self.beta_2, self.epsilon = column("beta_1"), column("beta_2"), column("epsilon")
+            self.v = [torch.zeros_like(p) for p in params]
+        else:
+            self.momentum = column("momentum")
+        self.m = [torch.zeros_like(p) for p in params]
+        self.params = params
+        self.iterations = 0
+        self._steps = [torch.zeros(()) for _ in params]  # the fused Adam kernel's step counts
+        self._scratch = [None] * len(params)
+
+    def _per(self, value, p: torch.Tensor):
+        """A column shaped to broadcast over ``p``'s candidate axis (floats, spread columns: as they are)."""
+        if isinstance(value, float) or self.owner is not None:
+            return value
+        return value.view(-1, *([1] * (p.dim() - 1)))
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor | None = None) -> None:
+        """One update of every candidate's weights from ``p.grad``; ``active`` (bool, (C,)) masks it."""
+        self.iterations += 1
+        masked = active is not None and not bool(active.all())
+        for i, p in enumerate(self.params):
+            old = p.clone() if masked else None
+            lr, wd = self._per(self.lr, p), self._per(self.weight_decay, p)
+            if not (isinstance(wd, float) and wd == 0.0):
+                p.mul_(1.0 - lr * wd)  # decoupled weight decay, as Keras (and torch's AdamW) apply it
+            (self._adam if self.adam else self._sgd)(i, p, p.grad, lr)
+            if masked:
+                keep = active[self.owner] if self.owner is not None else self._per(active, p)
+                p.copy_(torch.where(keep, p, old))
+
+    def _adam(self, i: int, p: torch.Tensor, g: torch.Tensor, lr) -> None:
+        # torch.optim.Adam's single-tensor formula with eps' = eps / sqrt(1 - b2^t) (optimizers.Adam),
+        # which is Keras's: w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps).
+        t = self.iterations
+        b1, b2, eps = (self._per(v, p) for v in (self.beta_1, self.beta_2, self.epsilon))
+        m, v = self.m[i], self.v[i]
+        if all(isinstance(h, float) for h in (b1, b2, eps)):
+            self._fused_adam(i, p, g, lr, b1, b2, eps / (1.0 - b2**t) ** 0.5)
+            return
+        m.lerp_(g, 1.0 - b1)
+        if isinstance(b2, float):
+            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+        else:
+            v.mul_(b2).add_(g.square().mul_(1.0 - b2))
+        correction = (1.0 - b2**t) ** 0.5
+        denominator = (v.sqrt() / correction).add_(eps / correction)
+        step_size = lr / (1.0 - b1**t)
+        if isinstance(step_size, float):
+            p.addcdiv_(m, denominator, value=-step_size)
+        else:
+            p.sub_(m.div(denominator).mul_(step_size))
+
+    def _fused_adam(self, i: int, p, g, lr, b1: float, b2: float, eps: float) -> None:
+        # torch's fused CPU Adam kernel (fastpath.FusedUpdate's): one kernel for m, v and the update.
+        # With per-candidate rates it runs at lr=1 on a zeroed scratch buffer, which then holds
+        # minus the update direction, and each candidate's rate scales it into the weights.
+        self._steps[i].add_(1)
+        target = p
+        if not isinstance(lr, float):
+            if self._scratch[i] is None:
+                self._scratch[i] = torch.zeros_like(p)
+            target = self._scratch[i].zero_()
+        torch._fused_adam_([target], [g], [self.m[i]], [self.v[i]], [], [self._steps[i]],
+                           lr=lr if isinstance(lr, float) else 1.0, beta1=b1, beta2=b2, weight_decay=0.0,
+                           eps=eps, amsgrad=False, maximize=False)
+        if target is not p:
+            p.addcmul_(target, lr)
+
+    def _sgd(self, i: int, p: torch.Tensor, g: torch.Tensor, lr) -> None:
+        # torch.optim.SGD: b = momentum * b + g (Keras's velocity is -lr * b); from b = 0 the first
+        # step gives b = g exactly, as torch's clone of the first gradient does.
+        momentum, b = self._per(self.momentum, p), self.m[i]
+        b.mul_(momentum).add_(g)
+        if self.nesterov:
+            d = g.add(b, alpha=momentum) if isinstance(momentum, float) else g.add(b * momentum)
+        else:
+            d = b
+        if isinstance(lr, float):
+            p.add_(d, alpha=-lr)
+        else:
+            p.sub_(d * lr)
+
+
 _OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 

@@ -1,4 +1,9 @@
-"""Model ↔ file: ``save_model``/``load_model``, ``save_weights``/``load_weights``, ``summarize``.
+"""Model ↔ file: ``save_model``, ``read_model_file``/``restore_model``, ``save_weights``/``load_weights``,
+``summarize``.
+
+This module reads, checks and writes files; it never builds a model. ``models.load_model`` builds one
+from the checked config (``Sequential.from_config``) and hands it to ``restore_model``, so this module
+sits below ``models`` and ``callbacks`` in the layer order (``docs/DESIGN.md``).
 
 A model file (``.tw``) is the container of ``trainwell._container``: a checksummed JSON header and a
 safetensors payload, written atomically, never pickled. This module decides what goes in it.
@@ -27,10 +32,11 @@ A weights file (``save_weights``) is a plain safetensors file holding only the `
 entries, with the layer order and classes in its metadata (``"layers"``: JSON list of
 ``[name, class_name]``), so weights load into a re-created model whose auto names differ.
 
-Loading checks everything before building anything: layer types, a parameter count computed from
-the config (refused above ``max_params`` before any allocation), every weight's presence, shape and
-dtype against the config; only then is a fresh model built and filled. It returns a complete model
-or raises one ``ModelFileError`` that names the file and the bad entry; never a half-built model.
+Loading checks everything before building anything (``read_model_file``): layer types, a parameter
+count computed from the config (refused above ``max_params`` before any allocation), every weight's
+presence, shape and dtype against the config; only then is a fresh model built and filled. Loading
+returns a complete model or raises one ``ModelFileError`` that names the file and the bad entry;
+never a half-built model.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ import json
 import os
 import platform
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import safetensors
@@ -82,8 +90,9 @@ from ._file_summary import summarize
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "MAX_HEADER_BYTES", "MAX_PARAMS", "MAX_TENSOR_BYTES",
-    "atomic_write_bytes", "load_model", "load_tensors", "load_weights", "read_container", "read_header",
-    "restore_training_state", "save_model", "save_tensors", "save_weights", "summarize", "write_container",
+    "ModelFile", "atomic_write_bytes", "file_errors", "load_tensors", "load_weights", "read_container",
+    "read_header", "read_model_file", "restore_model", "restore_training_state", "save_model", "save_tensors",
+    "save_weights", "saved_history", "summarize", "write_container",
 ]
 
 
@@ -132,7 +141,7 @@ def model_state(model) -> tuple[dict, dict[str, torch.Tensor]]:
         state, header["optimizer"] = optimizer.export_state()
         tensors.update({OPTIMIZER + key: value for key, value in state.items()})
     # A loaded model not yet trained still holds the saved stream (fit restores it): keep that one.
-    pending = getattr(model, "_resume_rng_state", None)
+    pending = model._resume_rng_state
     tensors[RNG] = torch.get_rng_state() if pending is None else pending
     return header, tensors
 
@@ -189,33 +198,70 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
 
 
 # ------------------------------------------------------------------------------------------ loading
-def load_model(filepath, compile: bool = True, *, max_params: int = MAX_PARAMS):
-    """Load a model written by ``model.save``, ready to predict, evaluate and continue training.
+@dataclass
+class ModelFile:
+    """A model file read and checked: what ``models.load_model`` builds a model from.
 
-    ``predict`` gives bit-identical outputs; the next ``fit`` continues the saved run exactly:
-    the optimizer state, epoch count and shuffle seed are restored, and torch's CPU random state
-    is put back at the start of that ``fit`` (so Dropout repeats an uninterrupted run).
+    Attributes:
+        path: the file's path, for error messages.
+        header: the JSON header.
+        tensors: every tensor of the file, by key.
+        class_name: the model class the file describes ('Sequential').
+        config: the checked model config, for ``<class>.from_config``.
+    """
+
+    path: str
+    header: dict
+    tensors: dict[str, torch.Tensor]
+    class_name: str
+    config: dict
+
+
+def read_model_file(filepath, *, max_params: int = MAX_PARAMS) -> ModelFile:
+    """Read a file written by ``model.save`` and check everything before anything is built.
+
+    Layer types, a parameter count computed from the config (refused above ``max_params`` before any
+    allocation), every weight's presence, shape and dtype against the config, the counters and the
+    random state are checked here; ``models.load_model`` then builds the model from ``config`` and
+    ``restore_model`` fills it.
 
     Args:
         filepath: a file written by ``model.save``.
-        compile: restore the compile settings and optimizer state (False: predict only).
         max_params: refuse configs declaring more weight elements than this (default 2**31).
 
     Returns:
-        A new ``Sequential``.
+        A ``ModelFile``.
 
     Raises:
         ModelFileNotFoundError: no such file.
         ModelFileError: not a model file, damaged, written by a newer format, an unknown layer type,
             weights that disagree with the config, or absurd sizes; the message names the entry.
-
-    Example:
-        >>> model = load_model("model.tw")
     """
     path = os.fspath(filepath)
     header, tensors = read_container(path)
+    with file_errors(path):
+        config = model_config(path, header)
+        stack = [layer_from(path, i, entry) for i, entry in enumerate(config["layers"])]
+        check_unique_names(path, stack)
+        input_shape = parse_input_shape(path, config.get("input_shape"))
+        expected = expected_shapes(path, stack, input_shape, max_params)
+        match_weights(path, expected, {k: v for k, v in tensors.items() if k.startswith(LAYERS)})
+        check_prefixes(path, tensors)
+        for key in ("epochs_trained", "shuffle_seed"):
+            int_entry(path, header, key, 0)
+        dict_entry(path, header, "layer_state")
+        _rng_state(path, tensors)
+        checked = {"name": optional_str(path, config, "name"),
+                   "input_shape": None if input_shape is None else list(input_shape),
+                   "layers": config["layers"]}
+    return ModelFile(path, header, tensors, header["model"]["class_name"], checked)
+
+
+@contextmanager
+def file_errors(path: str):
+    """Turn any failure while reading or restoring ``path`` into one ``ModelFileError`` naming it."""
     try:
-        return _model_from(path, header, tensors, compile, max_params)
+        yield
     except ModelFileError:
         raise
     except Exception as exc:  # untrusted content: any other failure is still "a bad file", never a crash
@@ -223,41 +269,40 @@ def load_model(filepath, compile: bool = True, *, max_params: int = MAX_PARAMS):
                              f"({type(exc).__name__}: {exc}).") from exc
 
 
-def _model_from(path: str, header: dict, tensors: dict, compile: bool, max_params: int):
-    from .callbacks import History
-    from .models import Sequential
+def restore_model(model, saved: ModelFile, compile: bool = True) -> None:
+    """Fill ``model`` (built from ``saved.config``) with the file's weights, layer flags, counters,
+    preprocessing, compile settings, optimizer state and random state.
 
-    config = model_config(path, header)
-    stack = [layer_from(path, i, entry) for i, entry in enumerate(config["layers"])]
-    check_unique_names(path, stack)
-    input_shape = parse_input_shape(path, config.get("input_shape"))
-    expected = expected_shapes(path, stack, input_shape, max_params)
-    match_weights(path, expected, {k: v for k, v in tensors.items() if k.startswith(LAYERS)})
-    check_prefixes(path, tensors)
-    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's stream
-        model = Sequential(name=optional_str(path, config, "name"))
-        model._input_shape = input_shape
-        model._stack.extend(stack)
-        if input_shape is not None:
-            model._build_layers()
-    for key, weight in _named_weights(model).items():
-        copy_into(path, LAYERS + key, weight, tensors[LAYERS + key])
-    for name, state in dict_entry(path, header, "layer_state").items():
-        layer = next((la for la in stack if la.name == name), None)
-        if layer is not None and hasattr(layer, "adapted"):
-            layer.adapted = bool(state.get("adapted", True))
-    model.epochs_trained = int_entry(path, header, "epochs_trained", 0)
-    model.shuffle_seed = int_entry(path, header, "shuffle_seed", model.shuffle_seed)
-    model.preprocessing = header.get("preprocessing")
-    saved = header.get("history")
-    if isinstance(saved, dict) and isinstance(saved.get("history"), dict):
-        model.history = History()
-        model.history.history = {str(k): list(v) for k, v in saved["history"].items()}
-        model.history.epoch = list(saved.get("epoch") or [])
-    if compile and header.get("compile") is not None:
-        _compile_from(path, model, header, tensors)
-    model._resume_rng_state = _rng_state(path, tensors)
-    return model
+    ``predict`` then gives bit-identical outputs and the next ``fit`` continues the saved run
+    exactly: torch's CPU random state is put back at the start of that ``fit`` (so Dropout repeats
+    an uninterrupted run), not here, so loading never disturbs the caller's random stream.
+
+    Raises:
+        ModelFileError: the compile settings or optimizer state cannot be restored.
+    """
+    path, header, tensors = saved.path, saved.header, saved.tensors
+    with file_errors(path):
+        for key, weight in _named_weights(model).items():
+            copy_into(path, LAYERS + key, weight, tensors[LAYERS + key])
+        for name, state in dict_entry(path, header, "layer_state").items():
+            layer = next((la for la in model.layers if la.name == name), None)
+            if layer is not None and hasattr(layer, "adapted"):
+                layer.adapted = bool(state.get("adapted", True))
+        model.epochs_trained = int_entry(path, header, "epochs_trained", 0)
+        model.shuffle_seed = int_entry(path, header, "shuffle_seed", model.shuffle_seed)
+        model.preprocessing = header.get("preprocessing")
+        if compile and header.get("compile") is not None:
+            _compile_from(path, model, header, tensors)
+        model._resume_rng_state = _rng_state(path, tensors)
+
+
+def saved_history(saved: ModelFile) -> dict | None:
+    """``{"history": {name: [values]}, "epoch": [...]}`` of the saved run's last fit, or None."""
+    entry = saved.header.get("history")
+    if not isinstance(entry, dict) or not isinstance(entry.get("history"), dict):
+        return None
+    return {"history": {str(k): list(v) for k, v in entry["history"].items()},
+            "epoch": list(entry.get("epoch") or [])}
 
 
 def _compile_from(path: str, model, header: dict, tensors: dict) -> None:

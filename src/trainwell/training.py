@@ -19,6 +19,7 @@ that chooses between it and the hand-fused Dense step of ``fastpath`` (same numb
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 
@@ -29,7 +30,7 @@ from . import callbacks as callbacks_module
 from . import distributed, fastpath
 from . import losses as losses_module
 from ._errors import ConfigError, DataError, NotCompiledError, check_positive_int, describe
-from .data import as_tensor, check_lengths, is_integer_valued, validation_slice, warn_if_sorted
+from .data import check_lengths, prepare_weights, prepare_x, prepare_y, validation_slice, warn_if_sorted
 
 # ----------------------------------------------------------------------------------------------
 # devices
@@ -51,82 +52,25 @@ def resolve_device(device) -> torch.device:
 
 
 # ----------------------------------------------------------------------------------------------
-# data preparation: validate once at the boundary, then keep tensors on the device
-
-
-def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
-    t = as_tensor(x, name, device=device)
-    if t.dim() == 1:
-        t = t.unsqueeze(1) if model.input_shape_hint in (None, (1,)) else t.unsqueeze(0)
-    model.ensure_built(tuple(t.shape[1:]))
-    expected = model.input_shape_hint
-    if tuple(t.shape[1:]) != expected:
-        first = model.layers[0].name if model.layers else "input"
-        raise DataError(
-            f"Layer '{first}' expects samples of shape {expected} ({expected[-1]} features), but `{name}` "
-            f"has shape {tuple(t.shape[1:])} per sample ({t.shape[-1]} columns). Pass data with the same "
-            "columns as in training, or rebuild the model with the new input_shape."
-        )
-    return t
-
-
-def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
-    """Targets shaped for the loss: one-hot/binary/regression as (n, units), sparse labels as (n,)."""
-    kind = losses_module.kind(model.loss)
-    units = model.output_shape[-1]
-    t = as_tensor(y, name, device=device, dtype=torch.float32)
-    if t.dim() == 1:
-        t = t.unsqueeze(1)
-    if kind == "sparse":
-        if t.shape[1] != 1 or not is_integer_valued(t):
-            raise DataError(f"sparse_categorical_crossentropy expects integer class labels of shape (n,), "
-                            f"`{name}` has shape {tuple(t.shape)}. For one-hot targets use "
-                            "loss='categorical_crossentropy'.")
-        labels = t[:, 0].long()
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= units:
-            raise DataError(f"`{name}` holds class labels {lo}..{hi}, but the output layer has {units} units "
-                            f"(labels 0..{units - 1}). Use Dense({hi + 1}, activation='softmax') "
-                            "as the last layer.")
-        return labels
-    if kind == "categorical" and t.shape[1] == 1 and units > 1:
-        raise DataError(
-            f"categorical_crossentropy expects one-hot targets of shape (n, {units}), but `{name}` holds one "
-            "integer label per sample. Convert with trainwell.utils.to_categorical(y), or use "
-            "loss='sparse_categorical_crossentropy'.")
-    if t.shape[1] != units:
-        what = "classes (columns)" if kind == "categorical" else "target columns"
-        raise DataError(
-            f"The output layer '{model.layers[-1].name}' has {units} units but `{name}` has {t.shape[1]} "
-            f"{what}. Make the last layer "
-            f"Dense({t.shape[1]}{', activation=...' if kind != 'regression' else ''}) "
-            "or fix the targets.")
-    if kind == "binary" and bool(((t < 0) | (t > 1)).any()):
-        raise DataError(f"binary_crossentropy expects targets in [0, 1], `{name}` has values from "
-                        f"{float(t.min()):g} to {float(t.max()):g}.")
-    return t
-
-
-def prepare_weights(n: int, sample_weight, class_weight, y: torch.Tensor, device) -> torch.Tensor | None:
-    """Per-sample weights combining ``sample_weight`` and ``class_weight`` (None when neither is given)."""
-    w = None
-    if sample_weight is not None:
-        w = as_tensor(sample_weight, "sample_weight", device=device).reshape(-1)
-        if w.shape[0] != n:
-            raise DataError(f"`sample_weight` has {w.shape[0]} values for {n} samples.")
-    if class_weight:
-        labels = y if y.dim() == 1 else (y.argmax(1) if y.shape[1] > 1 else y[:, 0].round().long())
-        table = torch.ones(int(labels.max()) + 1 if labels.numel() else 1, device=device)
-        for cls, weight in dict(class_weight).items():
-            if int(cls) < table.shape[0]:
-                table[int(cls)] = float(weight)
-        cw = table[labels.long()]
-        w = cw if w is None else w * cw
-    return w
-
-
-# ----------------------------------------------------------------------------------------------
 # the step
+
+
+def fused_loss(model) -> tuple[object, bool]:
+    """The loss the model trains with, and whether it takes logits (its final activation fused in).
+
+    A final softmax + (sparse) categorical cross-entropy, or sigmoid + binary cross-entropy, become
+    a cross-entropy on logits: log-space is stable and saves a kernel. Keras clips probabilities at
+    1e-7 instead; results differ only beyond that clip. The loop, the doctor's probes and the
+    learning-rate finder all take the loss from here, so they see the same gradients.
+    """
+    loss = model.loss
+    last = model.layers[-1]
+    act = getattr(last, "activation_name", None) if hasattr(last, "linear") else None
+    kind = losses_module.kind(loss)
+    pair = (act, "categorical" if kind == "sparse" else kind)
+    if pair in (("softmax", "categorical"), ("sigmoid", "binary")) and not getattr(loss, "from_logits", True):
+        return loss.with_logits(), True
+    return loss, False
 
 
 class StepContext:
@@ -134,26 +78,17 @@ class StepContext:
 
     def __init__(self, model):
         self.model = model
-        self.loss = model.loss
         self.loss_weight = float(model.loss_weights) if model.loss_weights is not None else 1.0
-        self.fused = False
+        self.loss, self.fused = fused_loss(model)
         last = model.layers[-1]
-        act = getattr(last, "activation_name", None) if hasattr(last, "linear") else None
-        kind = losses_module.kind(model.loss)
-        # Fuse softmax + (sparse) categorical CE and sigmoid + binary CE: log-space is stable and saves
-        # a kernel. Keras clips probabilities at 1e-7 instead; results differ only beyond that clip.
-        if not getattr(model.loss, "from_logits", True):
-            if ((act == "softmax" and kind in ("categorical", "sparse"))
-                    or (act == "sigmoid" and kind == "binary")):
-                self.loss = model.loss.with_logits()
-                self.fused = True
         self.output_activation = last.activation if self.fused else None
         self.regularized = [layer for layer in model.layers if layer.regularization_loss() is not None]
         self.metrics = model.compiled_metrics
-        # Hooks for scaling (distributed.py): under DDP `call` is the DDP wrapper and `dist` its run;
-        # with precision='bf16-mixed' the forward runs under autocast.
+        # Hooks for scaling (distributed.py): under DDP `call` is the DDP wrapper and `dist` its run
+        # (a OneProcess, whose methods change nothing, otherwise); with precision='bf16-mixed' the
+        # forward runs under autocast.
         self.call = model.call
-        self.dist = None
+        self.dist = distributed.OneProcess(model)
         self.autocast_dtype = distributed.autocast_dtype(getattr(model, "precision", None), model.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,6 +102,15 @@ class StepContext:
 
     def predictions(self, out: torch.Tensor) -> torch.Tensor:
         return self.output_activation(out) if self.fused else out
+
+    def stacked_loss(self, y, out, penalty=None) -> torch.Tensor:
+        """Per-candidate losses (C,) of stacked outputs (C, batch, units), as ``total_loss`` computes
+        each candidate's (``batched``; ``penalty``: the candidates' weight penalties (C,), or None)."""
+        values = self.loss.call(y, out)  # (C, batch): per-sample losses
+        per = values.flatten(1).sum(1) / values[0].numel()  # Keras's sum_over_batch_size, per candidate
+        if self.loss_weight != 1.0:
+            per = per * self.loss_weight
+        return per if penalty is None else per + penalty
 
     def total_loss(self, y, out, w) -> torch.Tensor:
         loss = self.loss(y, out, w)
@@ -190,6 +134,32 @@ def train_step(ctx: StepContext, optimizer, xb, yb, wb) -> torch.Tensor:
             for _, metric in ctx.metrics:
                 metric.update_state(yb, pred, wb)
     return loss.detach()
+
+
+class BatchStepCache:
+    """``train_on_batch``'s StepContext and step, kept from one call to the next while nothing they
+    depend on changed: setting up the fused step costs several times the step itself."""
+
+    def __init__(self):
+        self.key = self.ctx = self.step = None
+
+    @staticmethod
+    def _key(model, weighted: bool) -> tuple:
+        # The optimizer's iteration count tells whether anything else (a fit) stepped in between.
+        return (model._version, model.optimizer, model.optimizer.iterations, model.loss, model.loss_weights,
+                tuple(map(id, model.compiled_metrics)), model.precision, weighted)
+
+    def get(self, model, weighted: bool):
+        """The StepContext and step for one ``train_on_batch`` call."""
+        if self.ctx is None or self.key != self._key(model, weighted):
+            self.ctx = StepContext(model)
+            # Tell select_step about weights: the fused Dense step has none.
+            self.step = select_step(self.ctx, model.optimizer, weighted=weighted)
+        return self.ctx, self.step
+
+    def stepped(self, model, weighted: bool) -> None:
+        """Call after the step: it moved the optimizer's iteration count, which is part of the key."""
+        self.key = self._key(model, weighted)
 
 
 # Inputs up to this many elements are permuted once per epoch instead of gathered per batch.
@@ -216,7 +186,7 @@ def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
     Returns:
         A callable ``step(ctx, optimizer, xb, yb, wb) -> loss``.
     """
-    if ctx.dist is not None or ctx.autocast_dtype is not None:
+    if ctx.dist.parallel or ctx.autocast_dtype is not None:
         reason = "DDP averages gradients in autograd hooks; autocast needs autograd too"
     elif not FUSED_STEP:
         reason = "training.FUSED_STEP is False"
@@ -226,7 +196,7 @@ def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
         _log.debug("fit: fused step (no autograd graph)")
         return fastpath.FusedStep(ctx)
     _log.debug("fit: plain autograd step, because %s", reason)
-    if FUSED_STEP and ctx.dist is None and ctx.model.device.type == "cpu":
+    if FUSED_STEP and not ctx.dist.parallel and ctx.model.device.type == "cpu":
         return fastpath.FlatUpdateStep(train_step)  # autograd's gradients, the flat update
     return train_step
 
@@ -264,25 +234,42 @@ def restore_threads(previous: int | None) -> None:
 
 
 class EpochAccumulator:
-    """Running loss (weighted by batch size, as Keras) and metrics, kept on the device."""
+    """Running loss (weighted by batch size, as Keras) and metrics, kept on the device.
 
-    def __init__(self, metrics, device):
+    Args:
+        metrics: ``(name, metric)`` pairs, reset here; with ``candidates`` one such list per candidate.
+        device: where the running sums live.
+        candidates: None for one model; C for ``batched``'s C stacked models, whose loss is a (C,)
+            vector and whose ``results`` are one dict per candidate.
+    """
+
+    def __init__(self, metrics, device, candidates: int | None = None):
+        self.candidates = candidates
+        self.groups = [metrics] if candidates is None else list(metrics)
         self.metrics = metrics
-        self.loss_sum = torch.zeros((), device=device)
+        self.loss_sum = torch.zeros(() if candidates is None else (candidates,), device=device)
         self.count = 0
-        for _, metric in metrics:
-            metric.reset_state()
+        for group in self.groups:
+            for _, metric in group:
+                metric.reset_state()
 
     def add(self, loss: torch.Tensor, n: int) -> None:
         self.loss_sum.add_(loss, alpha=n)  # one kernel, where `+= loss * n` is two
         self.count += n
 
-    def results(self, prefix: str = "") -> dict[str, float]:
-        """One host sync for everything: stack, then ``.tolist()``."""
-        names = ["loss"] + [name for name, _ in self.metrics]
-        values = [self.loss_sum / max(self.count, 1)] + [m.result() for _, m in self.metrics]
-        floats = torch.stack([v.float().reshape(()) for v in values]).tolist()
-        return {prefix + k: v for k, v in zip(names, floats)}
+    def results(self, prefix: str = ""):
+        """The logs (a dict, or one per candidate), with one host sync for everything."""
+        losses = (self.loss_sum / max(self.count, 1)).reshape(-1)
+        values = [losses] + [m.result().float().reshape(1) for group in self.groups for _, m in group]
+        floats = torch.cat(values).tolist()
+        logs, k = [], losses.shape[0]
+        for c, group in enumerate(self.groups):
+            entry = {prefix + "loss": floats[c]}
+            for name, _ in group:
+                entry[prefix + name] = floats[k]
+                k += 1
+            logs.append(entry)
+        return logs[0] if self.candidates is None else logs
 
 
 class BatchLogs(Mapping):
@@ -330,8 +317,14 @@ def _epoch_order(n: int, shuffle, seed: int, device) -> torch.Tensor | None:
 def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
         initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-        validation_freq=1, diagnostics="auto", device=None, strategy=None, precision=None):
-    """Train ``model``; see ``Sequential.fit`` for the arguments. Returns a ``History``."""
+        validation_freq=1, diagnostics="auto", device=None, strategy=None, precision=None, doctor=None):
+    """Train ``model``; see ``Sequential.fit`` for the arguments. Returns a ``History``.
+
+    ``doctor(model, mode, data) -> Callback | None`` builds the training doctor's monitor for
+    ``diagnostics=mode``: ``Sequential.fit`` passes ``diagnostics.monitor_for_fit``. The doctor
+    sits above this module in the layer order (it uses this loop's step), so it comes in as an
+    argument rather than an import. None: no doctor.
+    """
     if model.optimizer is None:
         raise NotCompiledError("You must call compile() before fit(), e.g. "
                                "model.compile(optimizer='adam', loss='mean_squared_error').")
@@ -352,90 +345,111 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         model.precision = distributed.check_precision(precision)
     dev = model.set_device(distributed.process_device(device) if strategy else device)
 
-    x_all = prepare_x(model, x, "x", dev)
-    model.compile_metrics()
-    y_all = prepare_y(model, y, "y", dev)
-    check_lengths(x_all, y_all)
-    w_all = prepare_weights(x_all.shape[0], sample_weight, class_weight, y_all, dev)
-
-    if validation_data is not None:
-        vx, vy, vw = _unpack_validation(validation_data)
-        val = (prepare_x(model, vx, "validation_data x", dev), prepare_y(model, vy, "validation_data y", dev))
-        check_lengths(*val, "validation_data x", "validation_data y")
-        val = (*val, prepare_weights(val[0].shape[0], vw, None, val[1], dev))
-        x_tr, y_tr, w_tr = x_all, y_all, w_all
-    elif validation_split:
-        split_at = validation_slice(x_all.shape[0], validation_split)
-        warn_if_sorted(y_all, validation_split)
-        x_tr, y_tr = x_all[:split_at], y_all[:split_at]
-        w_tr = None if w_all is None else w_all[:split_at]
-        val = (x_all[split_at:], y_all[split_at:], None if w_all is None else w_all[split_at:])
-    else:
-        x_tr, y_tr, w_tr, val = x_all, y_all, w_all, None
-
+    x_tr, y_tr, w_tr, val = split_data(model, x, y, dev, sample_weight=sample_weight,
+                                       class_weight=class_weight, validation_data=validation_data,
+                                       validation_split=validation_split)
     return _fit_loop(model, x_tr, y_tr, w_tr, val, batch_size=batch_size, epochs=epochs, verbose=verbose,
                      callbacks=callbacks, shuffle=shuffle, initial_epoch=initial_epoch,
                      # Validation batches only bound memory (the mean loss is the same up to rounding),
                      # so by default they are large: one forward pass instead of dozens per epoch.
                      validation_batch_size=validation_batch_size or max(batch_size, VALIDATION_ROWS),
-                     validation_freq=validation_freq, diagnostics=diagnostics, strategy=strategy)
+                     validation_freq=validation_freq, diagnostics=diagnostics, strategy=strategy,
+                     doctor=doctor)
+
+
+def split_data(model, x, y, device, *, sample_weight=None, class_weight=None, validation_data=None,
+               validation_split=0.0):
+    """The data of one fit as tensors on ``device``, checked once: ``(x, y, w, val)``.
+
+    ``w`` combines ``sample_weight`` and ``class_weight`` (None when neither is given); ``val`` is
+    None or ``(x_val, y_val, w_val)``: ``validation_data`` when given, else the *last*
+    ``validation_split`` fraction of the rows, taken before any shuffling (as Keras does). The
+    model is built from ``x`` when needed and its metrics are resolved (they depend on its output).
+    ``fit`` and ``batched.fit_batched`` both split here.
+    """
+    x_all = prepare_x(model, x, "x", device)
+    model.compile_metrics()
+    y_all = prepare_y(model, y, "y", device)
+    check_lengths(x_all, y_all)
+    w_all = prepare_weights(x_all.shape[0], sample_weight, class_weight, y_all, device)
+    if validation_data is not None:
+        vx, vy, vw = _unpack_validation(validation_data)
+        x_val = prepare_x(model, vx, "validation_data x", device)
+        y_val = prepare_y(model, vy, "validation_data y", device)
+        check_lengths(x_val, y_val, "validation_data x", "validation_data y")
+        return x_all, y_all, w_all, (x_val, y_val, prepare_weights(x_val.shape[0], vw, None, y_val, device))
+    if not validation_split:
+        return x_all, y_all, w_all, None
+    at = validation_slice(x_all.shape[0], validation_split)
+    warn_if_sorted(y_all, validation_split)
+    w_tr, w_val = (None, None) if w_all is None else (w_all[:at], w_all[at:])
+    return x_all[:at], y_all[:at], w_tr, (x_all[at:], y_all[at:], w_val)
 
 
 def _unpack_validation(validation_data):
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         raise DataError("`validation_data` expects a tuple (x_val, y_val) or (x_val, y_val, sample_weight), "
-                        f"received {describe(validation_data)}.")
+                        f"received {describe(validation_data)}. Pass validation_data=(x_val, y_val).")
     vx, vy, *rest = validation_data
     return vx, vy, rest[0] if rest else None
 
 
-def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, data):
-    from .callbacks import CallbackList, History, ProgbarLogger
+def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, doctor, data):
+    from .callbacks import CallbackList, ProgbarLogger
 
     user = list(callbacks or [])
     for cb in user:
         if not isinstance(cb, callbacks_module.Callback):
             raise ConfigError(f"`callbacks` expects Callback instances, received {describe(cb)}.")
-    # History first, so callbacks that save the model (ModelCheckpoint) store the epoch just finished.
-    history = History()
     extra = []
-    monitor = _diagnostics_callback(model, diagnostics, data)
+    monitor = _diagnostics_callback(model, diagnostics, doctor, data)
     if monitor is not None:
         extra.append(monitor)
     if verbose:
         extra.append(ProgbarLogger(verbose=verbose))
-    cbs = CallbackList([history] + user + extra, model=model, verbose=verbose, epochs=epochs, steps=steps)
-    return cbs, history, monitor
+    cbs = CallbackList(user + extra, model=model, add_history=True, verbose=verbose, epochs=epochs,
+                       steps=steps)
+    return cbs, cbs.history, monitor
 
 
-def _diagnostics_callback(model, mode, data):
+def _diagnostics_callback(model, mode, doctor, data):
     """The training doctor's monitor for this fit, or None when diagnostics are off."""
     if mode in (None, False, "off"):
         return None
     if mode not in ("auto", "full", True):
-        raise ConfigError(f"`diagnostics` expects 'auto', 'full' or 'off', received {describe(mode)}.")
-    try:
-        from .diagnostics import monitor_for_fit
-    except ImportError:  # the doctor is optional in minimal installs
-        return None
-    return monitor_for_fit(model, "full" if mode == "full" else "auto", data)
+        raise ConfigError(f"`diagnostics` expects 'auto', 'full' or 'off', received {describe(mode)}. "
+                          "Pass diagnostics='off' to train without the training doctor.")
+    return None if doctor is None else doctor(model, "full" if mode == "full" else "auto", data)
 
 
 def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, shuffle, initial_epoch,
-              validation_batch_size, validation_freq, diagnostics, strategy=None):
+              validation_batch_size, validation_freq, diagnostics, strategy=None, doctor=None):
+    """Train on tensors already checked and split by ``fit``; returns the ``History``.
+
+    In order: the StepContext (loss fusion), the distributed run (``ctx.dist``: a ``OneProcess``
+    that changes nothing, or DDP's sharding and collectives), the step (``select_step``), the
+    optimizer, the callbacks (History first, the doctor's monitor and the progress bar last), the
+    resume point (``_resume_point``); then per epoch: ``_train_epoch``, validation on the epochs
+    ``validation_freq`` selects, ``on_epoch_end`` and the stop check. Ctrl-C ends the fit with the
+    finished epochs' history; any other error still closes the callbacks. At the end the doctor's
+    findings go to ``history.diagnosis`` and a NaN/inf loss to a warning.
+
+    Args:
+        x, y, w: training inputs, targets, per-sample weights (or None), on the model's device.
+        val: ``(x_val, y_val, w_val)`` or None.
+        The other arguments are ``fit``'s, checked.
+    """
     ctx = StepContext(model)
     n = x.shape[0]
-    ctx.dist = distributed.start(model, x.device, strategy)  # None on one process
-    if ctx.dist is not None:  # the DDP wrapper lives as long as ctx: this fit only
-        ctx.call, n, val = ctx.dist.forward, ctx.dist.shard_length(n), ctx.dist.shard_validation(val)
-        callbacks, verbose, diagnostics = ctx.dist.for_this_rank(callbacks, verbose, diagnostics)
+    ctx.dist = distributed.start(model, x.device, strategy)  # the DDP wrapper lives as long as ctx
+    ctx.call, n, val = ctx.dist.forward, ctx.dist.shard_length(n), ctx.dist.shard_validation(val)
+    callbacks, verbose, diagnostics = ctx.dist.for_this_rank(callbacks, verbose, diagnostics)
     steps = -(-n // batch_size)
     step = select_step(ctx, model.optimizer, weighted=w is not None)
-    if ctx.dist is not None:
-        step = ctx.dist.guarded_step(step)
+    step = ctx.dist.guarded_step(step)
     model.build_optimizer()
     cbs, history, monitor = _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics,
-                                            data=(x, y, val))
+                                            doctor, data=(x, y, val))
     model.stop_training = False
     model.history = history
     cbs.on_train_begin()
@@ -454,8 +468,7 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
                 logs.update(sorted(val_logs.items()))
             model.epochs_trained += 1
             cbs.on_epoch_end(epoch, logs)
-            if ctx.dist is not None:  # all ranks stop together, or none does
-                model.stop_training = ctx.dist.agree(model.stop_training)
+            model.stop_training = ctx.dist.agree(model.stop_training)  # all ranks stop, or none
             if model.stop_training:
                 break
     except KeyboardInterrupt:
@@ -475,7 +488,7 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
         summary = monitor.summary() if verbose else ""
         if summary:  # a few lines naming each problem and its fix; nothing for a healthy run
             print(summary)
-    _warn_if_diverged(model, history)
+    _warn_if_diverged(history)
     return history
 
 
@@ -485,11 +498,11 @@ def _resume_point(model, initial_epoch: int) -> int:
     torch's CPU random state (which Dropout draws from) is put back here, at the start of the fit,
     rather than at load time, so loading a model never disturbs the caller's random stream.
     """
-    state = getattr(model, "_resume_rng_state", None)
+    state = model._resume_rng_state
     if state is not None:
         torch.set_rng_state(state)
         model._resume_rng_state = None
-    override = getattr(model, "_initial_epoch_override", None)
+    override = model._initial_epoch_override
     if override is not None:
         model._initial_epoch_override = None
         return max(initial_epoch, int(override))
@@ -507,9 +520,8 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
         model.train()
     n = x.shape[0]
     order = _epoch_order(n, shuffle, model.shuffle_seed + model.epochs_trained, x.device)
-    if ctx.dist is not None:  # this rank's interleaved rows of the same permutation
-        order = ctx.dist.shard(order, n, x.device)
-        n = order.shape[0]
+    order = ctx.dist.shard(order, n, x.device)  # under DDP: this rank's rows of the same permutation
+    n = n if order is None else order.shape[0]
     if order is not None and x.numel() <= EPOCH_GATHER_ELEMENTS:
         # Small data: one gather for the whole epoch, then batches are free slices (two fewer
         # kernels per step). Large data keeps per-batch gathers: this copy would add to peak memory.
@@ -534,11 +546,10 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
             cbs.on_train_batch_end(b, BatchLogs(acc, b, stop - start))
             # Under DDP every rank must run every step (ranks differ in batch hooks: only rank 0
             # has a progress bar), so a stop asked mid-epoch takes effect at the epoch's end.
-            if model.stop_training and ctx.dist is None:
+            if model.stop_training and not ctx.dist.parallel:
                 break
-    if ctx.dist is not None:  # one all_reduce per epoch for the loss and every metric
-        ctx.dist.reduce_accumulator(acc)
-        ctx.dist.sync_buffers()
+    ctx.dist.reduce_accumulator(acc)  # under DDP: one all_reduce per epoch for the loss and metrics
+    ctx.dist.sync_buffers()
     return acc.results()
 
 
@@ -565,12 +576,26 @@ class BatchGather:
                 for t, buf in zip(self.tensors, self.buffers)]
 
 
-def _warn_if_diverged(model, history) -> None:
-    losses = history.history.get("loss", [])
-    if losses and not np.isfinite(losses[-1]):
-        warnings.warn("The training loss became NaN or inf. The learning rate is probably too high, or the "
-                      "inputs are not scaled: try a 10x smaller learning_rate or a Normalization layer.",
-                      RuntimeWarning, stacklevel=3)
+def divergence_message(losses) -> str | None:
+    """What to say when a run's training loss ended as NaN or inf (None when it did not).
+
+    ``fit`` warns with it; ``batched`` and ``experiments`` record it as the run's error.
+
+    Args:
+        losses: the per-epoch training losses.
+    """
+    if not losses or math.isfinite(losses[-1]):
+        return None
+    epoch = next(i for i, value in enumerate(losses) if not math.isfinite(value)) + 1
+    return (f"diverged: the training loss became {losses[epoch - 1]} at epoch {epoch}. The learning rate is "
+            "probably too high, or the inputs are not scaled: try a 10x smaller learning_rate or a "
+            "Normalization layer.")
+
+
+def _warn_if_diverged(history) -> None:
+    message = divergence_message(history.history.get("loss", []))
+    if message is not None:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -587,20 +612,41 @@ def _evaluate_tensors(model, ctx, x, y, w, batch_size, prefix="") -> dict[str, f
         model.eval()
     # else: a Dense-only plan runs the same in both modes, and eval()/train() walk every module
     # twice per epoch (~0.1 ms), so the model stays in training mode.
+    validate(ctx, forward, acc, x, y, w, batch_size)
+    ctx.dist.reduce_accumulator(acc)
+    return acc.results(prefix)
+
+
+def validate(ctx, forward, acc, x, y, w, batch_size: int, stacked=None) -> None:
+    """Add the loss and metrics of ``(x, y, w)``, in batches through ``forward``, to ``acc`` (no gradients).
+
+    Args:
+        ctx: the fit's StepContext (loss, fusion, metrics).
+        forward: outputs (logits when ``ctx.fused``) for a batch of inputs.
+        acc: the ``EpochAccumulator`` to add to.
+        stacked: None for one model; for ``batched``'s C models ``(C, penalty, update_metrics)``:
+            every batch goes to all C (inputs expanded to (C, n, ...)), the losses are per
+            candidate (plus ``penalty``, (C,) or None) and ``update_metrics(y, predictions)``
+            updates the candidates' own metrics.
+    """
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             stop = min(start + batch_size, x.shape[0])
             xb, yb = x[start:stop], y[start:stop]
             wb = None if w is None else w[start:stop]
-            out = forward(xb)
-            acc.add(ctx.total_loss(yb, out, wb), stop - start)
-            if ctx.metrics:
-                pred = ctx.predictions(out)
-                for _, metric in ctx.metrics:
-                    metric.update_state(yb, pred, wb)
-    if ctx.dist is not None:
-        ctx.dist.reduce_accumulator(acc)
-    return acc.results(prefix)
+            if stacked is None:
+                out = forward(xb)
+                acc.add(ctx.total_loss(yb, out, wb), stop - start)
+                if ctx.metrics:
+                    pred = ctx.predictions(out)
+                    for _, metric in ctx.metrics:
+                        metric.update_state(yb, pred, wb)
+            else:
+                count, penalty, update_metrics = stacked
+                yb = yb.expand(count, *yb.shape)
+                out = forward(xb.expand(count, *xb.shape))
+                acc.add(ctx.stacked_loss(yb, out, penalty), stop - start)
+                update_metrics(yb, ctx.predictions(out))
 
 
 def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,

@@ -6,7 +6,8 @@ import os
 import sys
 import warnings
 
-from trainwell._errors import ConfigTypeError, describe
+from trainwell import saving
+from trainwell._errors import ConfigTypeError, ModelFileError, describe
 
 from ._checks import _check_save_freq
 from .base import Callback
@@ -43,6 +44,8 @@ class BackupAndRestore(Callback):
     Example:
         >>> model.fit(x, y, epochs=50, callbacks=[BackupAndRestore("backup")])  # doctest: +SKIP
     """
+
+    writes_output = True  # rank 0 only in a distributed run
 
     LATEST, PREVIOUS = "latest.tw", "previous.tw"
 
@@ -86,9 +89,6 @@ class BackupAndRestore(Callback):
         return keyed
 
     def on_train_begin(self, logs=None):
-        from trainwell import saving
-        from trainwell._errors import ModelFileError
-
         self._batches = 0
         self._restored_epochs = []
         self._pending_states = {}
@@ -110,7 +110,7 @@ class BackupAndRestore(Callback):
     def _resume(self, header: dict) -> None:
         backup = header.get("backup") or {}
         epoch = int(backup.get("epoch", 0))
-        self.model._initial_epoch_override = epoch
+        self.model._initial_epoch_override = epoch  # declared in Sequential.__init__
         saved = header.get("history") or {}
         history = getattr(self.model, "history", None)
         if history is not None and isinstance(saved.get("history"), dict):
@@ -146,14 +146,12 @@ class BackupAndRestore(Callback):
 
     def _backup(self, finished_epochs: int, ended) -> None:
         """Write the training state; ``ended`` = (epoch, logs) of the epoch that just ended, if any."""
-        from trainwell import saving
-
         header, tensors = saving.model_state(self.model)
         history = getattr(self.model, "history", None)
         lists = {k: list(v) for k, v in (getattr(history, "history", None) or {}).items()}
         epochs = list(getattr(history, "epoch", None) or [])
         if ended is not None and (not epochs or epochs[-1] != ended[0]):
-            # History runs after user callbacks, so this epoch's logs are not in it yet.
+            # fit puts History first, but a hand-built CallbackList may not: add the logs it lacks.
             epochs.append(ended[0])
             for key, value in (ended[1] or {}).items():
                 lists.setdefault(key, []).append(value)

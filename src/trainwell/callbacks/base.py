@@ -88,6 +88,9 @@ class Callback:
     # Class-level defaults so subclasses that forget `super().__init__()` still work.
     model = None
     params = None
+    # True for callbacks that print or write files: in a distributed run only rank 0 keeps them,
+    # or every process would repeat rank 0's output (distributed.DDPRun.for_this_rank).
+    writes_output = False
 
     def __init__(self):
         self.model = None

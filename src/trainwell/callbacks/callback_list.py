@@ -17,7 +17,8 @@ class CallbackList(Callback):
     Args:
         callbacks: ``Callback`` instances (None for none), called in this order.
         model: the model to attach to each callback.
-        add_history: append a ``History`` unless one is in ``callbacks``.
+        add_history: put a ``History`` first unless one is in ``callbacks``: first, so callbacks that
+            save the model at an epoch's end (``ModelCheckpoint``) store that epoch in its history.
         add_progbar: append a ``ProgbarLogger`` unless one is in ``callbacks``.
         verbose, epochs, steps: the ``params`` every callback receives.
 
@@ -33,7 +34,7 @@ class CallbackList(Callback):
         >>> from trainwell.callbacks import TerminateOnNaN
         >>> callbacks = CallbackList([TerminateOnNaN()], add_history=True, epochs=2, steps=3)
         >>> [type(c).__name__ for c in callbacks], callbacks.needs_batch_hooks
-        (['TerminateOnNaN', 'History'], True)
+        (['History', 'TerminateOnNaN'], True)
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class CallbackList(Callback):
         self.history = next((c for c in self.callbacks if isinstance(c, History)), None)
         if self.history is None and add_history:
             self.history = History()
-            self.callbacks.append(self.history)
+            self.callbacks.insert(0, self.history)
         if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
             self.callbacks.append(ProgbarLogger())
         self.set_params({"verbose": verbose, "epochs": epochs, "steps": steps})

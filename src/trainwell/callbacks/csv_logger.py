@@ -31,6 +31,8 @@ class CSVLogger(Callback):
         0,0.75,0.5
     """
 
+    writes_output = True  # rank 0 only in a distributed run
+
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         super().__init__()
         if not isinstance(filename, (str, os.PathLike)):

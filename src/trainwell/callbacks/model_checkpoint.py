@@ -44,6 +44,8 @@ class ModelCheckpoint(MonitorCallback):
         saved model-03-0.40.tw
     """
 
+    writes_output = True  # rank 0 only in a distributed run
+
     def __init__(
         self,
         filepath: str | os.PathLike,

@@ -61,6 +61,8 @@ class ProgbarLogger(Callback):
         Epoch 1/2 - ...s - loss: 0.5000
     """
 
+    writes_output = True  # rank 0 only in a distributed run
+
     READ_INTERVAL = 0.1  # seconds between two reads of the (device-syncing) batch loss
 
     def __init__(self, verbose: int | str | None = None):

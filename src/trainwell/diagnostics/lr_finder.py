@@ -6,7 +6,8 @@ Train for ``steps`` mini-batches while the learning rate grows exponentially fro
 or about a tenth of the rate at the loss's minimum.
 
 The test runs a fresh optimizer of the model's class and settings, so the model's own optimizer
-state is never touched; the weights and random state are restored afterwards.
+state is never touched; the weights and random state are restored afterwards. Each step is the
+one ``fit`` takes (``training.select_step``: the fused Dense step or the autograd step).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import training
 from .._errors import ConfigError, check_positive_int, describe
-from .probes import loss_for_probe
 from .state import capture, restore
 
 
@@ -136,22 +137,18 @@ def _range_test(model, x, y, rates, batch_size, smoothing, stop_factor) -> tuple
     config = {**model.optimizer.get_config(), "learning_rate": rates[0]}
     optimizer = type(model.optimizer).from_config(config)  # fresh state; the model's optimizer is untouched
     optimizer.build(model.trainable_parameters())
-    loss_fn, fused = loss_for_probe(model)
-    regularized = [layer for layer in model.layers if layer.regularization_loss() is not None]
+    # The step fit would take (the fused Dense step or the autograd step, with the same loss fusion).
+    ctx = training.StepContext(model)
+    ctx.metrics = []  # the test reads the loss alone; the model's metrics keep their state
+    step = training.select_step(ctx, optimizer)
     batches = _batches(x.shape[0], batch_size, x.device)
     raw, smooth, average, best = [], [], 0.0, math.inf
     model.train()
     for i, lr in enumerate(rates):
         optimizer.learning_rate = lr
         idx = next(batches)
-        optimizer.zero_grad()
-        loss = loss_fn(y[idx], model.call(x[idx], final_activation=not fused))
-        for layer in regularized:
-            loss = loss + layer.regularization_loss()
-        loss.backward()
-        optimizer.step()
-        value = float(loss.detach())  # one sync per step: the test needs each loss to decide when to stop
-        average = smoothing * average + (1 - smoothing) * value
+        value = float(step(ctx, optimizer, x[idx], y[idx], None))  # one sync per step: the test needs each
+        average = smoothing * average + (1 - smoothing) * value    # loss to decide when to stop
         smoothed = average / (1 - smoothing ** (i + 1))
         raw.append(value)
         smooth.append(smoothed)

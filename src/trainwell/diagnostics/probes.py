@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import activations
-from .. import losses as losses_module
+from .. import activations, training
 from .record import LayerInfo, Probe
 
 PROBE_ROWS = 256
@@ -68,20 +67,9 @@ def has_kernel(layer) -> bool:
 
 
 def loss_for_probe(model) -> tuple[object, bool]:
-    """The loss the loop trains with and whether it takes logits (a final softmax/sigmoid fused into it).
-
-    This mirrors the loop's fusion so that probed gradients are the ones the optimizer sees.
-    """
-    loss = model.loss
-    last = model.layers[-1]
-    act = activation_name(last) if hasattr(last, "linear") else None
-    kind = losses_module.kind(loss)
-    fusable = (act == "softmax" and kind in ("categorical", "sparse")) or (
-        act == "sigmoid" and kind == "binary"
-    )
-    if fusable and not getattr(loss, "from_logits", True):
-        return loss.with_logits(), True
-    return loss, False
+    """The loss the loop trains with and whether it takes logits: ``training.fused_loss``, so that
+    probed gradients are the ones the optimizer sees."""
+    return training.fused_loss(model)
 
 
 def probe_rows(n: int, size: int = PROBE_ROWS, device=None) -> torch.Tensor:
