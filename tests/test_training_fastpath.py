@@ -348,6 +348,16 @@ def test_plain_step_with_the_flat_update_matches_train_step(monkeypatch, caplog,
     assert params[0].grad.untyped_storage().data_ptr() == params[-1].grad.untyped_storage().data_ptr()
 
 
+def test_a_model_that_is_not_a_chain_falls_back(monkeypatch, caplog):
+    """Graph models say whether they are a chain (``is_chain``); the fused step and the inference
+    plan take only chains."""
+    monkeypatch.setattr(Sequential, "is_chain", False, raising=False)
+    with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
+        model, _ = _train(True, monkeypatch, epochs=1)
+    assert any("do not form a chain" in r.getMessage() for r in caplog.records)
+    assert fastpath.inference_forward(model) is None
+
+
 def test_covered_model_takes_the_fused_step(monkeypatch, caplog):
     with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
         _train(True, monkeypatch, epochs=1)

@@ -74,13 +74,14 @@ layer or option each time."""
 
 
 def layer_chain(model) -> list | None:
-    """The model's layers in call order when they form a chain (each one feeding the next), else None.
+    """The model's layers in call order when its graph is one chain (each layer reading the one
+    before, one input, one output), else None.
 
-    A ``Sequential`` is a chain. Another model opts in with a ``fused_chain()`` method returning its
-    layers in call order, or None when its graph branches.
+    A ``Sequential`` is a chain; a graph model says whether it is one with ``is_chain`` (and keeps
+    its layers in call order), so a functional model of Dense-family layers in a chain takes the
+    same fused step, stages and inference plan as the equivalent ``Sequential``.
     """
-    chain = getattr(model, "fused_chain", None)
-    return list(model.layers) if chain is None else chain()
+    return list(model.layers) if getattr(model, "is_chain", True) else None
 
 
 def unsupported(ctx, optimizer, weighted: bool = False) -> str | None:
@@ -594,9 +595,9 @@ def _plan(model):
     cached = model.__dict__.get("_inference_plan")
     if cached is not None and cached[0] == model._version:
         return cached
-    layers = list(getattr(model, "_stack", ()))
-    if not layers or not all(layer.built for layer in layers):
-        return None  # not built yet (or not a Sequential): nothing to cache
+    layers = layer_chain(model)
+    if not layers or not all(layer.built for layer in layers) or len(model.input_shape_hint or ()) != 1:
+        return None  # not built yet, not a chain, or samples of several axes: nothing to cache
     steps = [_inference_step(layer) for layer in layers]
     forwards = (None, None)
     if None not in steps:
