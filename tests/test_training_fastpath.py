@@ -519,3 +519,20 @@ def test_predict_leaves_the_thread_count_alone(monkeypatch):
     x, _ = _data("regression", 1)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail("predict changed the threads"))
     assert model.predict(x, verbose=0).shape == (N, 1)
+
+
+def test_rescaling_stage_matches_autograd():
+    """Keras's Rescaling (x * scale + offset) as a fused stage: forward and input gradient equal
+    autograd's. The layer itself comes with the functional API's layer families."""
+    from types import SimpleNamespace
+
+    from trainwell.fused_layers import RescalingStage
+
+    stage = RescalingStage(SimpleNamespace(scale=1 / 255, offset=-0.5), width=3)
+    x = torch.linspace(0, 255, 12).reshape(4, 3).requires_grad_()
+    out, d = torch.empty(4, 3), torch.linspace(-1, 1, 12).reshape(4, 3)
+    stage.forward(x.detach(), x.detach(), out)
+    expected = x * (1 / 255) + -0.5
+    expected.backward(d)
+    torch.testing.assert_close(out, expected.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(stage.backward(d.clone(), x.detach(), None, out, True), x.grad, rtol=0, atol=0)

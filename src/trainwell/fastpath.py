@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import activations
+from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
@@ -42,6 +43,7 @@ from .fused_layers import (
     DenseStage,
     DropoutStage,
     NormalizationStage,
+    RescalingStage,
     activation_kernels,
     activation_name,
 )
@@ -58,19 +60,23 @@ _LOSS_KINDS = {
 # own step on the parameters, whose gradients are views of the flat gradient.
 _FLAT_UPDATES = (optimizers_module.Adam, optimizers_module.SGD, optimizers_module.RMSprop)
 _REGULARIZERS = (regularizers_module.L1, regularizers_module.L2, regularizers_module.L1L2)
-_LAYERS = (Dense, Activation, Dropout, BatchNormalization, Normalization, InputLayer)
+# Rescaling arrives with the layer families of the functional API; covered wherever it exists.
+_RESCALING = getattr(layers_module, "Rescaling", None)
+_LAYERS = tuple(kind for kind in (Dense, Activation, Dropout, BatchNormalization, Normalization, InputLayer,
+                                  _RESCALING) if kind is not None)
 
 FALLBACKS = (
-    "a layer other than Dense, Activation, Dropout, BatchNormalization, Normalization",
-    "a frozen layer (trainable=False)",
-    "a custom (callable) activation or regularizer",
+    "a layer other than Dense, Activation, Dropout, BatchNormalization, Normalization (or a graph "
+    "that is not a chain)",
+    "a frozen Dense or BatchNormalization layer (trainable=False)",
+    "a custom (callable) activation or regularizer; an Activation layer first",
     "inputs of more than one feature axis",
     "a loss other than mse, mae and the cross-entropies with their softmax/sigmoid output layer",
     "a loss reduction other than the default, or label_smoothing",
     "a device other than the CPU, DDP, mixed precision",
 )
-"""What still trains on the plain autograd step (``training.train_step``); the debug log names the
-layer or option each time."""
+"""What still trains with autograd (``training.train_step``; on one CPU process with the flat
+optimizer update, ``FlatUpdateStep``); the debug log names the layer or option each time."""
 
 
 def layer_chain(model) -> list | None:
@@ -176,6 +182,9 @@ def build_stages(chain, width: int, fused_output: bool) -> list:
         elif kind is Normalization:
             width = layer.mean.shape[0]
             stages.append(NormalizationStage(layer, width))
+            name = "linear"
+        elif kind is _RESCALING:
+            stages.append(RescalingStage(layer, width))
             name = "linear"
         else:  # InputLayer
             continue
@@ -572,7 +581,7 @@ def _inference_step(layer):
         return None, None, None
     if kind is Activation:
         return None, None, layer.activation
-    if kind is Normalization:
+    if kind is Normalization or kind is _RESCALING:
         return None, None, layer.forward
     if kind is BatchNormalization:
         return None, None, _batch_norm_inference(layer)

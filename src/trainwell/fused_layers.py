@@ -280,3 +280,17 @@ class NormalizationStage(Stage):
 
     def backward(self, d, x, x_full_t, out, need_dx):
         return d.mul_(self.std) if self.layer.invert else d.div_(self.std)
+
+
+class RescalingStage(Stage):
+    """``x * scale + offset`` with the layer's scalar ``scale`` and ``offset`` (Keras's Rescaling)."""
+
+    def __init__(self, layer, width: int):
+        super().__init__(width)
+        self.scale, self.offset = float(layer.scale), float(layer.offset)
+
+    def forward(self, x, x_full, out):
+        torch.mul(x, self.scale, out=out).add_(self.offset)
+
+    def backward(self, d, x, x_full_t, out, need_dx):
+        return d.mul_(self.scale)
