@@ -226,6 +226,16 @@ NOTES = """## How to read this
 """
 
 
+# RESULTS.md from this marker on is written by `python -m bench.variants`; a suite run keeps it.
+VARIANTS_MARKER = "<!-- bench.variants -->"
+
+
+def kept_variants(previous: str) -> str:
+    """The variants section of an earlier RESULTS.md ("" if it has none), to append to a new one."""
+    at = previous.find(VARIANTS_MARKER)
+    return "" if at < 0 else "\n" + previous[at:]
+
+
 def render(doc: dict) -> str:
     """The whole RESULTS.md text.
 

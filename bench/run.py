@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out_dir / "RESULTS.md").write_text(report.render(doc))
+    results = out_dir / "RESULTS.md"
+    previous = results.read_text(encoding="utf-8") if results.exists() else ""
+    results.write_text(report.render(doc) + report.kept_variants(previous))
     _progress(start, f"wrote {out_dir / 'RESULTS.md'} and results.json")
     return 0

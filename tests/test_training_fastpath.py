@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainwell import callbacks, optimizers, training
+from trainwell import activations, callbacks, fastpath, optimizers, training
 from trainwell._errors import DataError
-from trainwell.layers import Dense, Dropout, Input
+from trainwell.layers import Activation, BatchNormalization, Dense, Dropout, Input, Layer, Normalization
 from trainwell.models import Sequential, load_model
-from trainwell.regularizers import l2
+from trainwell.regularizers import l1, l1_l2, l2
 from trainwell.utils import set_random_seed, to_categorical
 
 N, FEATURES = 40, 5
@@ -40,13 +40,17 @@ def _data(kind: str, units: int):
 
 def _train(fused: bool, monkeypatch, hidden_act="relu", out_units=1, out_act="linear", loss="mse",
            optimizer=lambda: optimizers.Adam(learning_rate=0.01), kind="regression", use_bias=True,
-           metrics=None, epochs=3, **fit_kwargs):
+           metrics=None, epochs=3, layers=None, loss_weights=None, **fit_kwargs):
+    """Train the test model on one path. ``layers(out_units, out_act)`` replaces the default stack."""
     monkeypatch.setattr(training, "FUSED_STEP", fused)
     set_random_seed(7)
-    model = Sequential([Input(shape=(FEATURES,)), Dense(6, activation=hidden_act),
-                        Dense(4, activation=hidden_act, use_bias=use_bias),
-                        Dense(out_units, activation=out_act)])
-    model.compile(optimizer=optimizer(), loss=loss, metrics=metrics)
+    if layers is None:
+        stack = [Dense(6, activation=hidden_act), Dense(4, activation=hidden_act, use_bias=use_bias),
+                 Dense(out_units, activation=out_act)]
+    else:
+        stack = layers(out_units, out_act)
+    model = Sequential([Input(shape=(FEATURES,))] + stack)
+    model.compile(optimizer=optimizer(), loss=loss, metrics=metrics, loss_weights=loss_weights)
     x, y = _data(kind, out_units)
     history = model.fit(x, y, batch_size=8, epochs=epochs, validation_split=0.25, verbose=0,
                         diagnostics="off", **fit_kwargs)
@@ -160,37 +164,205 @@ def test_set_weights_inside_fit_reaches_the_fused_step(monkeypatch):
     _assert_same(fused, plain)
 
 
+def _assert_fused(monkeypatch, caplog, **kwargs):
+    """Both paths give the same numbers, and the first run really took the fused step."""
+    with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
+        fused = _train(True, monkeypatch, **kwargs)
+    messages = [r.getMessage() for r in caplog.records if r.name == "trainwell.training"]
+    assert messages and all("fused step" in m for m in messages), messages
+    _assert_same(fused, _train(False, monkeypatch, **kwargs))
+
+
+@pytest.mark.parametrize("name", [a for a in activations.ALL if a != "linear"])
+def test_every_activation_matches(monkeypatch, caplog, name):
+    _assert_fused(monkeypatch, caplog, hidden_act=name)
+
+
+@pytest.mark.parametrize("name", ["softmax", "elu", "gelu", "exponential"])
+def test_output_activations_match(monkeypatch, caplog, name):
+    _assert_fused(monkeypatch, caplog, out_act=name, out_units=2, kind="regression")
+
+
+def _normalized(invert=False):
+    rng = np.random.default_rng(5)
+    norm = Normalization(invert=invert)
+    norm.adapt(rng.standard_normal((30, FEATURES)).astype(np.float32) * 3.0 + 2.0)
+    return norm
+
+
+@pytest.mark.parametrize("layers", [
+    lambda units, act: [_normalized(), Dense(6, activation="relu"), Dense(units, activation=act)],
+    lambda units, act: [_normalized(invert=True), Dense(6, activation="tanh"), Dense(units, activation=act)],
+    lambda units, act: [Dense(6, activation="relu"),
+                        Normalization(mean=[0.5] * 6, variance=[4.0] * 6), Dense(units, activation=act)],
+], ids=["first", "inverted", "between-dense-layers"])
+def test_normalization_matches(monkeypatch, caplog, layers):
+    _assert_fused(monkeypatch, caplog, layers=layers)
+
+
+@pytest.mark.parametrize("layers", [
+    lambda units, act: [Dense(6, activation="relu"), Dropout(0.3), Dense(units, activation=act)],
+    lambda units, act: [Dropout(0.2), Dense(6, activation="tanh"), Dropout(0.5), Dense(4, activation="relu"),
+                        Dropout(0.1), Dense(units, activation=act)],
+    lambda units, act: [Dense(6, activation="tanh"), Dropout(0.0), Dense(units, activation=act)],
+], ids=["hidden", "input-and-two-hidden", "rate-0"])
+def test_dropout_matches(monkeypatch, caplog, layers):
+    """The same seed gives the same masks on both paths (Keras's inverted scaling on both)."""
+    _assert_fused(monkeypatch, caplog, layers=layers, epochs=4)
+
+
+def test_dropout_masks_change_from_batch_to_batch_and_follow_the_seed(monkeypatch):
+    layers = lambda units, act: [Dense(6, activation="relu"), Dropout(0.5), Dense(units, activation=act)]  # noqa: E731
+    first, _ = _train(True, monkeypatch, layers=layers)
+    again, _ = _train(True, monkeypatch, layers=layers)
+    without, _ = _train(True, monkeypatch, layers=lambda u, a: [Dense(6, activation="relu"),
+                                                                 Dense(u, activation=a)])
+    for a, b in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(first.get_weights()[0], without.get_weights()[0])
+
+
+@pytest.mark.parametrize("layers", [
+    # No bias before the normalisation (as Keras advises): its gradient is 0 up to rounding, which
+    # Adam would amplify into steps of noise that differ between any two implementations.
+    lambda units, act: [Dense(6, use_bias=False), BatchNormalization(), Activation("relu"),
+                        Dense(units, activation=act)],
+    lambda units, act: [BatchNormalization(momentum=0.9), Dense(6, activation="relu"),
+                        BatchNormalization(center=False), Dense(units, activation=act)],
+    lambda units, act: [Dense(6, activation="tanh", use_bias=False),
+                        BatchNormalization(scale=False, epsilon=0.01), Dropout(0.2),
+                        Dense(units, activation=act)],
+], ids=["dense-bn-relu", "first-and-no-center", "no-scale-then-dropout"])
+def test_batch_normalization_matches(monkeypatch, caplog, layers):
+    """Batch statistics in training, moving averages (compared as weights) in validation."""
+    _assert_fused(monkeypatch, caplog, layers=layers, epochs=4, metrics=["mae"])
+
+
+@pytest.mark.parametrize("regularizer", [l2(0.01), l1(0.01), l1_l2(l1=0.005, l2=0.02)],
+                         ids=["l2", "l1", "l1_l2"])
+def test_regularizers_match(monkeypatch, caplog, regularizer):
+    """The penalty is in the reported loss and in the gradient, exactly as on the plain path."""
+    layers = lambda units, act: [Dense(6, activation="relu", kernel_regularizer=regularizer,  # noqa: E731
+                                       bias_regularizer=regularizer),
+                                 Dense(units, activation=act, kernel_regularizer=regularizer)]
+    _assert_fused(monkeypatch, caplog, layers=layers)
+
+
+@pytest.mark.parametrize("loss, kind, units, out_act", [
+    ("mse", "regression", 2, "linear"),
+    ("mae", "regression", 2, "linear"),
+    ("categorical_crossentropy", "categorical", 3, "softmax"),
+    ("sparse_categorical_crossentropy", "sparse", 3, "softmax"),
+    ("binary_crossentropy", "binary", 1, "sigmoid"),
+])
+@pytest.mark.parametrize("weights", ["sample", "class"])
+def test_sample_and_class_weights_match(monkeypatch, caplog, loss, kind, units, out_act, weights):
+    metrics = ["accuracy"] if kind != "regression" else ["mae"]
+    if weights == "sample":
+        extra = dict(sample_weight=np.linspace(0.2, 2.0, N).astype(np.float32))
+    elif kind == "regression":
+        pytest.skip("class_weight needs class labels")
+    else:
+        extra = dict(class_weight={0: 0.5, 1: 2.0, 2: 1.5})
+    _assert_fused(monkeypatch, caplog, loss=loss, kind=kind, out_units=units, out_act=out_act,
+                  metrics=metrics, **extra)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.AdamW(learning_rate=0.01),
+    lambda: optimizers.Adam(learning_rate=0.05, clipnorm=0.1),
+    lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, clipvalue=0.05),
+    lambda: optimizers.RMSprop(learning_rate=0.01, global_clipnorm=0.2, weight_decay=0.01),
+    lambda: optimizers.Adagrad(learning_rate=0.05),
+], ids=["adamw", "adam-clipnorm", "sgd-clipvalue", "rmsprop-global-clipnorm-decay", "adagrad-own-step"])
+def test_more_optimizers_match(monkeypatch, caplog, make):
+    _assert_fused(monkeypatch, caplog, optimizer=make)
+
+
+def test_loss_weights_match(monkeypatch, caplog):
+    _assert_fused(monkeypatch, caplog, loss_weights=0.5)
+
+
+def test_everything_at_once_matches(monkeypatch, caplog):
+    # No bias before the normalisation: see test_batch_normalization_matches.
+    layers = lambda units, act: [_normalized(), Dense(8, activation="leaky_relu", use_bias=False,  # noqa: E731
+                                                      kernel_regularizer=l2(0.01)),
+                                 BatchNormalization(), Dropout(0.25), Dense(5, activation="gelu"),
+                                 Dense(units, activation=act)]
+    _assert_fused(monkeypatch, caplog, layers=layers, loss="sparse_categorical_crossentropy", kind="sparse",
+                  out_units=3, out_act="softmax", metrics=["accuracy"], epochs=4,
+                  class_weight={0: 1.0, 1: 3.0, 2: 0.5},
+                  optimizer=lambda: optimizers.AdamW(learning_rate=0.02))
+
+
+class _Doubling(Layer):
+    def forward(self, x):
+        return 2 * x
+
+
 @pytest.mark.parametrize("change, reason", [
-    (dict(extra_layer=Dropout), "Dropout"),
-    (dict(hidden_act="elu"), "activation 'other'"),
-    (dict(regularizer=True), "regularizer"),
+    (dict(extra_layer=_Doubling), "layer 'doubling' is a _Doubling"),
+    (dict(hidden_act=lambda x: x * 2), "custom activation"),
+    (dict(regularizer=lambda w: w.abs().sum()), "custom kernel_regularizer"),
+    (dict(frozen=True), "is frozen"),
     (dict(loss="huber"), "no fused gradient"),
-    (dict(optimizer=lambda: optimizers.Adam(clipnorm=1.0)), "clipping"),
-    (dict(optimizer=lambda: optimizers.Adagrad()), "Adagrad"),
-    (dict(sample_weight=True), "sample_weight"),
+    (dict(loss=lambda: __import__("trainwell").losses.MeanSquaredError(reduction="sum")), "reduction 'sum'"),
+    (dict(first_activation=True), "an activation as the first layer"),
 ])
 def test_uncovered_models_fall_back_visibly(monkeypatch, caplog, change, reason):
     set_random_seed(0)
-    layers = [Input(shape=(FEATURES,)),
-              Dense(4, activation=change.get("hidden_act", "relu"),
-                    kernel_regularizer=l2(0.01) if change.get("regularizer") else None)]
+    layers = [Input(shape=(FEATURES,))]
+    if change.get("first_activation"):
+        layers.append(Activation("relu"))
+    layers.append(Dense(4, activation=change.get("hidden_act", "relu"),
+                        kernel_regularizer=change.get("regularizer"), trainable=not change.get("frozen")))
     if "extra_layer" in change:
-        layers.append(change["extra_layer"](0.5))
+        layers.append(change["extra_layer"](name="doubling"))
     model = Sequential(layers + [Dense(1)])
-    model.compile(optimizer=change.get("optimizer", optimizers.Adam)(), loss=change.get("loss", "mse"))
+    loss = change.get("loss", "mse")
+    model.compile(optimizer=optimizers.Adam(), loss=loss() if callable(loss) else loss)
     x, y = _data("regression", 1)
-    weights = np.ones(N, dtype=np.float32) if change.get("sample_weight") else None
     with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
-        history = model.fit(x, y, epochs=1, verbose=0, diagnostics="off", sample_weight=weights)
+        history = model.fit(x, y, epochs=1, verbose=0, diagnostics="off")
     assert np.isfinite(history.history["loss"][0])
     messages = [r.getMessage() for r in caplog.records if r.name == "trainwell.training"]
     assert any("plain autograd step" in m and reason in m for m in messages), messages
 
 
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.Adam(learning_rate=0.01),
+    lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, clipnorm=0.5),
+    lambda: optimizers.RMSprop(learning_rate=0.01, weight_decay=0.01),
+    lambda: optimizers.Adagrad(learning_rate=0.05),
+], ids=["adam", "sgd-momentum-clipnorm", "rmsprop-decay", "adagrad"])
+def test_plain_step_with_the_flat_update_matches_train_step(monkeypatch, caplog, make):
+    """Models the fused step does not cover keep autograd but take the flat update (FlatUpdateStep):
+    the same numbers as train_step with torch.optim, and the gradients stay views of the flat buffer."""
+    layers = lambda units, act: [Dense(6, activation="relu"), _Doubling(), Dense(units, activation=act)]  # noqa: E731
+    kwargs = dict(layers=layers, loss="huber", metrics=["mae"], optimizer=make)
+    with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
+        flat = _train(True, monkeypatch, **kwargs)
+    assert any("plain autograd step" in r.getMessage() for r in caplog.records)
+    _assert_same(flat, _train(False, monkeypatch, **kwargs), rtol=1e-6, atol=1e-7)
+    params = flat[0].trainable_parameters()
+    assert params[0].grad.untyped_storage().data_ptr() == params[-1].grad.untyped_storage().data_ptr()
+
+
+def test_a_model_that_is_not_a_chain_falls_back(monkeypatch, caplog):
+    """Graph models say whether they are a chain (``is_chain``); the fused step and the inference
+    plan take only chains."""
+    monkeypatch.setattr(Sequential, "is_chain", False, raising=False)
+    with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
+        model, _ = _train(True, monkeypatch, epochs=1)
+    assert any("do not form a chain" in r.getMessage() for r in caplog.records)
+    assert fastpath.inference_forward(model) is None
+
+
 def test_covered_model_takes_the_fused_step(monkeypatch, caplog):
     with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
         _train(True, monkeypatch, epochs=1)
-    assert any("fused Dense step" in r.getMessage() for r in caplog.records)
+    assert any("fused step" in r.getMessage() for r in caplog.records)
+    assert fastpath.FALLBACKS  # the documented list
 
 
 def test_fit_uses_one_thread_for_small_work_and_restores_the_setting(monkeypatch):
@@ -347,3 +519,20 @@ def test_predict_leaves_the_thread_count_alone(monkeypatch):
     x, _ = _data("regression", 1)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail("predict changed the threads"))
     assert model.predict(x, verbose=0).shape == (N, 1)
+
+
+def test_rescaling_stage_matches_autograd():
+    """Keras's Rescaling (x * scale + offset) as a fused stage: forward and input gradient equal
+    autograd's. The layer itself comes with the functional API's layer families."""
+    from types import SimpleNamespace
+
+    from trainwell.fused_layers import RescalingStage
+
+    stage = RescalingStage(SimpleNamespace(scale=1 / 255, offset=-0.5), width=3)
+    x = torch.linspace(0, 255, 12).reshape(4, 3).requires_grad_()
+    out, d = torch.empty(4, 3), torch.linspace(-1, 1, 12).reshape(4, 3)
+    stage.forward(x.detach(), x.detach(), out)
+    expected = x * (1 / 255) + -0.5
+    expected.backward(d)
+    torch.testing.assert_close(out, expected.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(stage.backward(d.clone(), x.detach(), None, out, True), x.grad, rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""The fused training step for plain Dense stacks: forward and backward written out, no autograd.
+"""The fused training step for chains of layers: forward and backward written out, no autograd.
 
 For the course's small models a PyTorch step is mostly overhead: recording the autograd graph,
 running the backward engine, and an optimizer step that loops over every tensor (about 0.5 ms
@@ -14,8 +14,12 @@ larger operations:
   never loaded; the slots keep torch's names and layout, so the plain path, ``save`` and
   ``load_model`` continue from them.
 
+The layers it covers (Dense, Activation, Dropout, BatchNormalization, Normalization, with every
+named activation and L1/L2 regularizers) are written out in ``fused_layers``; sample and class
+weights, every trainwell optimizer and the losses in ``_LOSS_KINDS`` are covered here.
 ``training.select_step`` is the one place that chooses this step: ``unsupported`` says why a
-model cannot use it (and the loop falls back to ``training.train_step``).
+model cannot use it (and the loop falls back to ``training.train_step``); ``FALLBACKS`` lists
+what still does.
 ``tests/test_training_fastpath.py`` checks both paths give the same losses and weights.
 """
 
@@ -27,12 +31,24 @@ import numpy as np
 import torch
 
 from . import activations
+from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
-from .layers import Dense
+from . import regularizers as regularizers_module
+from .fused_layers import (
+    ACTIVATIONS,
+    ActivationStage,
+    BatchNormStage,
+    DenseStage,
+    DropoutStage,
+    NormalizationStage,
+    RescalingStage,
+    activation_kernels,
+    activation_name,
+)
+from .layers import Activation, BatchNormalization, Dense, Dropout, InputLayer, Normalization
 
-_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
 _LOSS_KINDS = {
     losses_module.MeanSquaredError: "mse",
     losses_module.MeanAbsoluteError: "mae",
@@ -40,59 +56,143 @@ _LOSS_KINDS = {
     losses_module.SparseCategoricalCrossentropy: "sparse",
     losses_module.BinaryCrossentropy: "binary",
 }
-_OPTIMIZERS = (optimizers_module.Adam, optimizers_module.SGD, optimizers_module.RMSprop)
+# Optimizers whose update is written out on the flat buffers; any other trainwell optimizer runs its
+# own step on the parameters, whose gradients are views of the flat gradient.
+_FLAT_UPDATES = (optimizers_module.Adam, optimizers_module.SGD, optimizers_module.RMSprop)
+_REGULARIZERS = (regularizers_module.L1, regularizers_module.L2, regularizers_module.L1L2)
+# Rescaling arrives with the layer families of the functional API; covered wherever it exists.
+_RESCALING = getattr(layers_module, "Rescaling", None)
+_LAYERS = tuple(kind for kind in (Dense, Activation, Dropout, BatchNormalization, Normalization, InputLayer,
+                                  _RESCALING) if kind is not None)
+
+FALLBACKS = (
+    "a layer other than Dense, Activation, Dropout, BatchNormalization, Normalization (or a graph "
+    "that is not a chain)",
+    "a frozen Dense or BatchNormalization layer (trainable=False)",
+    "a custom (callable) activation or regularizer; an Activation layer first",
+    "inputs of more than one feature axis",
+    "a loss other than mse, mae and the cross-entropies with their softmax/sigmoid output layer",
+    "a loss reduction other than the default, or label_smoothing",
+    "a device other than the CPU, DDP, mixed precision",
+)
+"""What still trains with autograd (``training.train_step``; on one CPU process with the flat
+optimizer update, ``FlatUpdateStep``); the debug log names the layer or option each time."""
 
 
-def unsupported(ctx, optimizer, weighted: bool) -> str | None:
+def layer_chain(model) -> list | None:
+    """The model's layers in call order when its graph is one chain (each layer reading the one
+    before, one input, one output), else None.
+
+    A ``Sequential`` is a chain; a graph model says whether it is one with ``is_chain`` (and keeps
+    its layers in call order), so a functional model of Dense-family layers in a chain takes the
+    same fused step, stages and inference plan as the equivalent ``Sequential``.
+    """
+    return list(model.layers) if getattr(model, "is_chain", True) else None
+
+
+def unsupported(ctx, optimizer, weighted: bool = False) -> str | None:
     """Why the fused step cannot train this model, or None when it can.
 
     Args:
         ctx: the fit's ``training.StepContext``.
         optimizer: the model's trainwell optimizer.
-        weighted: whether batches carry sample or class weights.
+        weighted: whether batches carry sample or class weights (covered; kept for the callers).
 
     Returns:
-        A short reason for the debug log, or None.
+        A short reason for the debug log, naming the layer or option, or None.
     """
     model = ctx.model
-    for layer in model.layers:
-        if type(layer) is not Dense:
-            return f"layer {layer.name!r} is a {type(layer).__name__}, not a Dense"
-        if not layer.trainable:
-            return f"layer {layer.name!r} is frozen"
-    if ctx.regularized:
-        return "a layer has a weight regularizer"
-    hidden = [_activation_name(layer) for layer in model.layers[:-1]]
-    last = "linear" if ctx.fused else _activation_name(model.layers[-1])
-    for name in hidden + [last]:
-        if name not in _ACTIVATIONS:
-            return f"activation {name!r} is not one of {_ACTIVATIONS}"
+    chain = layer_chain(model)
+    if chain is None:
+        return "the model's layers do not form a chain"
+    if len(model.input_shape_hint or ()) != 1:
+        return f"inputs of shape {model.input_shape_hint} (the fused step takes one feature axis)"
+    first = True
+    for layer in chain:
+        reason = _layer_unsupported(layer, first)
+        if reason:
+            return reason
+        first = first and type(layer) is InputLayer
+    if not model.trainable_parameters():
+        return "the model has no trainable weights"
     loss_kind = _LOSS_KINDS.get(type(ctx.loss))
     if loss_kind is None:
         return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} has no fused gradient"
     if loss_kind in ("categorical", "sparse", "binary") and not ctx.fused:
         return "a cross-entropy without its softmax/sigmoid output layer"
-    if ctx.loss.reduction not in ("sum_over_batch_size", "mean") or ctx.loss_weight != 1.0:
-        return "a non-default loss reduction or loss_weights"
+    if ctx.loss.reduction not in ("sum_over_batch_size", "mean"):
+        return f"loss reduction {ctx.loss.reduction!r}"
     if getattr(ctx.loss, "_fn_kwargs", {}).get("label_smoothing"):
         return "label_smoothing"
-    if weighted:
-        return "sample_weight or class_weight"
-    if type(optimizer) not in _OPTIMIZERS:
-        return f"optimizer {type(optimizer).__name__} has no fused update"
-    if optimizer.weight_decay or optimizer.clipnorm or optimizer.clipvalue or optimizer.global_clipnorm:
-        return "weight decay or gradient clipping"
+    if not isinstance(optimizer, optimizers_module.Optimizer):
+        return f"optimizer {type(optimizer).__name__} is not a trainwell optimizer"
     if model.device.type != "cpu":
         return f"device {model.device} (the fused step is written for the CPU)"
     return None
 
 
-def _activation_name(layer) -> str:
-    """The layer's activation name among ``_ACTIVATIONS``, or 'other'."""
-    for name in _ACTIVATIONS:
-        if layer.activation is activations.get(name):
-            return name
-    return "other"
+def _layer_unsupported(layer, first: bool) -> str | None:
+    """Why one layer of the chain keeps the fused step away, or None."""
+    where = f"layer {layer.name!r}"
+    if type(layer) not in _LAYERS:
+        return f"{where} is a {type(layer).__name__}, which the fused step does not cover"
+    if not layer.trainable and type(layer) in (Dense, BatchNormalization):
+        return f"{where} is frozen"
+    if type(layer) in (Dense, Activation):
+        name = activation_name(layer.activation)
+        if name not in ACTIVATIONS:
+            return f"{where} has a custom activation {getattr(layer.activation, '__name__', '')!r}"
+        if type(layer) is Activation and first and name != "linear":
+            return f"{where}: an activation as the first layer"
+    if type(layer) is Dense:
+        for kind in ("kernel", "bias"):
+            reg = getattr(layer, f"{kind}_regularizer")
+            if reg is not None and type(reg) not in _REGULARIZERS:
+                return f"{where} has a custom {kind}_regularizer"
+    return None
+
+
+def build_stages(chain, width: int, fused_output: bool) -> list:
+    """The fused step's stages for a chain of layers ``unsupported`` accepted.
+
+    Args:
+        chain: the layers in call order.
+        width: the number of input features.
+        fused_output: the loss takes the logits, so the last layer's activation is left out.
+    """
+    stages = []
+    for i, layer in enumerate(chain):
+        kind = type(layer)
+        if kind is Dense:
+            stages.append(DenseStage(layer, raw=not stages))
+            width = stages[-1].width
+            name = activation_name(layer.activation)
+            if fused_output and i == len(chain) - 1:
+                name = "linear"
+        elif kind is Activation:
+            name = activation_name(layer.activation)
+        elif kind is Dropout:
+            if layer.rate:
+                stages.append(DropoutStage(layer, width))
+            name = "linear"
+        elif kind is BatchNormalization:
+            width = layer.moving_mean.shape[0]
+            stages.append(BatchNormStage(layer, width))
+            name = "linear"
+        elif kind is Normalization:
+            width = layer.mean.shape[0]
+            stages.append(NormalizationStage(layer, width))
+            name = "linear"
+        elif kind is _RESCALING:
+            stages.append(RescalingStage(layer, width))
+            name = "linear"
+        else:  # InputLayer
+            continue
+        if name != "linear":
+            # In place unless the stage before reads its own output in its backward.
+            inplace = bool(stages) and not stages[-1].reads_output
+            stages.append(ActivationStage(name, width, inplace))
+    return stages
 
 
 class FlatParameters:
@@ -117,7 +217,8 @@ class FlatParameters:
         for p, view in zip(params, self.views(self.data)):
             view.copy_(p.detach())
             p.data = view
-        for p, view in zip(params, self.views(self.grad)):
+        self.grads = self.views(self.grad)  # each parameter's .grad, these very objects
+        for p, view in zip(params, self.grads):
             p.grad = view
 
     def bound(self) -> bool:
@@ -152,26 +253,34 @@ class FlatParameters:
 class FusedUpdate:
     """The optimizer's update on flat buffers; the same numbers as its torch optimizer.
 
-    Adam uses torch's fused CPU kernel (the one behind ``torch.optim.Adam(fused=True)``), with
-    Keras's epsilon mapped as in ``optimizers.Adam``; SGD and RMSprop are written out on the
+    Adam (and AdamW) use torch's fused CPU kernel (the one behind ``torch.optim.Adam(fused=True)``),
+    with Keras's epsilon mapped as in ``optimizers.Adam``; SGD and RMSprop are written out on the
     flat buffers, in the order torch.optim's foreach code (SGD) and
-    ``optimizers._KerasRMSpropEngine`` (RMSprop) run them.
+    ``optimizers._KerasRMSpropEngine`` (RMSprop) run them. Clipping and weight decay come first,
+    as in ``Optimizer.step``. Any other optimizer runs its own ``step`` on the parameters, whose
+    gradients are views of the flat gradient.
 
     Args:
-        optimizer: a built trainwell ``Adam``, ``SGD`` or ``RMSprop``.
+        optimizer: a built trainwell optimizer.
         flat: the model's ``FlatParameters``.
     """
 
     def __init__(self, optimizer, flat: FlatParameters):
         self.optimizer, self.flat = optimizer, flat
-        self.kind = type(optimizer).__name__
+        kind = next((k for k in _FLAT_UPDATES if isinstance(optimizer, k)), None)
+        # A subclass that changes the update itself (not only defaults) keeps its own step.
+        if kind is not None and type(optimizer)._make_torch_optimizer is not kind._make_torch_optimizer:
+            kind = None
+        self.kind = None if kind is None else kind.__name__
+        self.grads = flat.grads
+        self.clips = bool(optimizer.clipnorm or optimizer.clipvalue or optimizer.global_clipnorm)
         if self.kind == "Adam":
             self.m, self.v = flat.slot(optimizer, "exp_avg"), flat.slot(optimizer, "exp_avg_sq")
             self.vmax = [flat.slot(optimizer, "max_exp_avg_sq")] if optimizer.amsgrad else []
             self.steps = flat.step_counts(optimizer)
         elif self.kind == "SGD":
             self.buf = flat.slot(optimizer, "momentum_buffer") if optimizer.momentum else None
-        else:
+        elif self.kind == "RMSprop":
             self.velocity = flat.slot(optimizer, "velocity")
             self.average = flat.slot(optimizer, "average_gradient") if optimizer.centered else None
             self.buf = flat.slot(optimizer, "momentum") if optimizer.momentum else None
@@ -179,9 +288,26 @@ class FusedUpdate:
     def __call__(self) -> None:
         """One update from ``flat.grad``; advances ``optimizer.iterations`` as ``Optimizer.step`` does."""
         opt = self.optimizer
+        if self.kind is None:
+            if opt._params[0].grad is not self.grads[0]:  # another step set its own gradients
+                for p, g in zip(self.flat.params, self.grads):
+                    p.grad = g
+            opt.step()
+            return
         lr = opt.learning_rate
+        if self.clips:
+            opt._clip(self.grads)
+        if opt.weight_decay:
+            self.flat.data.mul_(1.0 - lr * opt.weight_decay)
         getattr(self, "_" + self.kind.lower())(opt, lr, self.flat.data, self.flat.grad)
         opt.iterations += 1
+
+    # What ``training.train_step`` calls on its optimizer (``FlatUpdateStep``).
+    def zero_grad(self) -> None:
+        self.flat.grad.zero_()
+
+    def step(self) -> None:
+        self()
 
     def _adam(self, opt, lr, w, g):
         self.steps.add_(1)
@@ -211,15 +337,15 @@ class FusedUpdate:
         w.sub_(increment)
 
 
-class FusedDenseStep:
-    """``training.train_step`` for a plain Dense stack, without autograd; same call signature.
+class FusedStep:
+    """``training.train_step`` for a chain of layers, without autograd; same call signature.
 
-    A layer's kernel (in, out) and bias (out,) lie one after the other in the flat buffer, so
-    together they are one (in + 1, out) matrix; the activations feeding a layer with a bias
-    carry a last column of ones. Then one product gives a layer's output with its bias added,
-    and one product gives the gradient of its kernel and bias together (``[h, 1]ᵀ d``): two
-    fewer kernels per layer than ``addmm`` + ``sum``, which matters when each costs a few µs.
-    The first layer reads the caller's batch, which has no such column: ``addmm`` and ``sum``.
+    The chain becomes stages (``fused_layers``): each writes its output into a buffer allocated
+    once per fit, or over its input when it can (activations whose gradient comes from their
+    output). A buffer that feeds a biased Dense layer carries a last column of ones, so that
+    layer's forward is one product and its kernel-and-bias gradient another. The loss gradient
+    is written out for the losses in ``_LOSS_KINDS``, weighted per sample when the batch has
+    weights; L1/L2 penalties are added to the loss and the gradient before the update.
 
     The flat buffers are set up at the first call, not here: ``select_step`` runs before the
     callbacks' ``on_train_begin``, which may restore weights and optimizer state.
@@ -229,57 +355,74 @@ class FusedDenseStep:
     """
 
     def __init__(self, ctx):
-        layers = ctx.model.layers
-        self.fan_in = [layer.kernel.shape[0] for layer in layers]
-        self.units = [layer.kernel.shape[1] for layer in layers]
-        self.biased = [layer.bias is not None for layer in layers]
-        acts = [_activation_name(layer) for layer in layers]
-        if ctx.fused:
-            acts[-1] = "linear"  # the loss takes logits
+        model = ctx.model
+        self.chain = layer_chain(model)
+        self.stages = build_stages(self.chain, model.input_shape_hint[-1], ctx.fused)
+        self.first_trainable = next((i for i, st in enumerate(self.stages) if st.size), len(self.stages))
+        # The stage owning each stage's output buffer (itself, or the one an in-place stage writes over).
+        self.owner = []
+        for i, stage in enumerate(self.stages):
+            self.owner.append(self.owner[i - 1] if stage.inplace else i)
+        # A buffer gets the ones column when a biased Dense stage reads it.
+        self.extra = [0] * len(self.stages)
+        for i, stage in enumerate(self.stages[1:], 1):
+            if isinstance(stage, DenseStage) and stage.biased:
+                self.extra[self.owner[i - 1]] = 1
         self.loss_kind = _LOSS_KINDS[type(ctx.loss)]
-        # Per layer: the in-place activation (None for linear) and its backward, looked up once.
-        self.act_inplace = [_INPLACE.get(act) for act in acts]
-        self.act_backward = [_BACKWARD.get(act) for act in acts]
+        self.loss_weight = ctx.loss_weight
         self.update = None
-        self.rows = 0
+        self.rows = self.n = 0
         self.metric_kinds = None
 
     def _setup(self, ctx, optimizer) -> None:
         self.flat = FlatParameters(ctx.model.trainable_parameters())
         self.update = FusedUpdate(optimizer, self.flat)
-        # Views of the flat buffers (plain tensors: no autograd bookkeeping, no grad mode needed).
-        self.weights = self._layer_views(self.flat.data)
-        self.grads = self._layer_views(self.flat.grad)
-        self.kernels_t = [kernel.t() for kernel, _, _ in self.weights]
-
-    def _layer_views(self, flat: torch.Tensor) -> list[tuple]:
-        """Per layer (kernel, bias or None, kernel-and-bias as one matrix or the kernel) of ``flat``."""
-        views, offset = [], 0
-        for fan_in, units, biased in zip(self.fan_in, self.units, self.biased):
-            size = (fan_in + biased) * units
-            both = flat[offset:offset + size].view(fan_in + biased, units)
-            views.append((both[:fan_in], both[fan_in] if biased else None, both))
-            offset += size
-        return views
+        offset = 0
+        for stage in self.stages:
+            stage.bind(self.flat.data, self.flat.grad, offset)
+            offset += stage.size
+        # Regularized tensors grouped by their (l1, l2) factors: one foreach call per group and term.
+        groups = {}
+        views = self.flat.views(self.flat.data)
+        for layer in self.chain:
+            for kind in ("kernel", "bias"):
+                reg = getattr(layer, f"{kind}_regularizer", None)
+                tensor = getattr(layer, kind, None)
+                if reg is not None and tensor is not None:
+                    i = next(i for i, p in enumerate(self.flat.params) if p is tensor)
+                    key = (getattr(reg, "l1", 0.0), getattr(reg, "l2", 0.0))
+                    weights, grads = groups.setdefault(key, ([], []))
+                    weights.append(views[i])
+                    grads.append(self.update.grads[i])
+        self.penalties = [(weights, grads, l1, l2) for (l1, l2), (weights, grads) in groups.items()]
 
     def _allocate(self, rows: int, like: torch.Tensor) -> None:
-        """Activation and gradient buffers for batches of up to ``rows`` rows."""
+        """Activation, gradient and scratch buffers for batches of up to ``rows`` rows."""
         self.rows = rows
-        # A layer's output buffer has the ones column when the next layer has a bias.
-        ones = self.biased[1:] + [False]
-        self.full = [like.new_empty((rows, u + extra)) for u, extra in zip(self.units, ones)]
-        for buffer, extra in zip(self.full, ones):
-            if extra:
-                buffer[:, -1] = 1.0
-        self.views = self._batch_views(rows)
+        self.buffers = []
+        for i, stage in enumerate(self.stages):
+            buffer = None
+            if self.owner[i] == i:
+                buffer = like.new_empty((rows, stage.width + self.extra[i]))
+                if self.extra[i]:
+                    buffer[:, -1] = 1.0
+            self.buffers.append(buffer)
+            stage.allocate(rows, like)
+        self.loss_grad = like.new_empty((rows, self.stages[-1].width))
+        self._resize(rows)
 
-    def _batch_views(self, n: int) -> tuple[list, list, list, list]:
-        """Per layer, for a batch of ``n`` rows: its output with the ones column (the next layer's
-        input), that transposed, the output alone, and a buffer for the gradient w.r.t. it."""
-        full = [b[:n] for b in self.full]
-        outs = [b[:, :u] for b, u in zip(full, self.units)]
-        dz = [b.new_empty((n, u)) for b, u in zip(full, self.units)]
-        return full, [b.t() for b in full], outs, dz
+    def _resize(self, n: int) -> None:
+        """Per stage, for a batch of ``n`` rows: its output with the ones column (the next stage's
+        input), that transposed, and the output alone; the scratch of every stage."""
+        self.n = n
+        fulls = [self.buffers[o][:n] for o in self.owner]
+        self.fulls = fulls
+        self.fulls_t = [f.t() for f in fulls]
+        self.outs = [f[:, :f.shape[1] - self.extra[o]] if self.extra[o] else f
+                     for f, o in zip(fulls, self.owner)]
+        self.d_last = self.loss_grad[:n]
+        for stage in self.stages:
+            stage.resize(n)
 
     def __call__(self, ctx, optimizer, xb, yb, wb) -> torch.Tensor:
         if self.update is None or not self.flat.bound():  # first call, or another step rebound them
@@ -287,35 +430,36 @@ class FusedDenseStep:
         n = xb.shape[0]
         if n > self.rows:
             self._allocate(n, xb)
-        # Full batches use the views made once in _allocate; only a short last batch makes new ones.
-        full, full_t, outs, dz = self.views if n == self.rows else self._batch_views(n)
-        kernel, bias, _ = self.weights[0]
-        if bias is not None:
-            torch.addmm(bias, xb, kernel, out=outs[0])
-        else:
-            torch.mm(xb, kernel, out=outs[0])
-        for i, act in enumerate(self.act_inplace):
-            if i:
-                torch.mm(full[i - 1], self.weights[i][2], out=outs[i])
-            if act is not None:
-                act(outs[i])
-        h = outs[-1]
-        loss, d = self._loss_and_grad(h, yb, n, dz[-1])
-        for i in range(len(self.units) - 1, -1, -1):
-            backward = self.act_backward[i]
-            if backward is not None:
-                d = backward(d, outs[i])
-            grad_kernel, grad_bias, grad_both = self.grads[i]
-            if i:
-                torch.mm(full_t[i - 1], d, out=grad_both)
-                d = torch.mm(d, self.kernels_t[i], out=dz[i - 1])
-            else:
-                torch.mm(xb.t(), d, out=grad_kernel)
-                if grad_bias is not None:
-                    torch.sum(d, 0, out=grad_bias)
+        elif n != self.n:  # a short last batch, or the first full one after it
+            self._resize(n)
+        stages, outs, fulls = self.stages, self.outs, self.fulls
+        x = x_full = xb
+        for i, stage in enumerate(stages):
+            stage.forward(x, x_full, outs[i])
+            x, x_full = outs[i], fulls[i]
+        loss, d = self._loss_and_grad(x, yb, wb, n, self.d_last)
+        first = self.first_trainable
+        for i in range(len(stages) - 1, first - 1, -1):
+            x = outs[i - 1] if i else xb
+            d = stages[i].backward(d, x, self.fulls_t[i - 1] if i else None, outs[i], i > first)
+        if self.penalties:
+            loss = self._add_penalties(loss)
         self.update()
         if ctx.metrics:
-            self._update_metrics(ctx, h, yb, wb)
+            self._update_metrics(ctx, outs[-1], yb, wb)
+        return loss
+
+    def _add_penalties(self, loss: torch.Tensor) -> torch.Tensor:
+        """The L1/L2 penalties of the weights before the update, added to the loss and the gradient
+        (``l1 * sum|w| + l2 * sum w²`` and ``l1 * sign(w) + 2 * l2 * w``, as autograd gives them)."""
+        for weights, grads, l1, l2 in self.penalties:
+            if l1:
+                loss = torch.add(loss, torch.stack(torch._foreach_norm(weights, 1)).sum(), alpha=l1)
+                torch._foreach_add_(grads, torch._foreach_sign(weights), alpha=l1)
+            if l2:
+                norms = torch.stack(torch._foreach_norm(weights))
+                loss = torch.add(loss, torch.dot(norms, norms), alpha=l2)
+                torch._foreach_add_(grads, weights, alpha=2.0 * l2)
         return loss
 
     def _update_metrics(self, ctx, out, yb, wb) -> None:
@@ -325,39 +469,54 @@ class FusedDenseStep:
             self.predictions = _PREDICTIONS.get(ctx.output_activation, ctx.predictions)
         pred = self.predictions(out)
         for metric, kind in self.metric_kinds:
-            if kind == "categorical":
+            if kind is None or wb is not None:  # weighted batches take the metric's own update
+                metric.update_state(yb, pred, wb)
+            elif kind == "categorical":
                 metric._add_hits(torch.eq(yb.argmax(-1), pred.argmax(-1)))
             elif kind == "sparse":
                 metric._add_hits(torch.eq(yb, pred.argmax(-1)))
-            elif kind == "binary":
+            else:
                 metric._add_hits(torch.eq(yb[:, 0], torch.gt(pred[:, 0], metric._fn_kwargs["threshold"])
                                           .to(yb.dtype)))
-            else:
-                metric.update_state(yb, pred, wb)
 
-    def _loss_and_grad(self, out, y, n, d):
+    def _loss_and_grad(self, out, y, w, n, d):
         """Batch loss (0-d) and its gradient w.r.t. ``out`` (written into ``d`` where it can), as the
-        Keras loss and autograd give them."""
+        Keras loss and autograd give them: per-sample losses times ``w``, summed, divided by n."""
         kind = self.loss_kind
-        if kind in ("mse", "mae"):
-            torch.sub(out, y, out=d)
-            if kind == "mse":
-                loss = d.square().mean()
-                return loss, d.mul_(2.0 / d.numel())
-            loss = d.abs().mean()
-            return loss, d.sign_().div_(d.numel())
-        if kind == "binary":
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(out, y)
-            torch.sigmoid(out, out=d)
-            return loss, d.sub_(y).div_(d.numel())
-        log_prob = torch.log_softmax(out, 1)
-        if kind == "categorical":
-            loss = torch.dot(y.view(-1), log_prob.view(-1)).div_(-n)
-            grad_log_prob = torch.mul(y, -1.0 / n)
+        if kind in ("mse", "mae", "binary"):
+            if kind == "binary":
+                values = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none")
+                torch.sigmoid(out, out=d).sub_(y)
+            else:
+                torch.sub(out, y, out=d)
+                values = d.square() if kind == "mse" else d.abs()
+                if kind == "mae":
+                    d.sign_()
+            scale = (2.0 if kind == "mse" else 1.0) / d.numel()
+            if w is None:
+                loss = values.mean()
+                d.mul_(scale)
+            else:
+                loss = torch.dot(values.mean(1), w).div_(n)
+                d.mul_(w.unsqueeze(1) * scale)
         else:
-            loss = log_prob.gather(1, y.unsqueeze(1)).sum().div_(-n)
-            grad_log_prob = torch.zeros_like(log_prob).scatter_(1, y.unsqueeze(1), -1.0 / n)
-        return loss, torch._log_softmax_backward_data(grad_log_prob, log_prob, 1, log_prob.dtype)
+            log_prob = torch.log_softmax(out, 1)
+            per = (-1.0 / n) if w is None else (w * (-1.0 / n)).unsqueeze(1)
+            if kind == "categorical":
+                picked = torch.mul(y, per)
+                loss = torch.dot(picked.view(-1), log_prob.view(-1))
+                grad_log_prob = picked
+            else:
+                index = y.unsqueeze(1)
+                grad_log_prob = torch.zeros_like(log_prob).scatter_(1, index, per)
+                picked = log_prob.gather(1, index)
+                loss = (picked.sum().div_(-n) if w is None
+                        else torch.dot(picked.view(-1), grad_log_prob.gather(1, index).view(-1)))
+            d = torch._log_softmax_backward_data(grad_log_prob, log_prob, 1, log_prob.dtype)
+        if self.loss_weight != 1.0:
+            loss = loss * self.loss_weight
+            d = d.mul_(self.loss_weight)
+        return loss, d
 
 
 def _hit_kind(metric, out: torch.Tensor) -> str | None:
@@ -379,38 +538,26 @@ def _hit_kind(metric, out: torch.Tensor) -> str | None:
     return None
 
 
-# The in-place activations of the forward, and dL/dz from (dL/dh, h = act(z)) with the kernels
-# autograd uses for them; linear is absent from both (nothing to do).
-_INPLACE = {"relu": torch.Tensor.relu_, "tanh": torch.Tensor.tanh_, "sigmoid": torch.Tensor.sigmoid_}
-# They write into ``grad`` (elementwise, so aliasing is safe): a fresh output of 1 MB per call
-# costs its page faults, ~0.6 ms per layer and step on the `wide` benchmark. The overloads are
-# called directly: the overload packet costs ~3 µs more per call.
-_aten = torch.ops.aten
-_BACKWARD = {
-    "relu": lambda grad, out: _aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad),
-    "tanh": lambda grad, out: _aten.tanh_backward.grad_input(grad, out, grad_input=grad),
-    "sigmoid": lambda grad, out: _aten.sigmoid_backward.grad_input(grad, out, grad_input=grad),
-}
-
-
 # The fused output activations called directly (the same kernels as ``activations``, two Python
 # layers fewer per batch).
 _PREDICTIONS = {activations.get("softmax"): lambda out: torch.softmax(out, -1),
                 activations.get("sigmoid"): torch.sigmoid}
 
 
-# In-place forms for inference (under inference_mode nothing needs the pre-activation).
+# In-place forms for inference (under inference_mode nothing needs the pre-activation); any other
+# activation runs as the layer's own function.
 _INFERENCE_ACTIVATIONS = {"linear": None, "relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_,
                           "softmax": lambda h: torch.softmax(h, -1)}
 
 
 def inference_forward(model, logits: bool = False):
-    """A forward function for ``predict`` on a Dense-only model, or None for any other model.
+    """A forward function for ``predict`` and validation on a chain of layers, or None for any other model.
 
     It calls ``addmm`` and the activation directly, skipping ``nn.Module.__call__`` and the
-    layers' shape handling: about 10 µs per layer, most of a one-row predict. The plan is cached
-    on the model and rebuilt when the model's ``_version`` changes (layers added or removed,
-    weights built, device moved).
+    layers' shape handling: about 10 µs per layer, most of a one-row predict. Dropout is left out
+    and BatchNormalization uses its moving averages, as in inference mode, whatever the model's
+    mode. The plan is cached on the model and rebuilt when the model's ``_version`` changes
+    (layers added or removed, weights built, device moved).
 
     Args:
         model: a built ``Sequential``.
@@ -418,10 +565,38 @@ def inference_forward(model, logits: bool = False):
             the logits of a fused softmax or sigmoid).
 
     Returns:
-        ``forward(x) -> outputs`` (the same numbers as ``model.call``), or None.
+        ``forward(x) -> outputs`` (the same numbers as ``model.call`` in inference mode), or None.
     """
     plan = _plan(model)
     return None if plan is None else plan[1][logits]
+
+
+def _inference_step(layer):
+    """(kernel, bias, activation) for one layer in the plan, (None, None, None) to skip it, or None."""
+    kind = type(layer)
+    if kind is Dense:
+        name = activation_name(layer.activation)
+        return layer.kernel, layer.bias, _INFERENCE_ACTIVATIONS.get(name, layer.activation)
+    if kind in (Dropout, InputLayer):
+        return None, None, None
+    if kind is Activation:
+        return None, None, layer.activation
+    if kind is Normalization or kind is _RESCALING:
+        return None, None, layer.forward
+    if kind is BatchNormalization:
+        return None, None, _batch_norm_inference(layer)
+    return None
+
+
+def _batch_norm_inference(layer):
+    """``layers.BatchNormalization`` in inference mode, the same operations in the same order."""
+    def forward(x):
+        x = x.to(layer.moving_mean.dtype)
+        y = (x - layer.moving_mean) * torch.rsqrt(layer.moving_variance + layer.epsilon)
+        if layer.gamma is not None:
+            y = y * layer.gamma
+        return y + layer.beta if layer.beta is not None else y
+    return forward
 
 
 def _plan(model):
@@ -429,22 +604,16 @@ def _plan(model):
     cached = model.__dict__.get("_inference_plan")
     if cached is not None and cached[0] == model._version:
         return cached
-    layers = list(model._stack)
-    if not layers or any(getattr(layer, "kernel", 0) is None for layer in layers):
-        return None  # not built yet: nothing to cache
-    steps = []
-    for layer in layers:
-        name = _activation_name(layer) if type(layer) is Dense else None
-        if name == "other" and layer.activation is activations.get("softmax"):
-            name = "softmax"
-        if name not in _INFERENCE_ACTIVATIONS:
-            steps = None
-            break
-        steps.append((layer.kernel, layer.bias, _INFERENCE_ACTIVATIONS[name]))
+    layers = layer_chain(model)
+    if not layers or not all(layer.built for layer in layers) or len(model.input_shape_hint or ()) != 1:
+        return None  # not built yet, not a chain, or samples of several axes: nothing to cache
+    steps = [_inference_step(layer) for layer in layers]
     forwards = (None, None)
-    if steps is not None:
+    if None not in steps:
+        steps = [step for step in steps if step != (None, None, None)]
         kernel, bias, _ = steps[-1]
-        forwards = (_plan_forward(steps), _plan_forward(steps[:-1] + [(kernel, bias, None)]))
+        logits = None if kernel is None else _plan_forward(steps[:-1] + [(kernel, bias, None)])
+        forwards = (_plan_forward(steps), logits)
     cached = (model._version, forwards, model.input_shape_hint, model.device.type == "cpu")
     model.__dict__["_inference_plan"] = cached
     return cached
@@ -492,15 +661,53 @@ def predict_array(model, x, max_rows: int):
 def _plan_forward(plan):
     def forward(x: torch.Tensor) -> torch.Tensor:
         for kernel, bias, act in plan:
-            x = torch.addmm(bias, x, kernel) if bias is not None else torch.mm(x, kernel)
+            if kernel is not None:
+                x = torch.addmm(bias, x, kernel) if bias is not None else torch.mm(x, kernel)
             if act is not None:
                 x = act(x)
         return x
     return forward
 
 
+class FlatUpdateStep:
+    """The plain autograd step with the gradients in one flat buffer and ``FusedUpdate``.
+
+    For models the fused step does not cover, autograd still computes the gradients, but
+    torch.optim's per-tensor update (about 0.5 ms per step for Adam on six small tensors) is
+    replaced by the flat one (tens of µs), and ``zero_grad`` by one fill of the flat gradient:
+    autograd adds each parameter's gradient into its existing ``.grad`` view in place.
+
+    Args:
+        step: ``training.train_step``; it sees an optimizer whose ``zero_grad`` and ``step`` are
+            the flat ones.
+    """
+
+    def __init__(self, step):
+        self.step = step
+        self.update = None
+
+    def __call__(self, ctx, optimizer, xb, yb, wb) -> torch.Tensor:
+        update = self.update
+        if update is None or not update.flat.bound() or update.flat.params[0].grad is not update.grads[0]:
+            # First call, or another step rebound the parameters or dropped their gradients.
+            self.update = update = FusedUpdate(optimizer, FlatParameters(ctx.model.trainable_parameters()))
+        return self.step(ctx, update, xb, yb, wb)
+
+
 # ----------------------------------------------------------------------------------------------
 # the stacked step of batched training
+
+
+# The activations the stacked step writes out: in place, with the gradient taken from the output.
+_STACKED_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
+_INPLACE = {name: activation_kernels(name)[0] for name in _STACKED_ACTIVATIONS[1:]}
+_BACKWARD = {name: activation_kernels(name)[1] for name in _STACKED_ACTIVATIONS[1:]}
+
+
+def _activation_name(layer) -> str:
+    """The layer's activation name among ``_STACKED_ACTIVATIONS``, or 'other'."""
+    name = activation_name(layer.activation)
+    return name if name in _STACKED_ACTIVATIONS else "other"
 
 
 def stacked_unsupported(ctx) -> str | None:
@@ -519,8 +726,8 @@ def stacked_unsupported(ctx) -> str | None:
     names = [_activation_name(layer) for layer in model.layers]
     if ctx.fused:
         names[-1] = "linear"
-    if any(name not in _ACTIVATIONS for name in names):
-        return f"an activation is not one of {_ACTIVATIONS}"
+    if any(name not in _STACKED_ACTIVATIONS for name in names):
+        return f"an activation is not one of {_STACKED_ACTIVATIONS}"
     kind = _LOSS_KINDS.get(type(ctx.loss))
     if kind is None or (kind in ("categorical", "sparse", "binary") and not ctx.fused):
         return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} has no fused gradient here"
@@ -534,14 +741,14 @@ def stacked_unsupported(ctx) -> str | None:
 
 
 class StackedDenseStep:
-    """``FusedDenseStep`` for C models of one shape trained as one (``batched``), without autograd.
+    """``FusedStep`` for C Dense stacks of one shape trained as one (``batched``), without autograd.
 
     The weights live in one flat buffer, layer by layer: a contiguous ``(C, in, out)`` block of
     kernels, then a ``(C, 1, out)`` block of biases, so each layer's forward is one ``baddbmm`` over
     the candidate axis and its gradients one ``bmm`` and one ``sum``, written straight into the
     flat gradient buffer; the optimizer then updates the whole buffer at once
     (``optimizers.StackedOptimizer`` with ``owner``). Each candidate's loss depends only on its own
-    slice, so its losses and gradients are those of its own ``FusedDenseStep``.
+    slice, so its losses and gradients are those of its own ``FusedStep``.
 
     Args:
         models: the candidates: built Dense stacks of one shape (``stacked_unsupported`` returned None).
@@ -650,7 +857,7 @@ class StackedDenseStep:
 
 def _stacked_loss_and_grad(kind: str, out: torch.Tensor, y: torch.Tensor, n: int):
     """Per-candidate losses (C,) of stacked outputs and their gradient w.r.t. ``out``, as
-    ``FusedDenseStep._loss_and_grad`` computes them for one candidate."""
+    ``FusedStep._loss_and_grad`` computes them for one candidate."""
     per_candidate = out[0].numel()
     if kind in ("mse", "mae"):
         d = out - y

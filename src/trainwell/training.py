@@ -172,11 +172,11 @@ _log = logging.getLogger("trainwell.training")
 
 
 def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
-    """The one place where the step is chosen: ``fastpath.FusedDenseStep`` when it covers the model.
+    """The one place where the step is chosen: ``fastpath.FusedStep`` when it covers the model.
 
-    Anything it does not cover (other layers, regularizers, custom losses, sample weights, ...)
-    falls back to ``train_step``; the choice and its reason go to the debug log of the
-    'trainwell.training' logger.
+    Anything it does not cover (``fastpath.FALLBACKS``: other layers, custom losses, ...) falls
+    back to ``train_step``; the choice and its reason (naming the layer or option) go to the
+    debug log of the 'trainwell.training' logger.
 
     Args:
         ctx: the fit's StepContext.
@@ -193,9 +193,11 @@ def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
     else:
         reason = fastpath.unsupported(ctx, optimizer or ctx.model.optimizer, weighted)
     if reason is None:
-        _log.debug("fit: fused Dense step (no autograd graph)")
-        return fastpath.FusedDenseStep(ctx)
+        _log.debug("fit: fused step (no autograd graph)")
+        return fastpath.FusedStep(ctx)
     _log.debug("fit: plain autograd step, because %s", reason)
+    if FUSED_STEP and not ctx.dist.parallel and ctx.model.device.type == "cpu":
+        return fastpath.FlatUpdateStep(train_step)  # autograd's gradients, the flat update
     return train_step
 
 
