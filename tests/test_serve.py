@@ -258,6 +258,13 @@ def test_csv_cells_are_checked_by_row_and_column(models):
     assert ragged.status_code in (400, 422)
 
 
+def test_csv_category_column_read_as_numbers_is_still_a_category(models):
+    with client_for(models["shapes"]) as client:
+        response = post_raw(client, b"size,color,weight\n9.5,7,50\n12,8,\n", "text/csv")
+    assert response.status_code == 200, response.text
+    assert any("'color'" in w and "not seen in training" in w for w in response.json()["warnings"])
+
+
 def test_array_inputs_of_the_wrong_shape_or_type_are_422s(models):
     with client_for(models["array"]) as client:
         rows = [[1, 2, 3, 4], [1, 2, 3], "row", [1, "2", 3, None], [1, 2, 3, 1e39]]

@@ -221,7 +221,7 @@ class TableInputs:
             series = frame[column]
             if name not in self.names:
                 continue
-            if pd.api.types.is_numeric_dtype(series.dtype):
+            if name in self.numeric and pd.api.types.is_numeric_dtype(series.dtype):
                 values[name] = series.to_numpy(dtype=np.float64, na_value=np.nan)
             else:
                 values[name] = series.astype(object).where(series.notna(), None).tolist()
