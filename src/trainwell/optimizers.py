@@ -22,7 +22,14 @@ import sys
 import torch
 
 from trainwell import schedules
-from trainwell._errors import ConfigError, ConfigTypeError, ModelFileError, describe, unknown_name
+from trainwell._errors import (
+    ConfigError,
+    ConfigTypeError,
+    ModelFileError,
+    check_number,
+    describe,
+    unknown_name,
+)
 
 # Keras code imports `keras.optimizers.schedules.ExponentialDecay`; registering the module under
 # this name makes `from trainwell.optimizers.schedules import ...` work too.
@@ -31,40 +38,24 @@ sys.modules[__name__ + ".schedules"] = schedules
 LearningRateSchedule = schedules.LearningRateSchedule
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_positive(value, argument: str, where: str, example) -> float:
-    """``value`` as float if it is a finite number > 0, else a ConfigError naming ``argument``."""
-    if not (_is_real(value) and value > 0):
-        raise ConfigError(
-            f"{where}: `{argument}` expects a positive number, received {describe(value)}. "
-            f"Pass for example {argument}={example}."
-        )
-    return float(value)
+    return check_number(value, argument, where, low=0, low_open=True, example=example)
 
 
 def _check_unit(value, argument: str, where: str, example) -> float:
-    """``value`` as float if it lies in [0, 1), else a ConfigError naming ``argument``."""
-    if not (_is_real(value) and 0 <= value < 1):
-        raise ConfigError(
-            f"{where}: `{argument}` expects a number in [0, 1), received {describe(value)}. "
-            f"Pass for example {argument}={example}."
-        )
-    return float(value)
+    return check_number(value, argument, where, low=0, high=1, high_open=True, example=example)
 
 
 def _check_learning_rate(value, where: str):
     """A LearningRateSchedule as is, or a positive number as float."""
     if isinstance(value, LearningRateSchedule):
         return value
-    if not (_is_real(value) and value > 0):
-        raise ConfigError(
-            f"{where}: `learning_rate` expects a positive number or a LearningRateSchedule, received "
-            f"{describe(value)}. Pass for example learning_rate=0.001."
-        )
-    return float(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    raise ConfigError(
+        f"{where}: `learning_rate` expects a positive number or a LearningRateSchedule, received "
+        f"{describe(value)}. Pass for example learning_rate=0.001."
+    )
 
 
 class Optimizer:
@@ -105,12 +96,8 @@ class Optimizer:
             # Keras 2 spelling, still written by course material (``SGD(lr=0.01)``); Keras 3 dropped it.
             learning_rate = lr
         self._learning_rate = _check_learning_rate(learning_rate, where)
-        if weight_decay is not None and not (_is_real(weight_decay) and weight_decay >= 0):
-            raise ConfigError(
-                f"{where}: `weight_decay` expects None or a number >= 0, received {describe(weight_decay)}. "
-                "Pass for example weight_decay=0.004."
-            )
-        self.weight_decay = None if weight_decay is None else float(weight_decay)
+        self.weight_decay = check_number(weight_decay, "weight_decay", where, low=0, allow_none=True,
+                                         example=0.004)
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         clips = {
             key: _check_positive(value, key, where, 1.0) for key, value in clips.items() if value is not None
@@ -634,12 +621,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        if not (_is_real(initial_accumulator_value) and initial_accumulator_value >= 0):
-            raise ConfigError(
-                "Adagrad: `initial_accumulator_value` expects a number >= 0, received "
-                f"{describe(initial_accumulator_value)}. Pass for example initial_accumulator_value=0.1."
-            )
-        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.initial_accumulator_value = check_number(initial_accumulator_value, "initial_accumulator_value",
+                                                      "Adagrad", low=0, example=0.1)
         self.epsilon = _check_positive(epsilon, "epsilon", "Adagrad", 1e-7)
 
     def _make_torch_optimizer(self, params, lr):
