@@ -32,6 +32,8 @@ from trainwell.models import Sequential
 from trainwell.optimizers import SGD, Adam
 from trainwell.utils import set_random_seed, to_categorical
 
+pytestmark = pytest.mark.slow  # the whole scenario suite; `-m "not slow"` leaves it out
+
 torch.set_num_threads(1)
 
 # ----------------------------------------------------------------------------------------------
