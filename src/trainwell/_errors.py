@@ -134,7 +134,8 @@ VERBOSE_VALUES = ("auto", 0, 1, 2)
 def check_verbose(value, where: str = "") -> int:
     """Keras's ``verbose``: 'auto' (= 1), 0 (silent), 1 (progress bar) or 2 (one line per epoch).
 
-    The one verbose rule of the package (``fit``, ``evaluate``, the callbacks).
+    The one verbose rule of the package (``fit``, ``evaluate``, the callbacks). ``False`` and
+    ``True`` count as 0 and 1, as in Keras (the course writes ``verbose=False``).
 
     Returns:
         The level as an int.
@@ -144,7 +145,7 @@ def check_verbose(value, where: str = "") -> int:
     """
     if value == "auto":
         return 1
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value in (0, 1, 2):
+    if isinstance(value, numbers.Integral) and value in (0, 1, 2):
         return int(value)
     raise ConfigError(f"{_where(where)}`verbose` expects 'auto', 0, 1 or 2, received {describe(value)}. "
                       "Pass for example verbose=0 for silence or verbose=2 for one line per epoch.")
