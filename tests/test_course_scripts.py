@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
-from trainwell import datasets
+from trainwell import datasets, set_random_seed
 
 WAGES = """
 import pandas as pd
@@ -207,11 +207,13 @@ def to_trainwell(source: str) -> str:
 
 @pytest.fixture
 def course_folder(tmp_path, monkeypatch):
-    """A working folder holding the course's three CSV files, as the course's exercises have."""
+    """A working folder holding the course's three CSV files, as the course's exercises have; the
+    global seed is fixed first (the scripts set none), so every threshold below is reproducible."""
     for name in ("wages", "titanic", "mnist"):
         source = datasets.path(name)
         shutil.copyfile(source, tmp_path / source.name)
     monkeypatch.chdir(tmp_path)
+    set_random_seed(0)
     return tmp_path
 
 
@@ -232,6 +234,9 @@ def test_wages_regression_script(course_folder, capsys):
     assert "Loss function: mean_squared_error" in out
     assert "Epoch 1/1" in out
     assert ns["model"].count_params() == 9 * 50 + 50 + 50 * 32 + 32 + 33
+    # One epoch on unscaled inputs already beats predicting 0 for every wage (loss = mean of y²).
+    loss = ns["model"].history.history["loss"][-1]
+    assert np.isfinite(loss) and loss < 0.7 * float(np.mean(ns["target"] ** 2))
 
 
 def test_titanic_classification_script(course_folder, capsys):
@@ -240,6 +245,8 @@ def test_titanic_classification_script(course_folder, capsys):
     np.testing.assert_allclose(ns["predictions"].sum(axis=1), 1.0, rtol=1e-5)
     assert np.all((ns["predicted_prob_true"] >= 0) & (ns["predicted_prob_true"] <= 1))
     assert "accuracy: " in capsys.readouterr().out
+    history = ns["model"].history.history
+    assert np.isfinite(history["loss"][-1]) and history["accuracy"][-1] > 0.55  # chance: 0.5
 
 
 def test_sgd_learning_rates_script(course_folder, capsys):
@@ -247,6 +254,9 @@ def test_sgd_learning_rates_script(course_folder, capsys):
     losses = ns["final_losses"]
     assert sorted(losses) == [0.000001, 0.01, 1]
     assert capsys.readouterr().out.count("Testing model with learning rate") == 3
+    # The course's lesson: lr=1 blows the loss up by orders of magnitude; the small rates do not.
+    assert losses[0.000001] < 5 and losses[0.01] < 5
+    assert not losses[1] < 100 * max(losses[0.000001], losses[0.01])  # NaN counts as blown up too
 
 
 def test_validation_split_and_early_stopping_script(course_folder, capsys):
@@ -254,31 +264,31 @@ def test_validation_split_and_early_stopping_script(course_folder, capsys):
     assert set(ns["hist"].history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     history = ns["model"].history.history
     monitor = ns["early_stopping_monitor"]
-    assert len(history["val_loss"]) <= 30
-    if len(history["val_loss"]) < 30:  # it stopped: patience 2 after the best epoch
-        assert monitor.stopped_epoch == monitor.best_epoch + 2
+    assert len(history["val_loss"]) < 30  # it stopped early, patience 2 after the best epoch
+    assert monitor.stopped_epoch == monitor.best_epoch + 2 == len(history["val_loss"]) - 1
+    assert min(history["val_loss"]) < 0.65 and max(history["val_accuracy"]) > 0.65  # chance: ln 2, 0.5
 
 
 def test_compare_architectures_script(course_folder):
     ns = run(COMPARE_ARCHITECTURES)
     for history in (ns["model_1_training"], ns["model_2_training"]):
         assert 3 <= len(history.history["val_loss"]) <= 15
+        assert min(history.history["val_loss"]) < 0.65  # both learn something (chance: ln 2 = 0.69)
     png = course_folder / "validation_loss.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_save_load_predict_script(course_folder):
-    try:
-        from trainwell.saving import load_model, save_model  # noqa: F401
-    except ImportError:
-        pytest.xfail("trainwell.saving.save_model/load_model are not written yet (the model-file issue)")
+def test_save_load_predict_script(course_folder, capsys):
     ns = run(SAVE_LOAD_PREDICT)
-    np.testing.assert_allclose(ns["predictions"], ns["original"], rtol=1e-6)
+    np.testing.assert_array_equal(ns["predictions"], ns["original"])  # the same weights, bit for bit
     assert ns["probability_true"].shape == (10,)
+    assert np.all((ns["probability_true"] >= 0) & (ns["probability_true"] <= 1))
+    assert ns["my_model"].get_config() == ns["model"].get_config()
+    assert "Total params: 418" in capsys.readouterr().out  # my_model.summary(): 10*32+32 + 32*2+2
 
 
 def test_mnist_script(course_folder, capsys):
     ns = run(MNIST)
     history = ns["model"].history.history
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
-    assert history["val_accuracy"][0] > 0.5  # one epoch on unscaled pixels, as in the course
+    assert history["val_accuracy"][0] > 0.3  # one epoch on unscaled pixels, as in the course (chance: 0.1)

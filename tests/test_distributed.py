@@ -319,6 +319,7 @@ def test_reduce_and_agree_on_a_group_of_one(group_of_one):
 # torchrun: 2 CPU processes
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     worker = _write_worker(tmp_path)
     out = tmp_path / "out"
@@ -355,6 +356,7 @@ def test_torchrun_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     assert log.count("Epoch 1/3") == 2, log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, cause", [("kill", "Connection|closed|reset"), ("hang", "Timed out|timeout")])
 def test_torchrun_losing_a_worker_fails_cleanly(tmp_path, mode, cause):
     worker = _write_worker(tmp_path)

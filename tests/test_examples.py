@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every example script end to end; `-m "not slow"` leaves them out
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMES = ["wages_regression", "titanic_classification", "sgd_learning_rates", "early_stopping",
          "compare_architectures"]

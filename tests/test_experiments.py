@@ -210,6 +210,7 @@ def test_bad_settings_raise_clear_errors(kwargs, fragment):
         )
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_serial_results():
     """Different shapes cannot share a batched model: with workers=2 they train in two spawned
     processes, and each run must give exactly what it gives in this process."""

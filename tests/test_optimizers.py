@@ -657,7 +657,7 @@ def test_get_rejects_other_types(bad):
         (lambda: Adam(epsilon=0), "`epsilon` expects a positive number, received 0"),
         (lambda: Adagrad(epsilon=-1e-7), "`epsilon`.*received -1e-07"),
         (lambda: Adagrad(initial_accumulator_value=-1), "`initial_accumulator_value`.*received -1"),
-        (lambda: SGD(weight_decay=-0.1), "`weight_decay` expects None or a number >= 0, received -0.1"),
+        (lambda: SGD(weight_decay=-0.1), "`weight_decay` expects a number >= 0 or None, received -0.1"),
         (lambda: AdamW(weight_decay=None), "AdamW: `weight_decay` expects a number >= 0, received None"),
         (lambda: SGD(clipnorm=0), "`clipnorm` expects a positive number, received 0"),
     ],
@@ -763,8 +763,8 @@ def test_stacked_optimizer_freezes_inactive_candidates():
     w0, grads = scripted_gradients(steps=3)
     active = torch.tensor([True, False, True])
     for flat in (False, True):
-        run = stacked_run([Adam(learning_rate=lr) for lr in (0.1, 0.2, 0.3)], w0.astype(np.float32), grads,
-                          flat, active)
+        opts = [Adam(learning_rate=lr) for lr in (0.1, 0.2, 0.3)]
+        run = stacked_run(opts, w0.astype(np.float32), grads, flat, active)
         np.testing.assert_array_equal(run[1], np.stack([w0.astype(np.float32)] * 3))
         assert not np.allclose(run[0][-1], w0) and not np.allclose(run[2][-1], w0)
 

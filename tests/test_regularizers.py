@@ -160,6 +160,6 @@ def test_serialize_custom_is_refused():
     ],
 )
 def test_invalid_factors_name_the_argument(build, argument):
-    with pytest.raises(ConfigError, match=f"`{argument}` expects a non-negative number") as info:
+    with pytest.raises(ConfigError, match=f"`{argument}` expects a number >= 0") as info:
         build()
     assert isinstance(info.value, ValueError)

@@ -482,6 +482,7 @@ class _Killer(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
 @pytest.mark.timeout(60)
 def test_fit_killed_by_sigkill_then_rerun_matches_an_uninterrupted_fit(tmp_path):
@@ -504,6 +505,7 @@ def test_fit_killed_by_sigkill_then_rerun_matches_an_uninterrupted_fit(tmp_path)
     assert same_weights(whole, resumed)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
 @pytest.mark.timeout(60)
 def test_model_save_killed_at_random_moments_leaves_a_loadable_model(tmp_path):

@@ -536,3 +536,58 @@ def test_rescaling_stage_matches_autograd():
     expected.backward(d)
     torch.testing.assert_close(out, expected.detach(), rtol=0, atol=0)
     torch.testing.assert_close(stage.backward(d.clone(), x.detach(), None, out, True), x.grad, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# the stacked fused step of batched training
+
+
+STACKED_LOSSES = {
+    "mean_squared_error": (2, None),
+    "mean_absolute_error": (2, "linear"),
+    "categorical_crossentropy": (3, "softmax"),
+    "sparse_categorical_crossentropy": (3, "softmax"),
+    "binary_crossentropy": (1, "sigmoid"),
+}
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid", "linear"])
+@pytest.mark.parametrize("loss", STACKED_LOSSES)
+def test_stacked_fused_step_matches_autograd_per_candidate(loss, hidden):
+    """``fastpath.StackedDenseStep`` gives each candidate the loss and gradients autograd gives it."""
+    from trainwell import batched, fastpath
+
+    units, out_activation = STACKED_LOSSES[loss]
+    models = []
+    for seed in (1, 2, 3):
+        set_random_seed(seed)
+        model = Sequential([Input(shape=(FEATURES,)), Dense(6, activation=hidden),
+                            Dense(4, activation=hidden, use_bias=False),
+                            Dense(units, activation=out_activation)])
+        model.compile(optimizer="sgd", loss=loss)
+        models.append(model)
+    ctx = training.StepContext(models[0])
+    assert fastpath.stacked_unsupported(ctx) is None
+    rng = np.random.default_rng(0)
+    xb = torch.tensor(rng.normal(size=(3, 7, FEATURES)), dtype=torch.float32)
+    if loss.startswith("sparse"):
+        yb = torch.tensor(rng.integers(0, units, size=(3, 7)))
+    elif loss.startswith("categorical"):
+        yb = torch.tensor(np.eye(units)[rng.integers(0, units, size=(3, 7))], dtype=torch.float32)
+    elif loss.startswith("binary"):
+        yb = torch.tensor(rng.integers(0, 2, size=(3, 7, 1)), dtype=torch.float32)
+    else:
+        yb = torch.tensor(rng.normal(size=(3, 7, units)), dtype=torch.float32)
+    fused = fastpath.StackedDenseStep(models, ctx)
+    stack = batched._Stack(models)
+    want_loss, want_out = batched._AutogradStep(stack, ctx)(xb, yb)
+    got_loss, got_out = fused(xb, yb)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_out, want_out, rtol=1e-5, atol=1e-6)
+    for (kernel_grad, bias_grad), kernel, bias in zip(fused.grads, stack.kernels, stack.biases):
+        torch.testing.assert_close(kernel_grad, kernel.grad, rtol=1e-5, atol=1e-6)
+        if bias is not None:
+            torch.testing.assert_close(bias_grad, bias.grad, rtol=1e-5, atol=1e-6)
+    for c, model in enumerate(models):  # the flat buffer holds each candidate's own weights
+        for got, want in zip(fused.candidate_weights(c), model.get_weights()):
+            np.testing.assert_array_equal(got, want)

@@ -8,6 +8,7 @@ Messages follow one template: where, what is expected, what was received, what t
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
 from collections.abc import Iterable
 
@@ -78,14 +79,95 @@ def unknown_name(
     return ConfigError(msg)
 
 
+def _where(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def check_number(value, argument: str, where: str = "", *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False, high_open: bool = False,
+                 allow_none: bool = False, allow_inf: bool = False, example=None) -> float | None:
+    """``value`` as a float when it is a real number within the bounds, else a ``ConfigError``.
+
+    The one number check of the package (optimizers, initializers, regularizers, callbacks, ...).
+    NaN is always refused, infinities unless ``allow_inf``; bools are not numbers here.
+
+    Args:
+        value: what the caller passed.
+        argument: its name, as the user wrote it (``"learning_rate"``).
+        where: the function or class that received it (``"Adam"``), or "".
+        low, high: bounds (None: unbounded); ``low_open``/``high_open`` exclude them.
+        allow_none: let None through (returned as None).
+        allow_inf: accept ``inf`` and ``-inf``.
+        example: the value the message suggests.
+
+    Returns:
+        ``float(value)``, or None for an allowed None.
+
+    Raises:
+        ConfigError: "`where: `argument` expects a number >= 0, received -1 (int). Pass for example
+            argument=0.01."
+
+    Example:
+        >>> check_number(0.5, "rate", "Dropout", low=0, high=1, high_open=True)
+        0.5
+    """
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    ok = ok and (allow_inf or math.isfinite(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return float(value)
+    if low is not None and high is not None:
+        what = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low == 0 and low_open:
+        what = "a positive number"
+    elif low is not None:
+        what = f"a number {'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        what = f"a number {'<' if high_open else '<='} {high:g}"
+    else:
+        what = "a number"
+    if example is None:
+        example = 0.5 * (low + high) if low is not None and high is not None else (low or 0) + 1
+    none = " or None" if allow_none else ""
+    raise ConfigError(f"{_where(where)}`{argument}` expects {what}{none}, received {describe(value)}. "
+                      f"Pass for example {argument}={example!r}.")
+
+
+VERBOSE_VALUES = ("auto", 0, 1, 2)
+
+
+def check_verbose(value, where: str = "") -> int:
+    """Keras's ``verbose``: 'auto' (= 1), 0 (silent), 1 (progress bar) or 2 (one line per epoch).
+
+    The one verbose rule of the package (``fit``, ``evaluate``, the callbacks). ``False`` and
+    ``True`` count as 0 and 1, as in Keras (the course writes ``verbose=False``).
+
+    Returns:
+        The level as an int.
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if value == "auto":
+        return 1
+    if isinstance(value, numbers.Integral) and value in (0, 1, 2):
+        return int(value)
+    raise ConfigError(f"{_where(where)}`verbose` expects 'auto', 0, 1 or 2, received {describe(value)}. "
+                      "Pass for example verbose=0 for silence or verbose=2 for one line per epoch.")
+
+
 def check_positive_int(value, argument: str, where: str = "") -> int:
     """Return ``value`` as int if it is a positive integer, else raise a ConfigError naming ``argument``."""
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
     if not ok:
-        prefix = f"{where}: " if where else ""
         raise ConfigError(
-            f"{prefix}`{argument}` expects a positive integer, received {describe(value)}. "
-            f"Pass a whole number such as {argument}=32."
+            f"{_where(where)}`{argument}` expects a positive integer, received {describe(value)}. "
+            f"Pass for example {argument}=32."
         )
     return int(value)
 
@@ -102,7 +184,7 @@ def check_fraction(value, argument: str, *, allow_zero: bool = True, allow_one: 
         high = "1]" if allow_one else "1)"
         raise ConfigError(
             f"`{argument}` expects a number in {low}, {high}, received {describe(value)}. "
-            f"For example {argument}=0.2 keeps 20% of the data aside."
+            f"Pass for example {argument}=0.2 (20% of the data aside)."
         )
     return float(value)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from trainwell._errors import ConfigError, ConfigTypeError, describe, unknown_name
+from trainwell._errors import ConfigError, ConfigTypeError, check_number, describe, unknown_name
 from trainwell._registry import Configurable, split_config
 
 # Standard deviation of a unit normal truncated at +/-2: dividing by it makes the truncated draw
@@ -87,21 +87,6 @@ def _check_dtype(dtype, where: str) -> torch.dtype:
             "Leave it out to get float32."
         )
     return resolved
-
-
-def _check_number(value, argument: str, where: str, *, minimum: float | None = None,
-                  strict: bool = False) -> float:
-    """``value`` as float if it is a finite real number above ``minimum``, else a ConfigError."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and minimum is not None:
-        ok = value > minimum if strict else value >= minimum
-    if not ok:
-        bound = "" if minimum is None else (f" > {minimum}" if strict else f" >= {minimum}")
-        raise ConfigError(
-            f"{where}: `{argument}` expects a finite number{bound}, received {describe(value)}. "
-            f"Pass a value such as {argument}={max(minimum or 0.0, 0.0) + 1.0}."
-        )
-    return float(value)
 
 
 def _check_seed(seed, where: str) -> int | None:
@@ -183,7 +168,7 @@ class Constant(Initializer):
     """
 
     def __init__(self, value: float = 0.0):
-        self.value = _check_number(value, "value", "Constant")
+        self.value = check_number(value, "value", "Constant")
 
     def __call__(self, shape, dtype=torch.float32):
         return torch.full(_check_shape(shape, "Constant"), self.value, dtype=_check_dtype(dtype, "Constant"))
@@ -206,8 +191,8 @@ class RandomNormal(_Seeded):
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None):
         super().__init__(seed)
-        self.mean = _check_number(mean, "mean", "RandomNormal")
-        self.stddev = _check_number(stddev, "stddev", "RandomNormal", minimum=0.0)
+        self.mean = check_number(mean, "mean", "RandomNormal")
+        self.stddev = check_number(stddev, "stddev", "RandomNormal", low=0.0, example=0.05)
 
     def __call__(self, shape, dtype=torch.float32):
         shape, dtype = self._prepare(shape, dtype)
@@ -234,8 +219,8 @@ class TruncatedNormal(_Seeded):
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None):
         super().__init__(seed)
-        self.mean = _check_number(mean, "mean", "TruncatedNormal")
-        self.stddev = _check_number(stddev, "stddev", "TruncatedNormal", minimum=0.0)
+        self.mean = check_number(mean, "mean", "TruncatedNormal")
+        self.stddev = check_number(stddev, "stddev", "TruncatedNormal", low=0.0, example=0.05)
 
     def __call__(self, shape, dtype=torch.float32):
         shape, dtype = self._prepare(shape, dtype)
@@ -259,8 +244,8 @@ class RandomUniform(_Seeded):
 
     def __init__(self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None):
         super().__init__(seed)
-        self.minval = _check_number(minval, "minval", "RandomUniform")
-        self.maxval = _check_number(maxval, "maxval", "RandomUniform")
+        self.minval = check_number(minval, "minval", "RandomUniform", example=-0.05)
+        self.maxval = check_number(maxval, "maxval", "RandomUniform", example=0.05)
         if self.minval >= self.maxval:
             raise ConfigError(
                 f"RandomUniform: `minval` must be smaller than `maxval`, received minval={minval!r}, "
@@ -307,7 +292,7 @@ class VarianceScaling(_Seeded):
     def __init__(self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal",
                  seed: int | None = None):
         super().__init__(seed)
-        self.scale = _check_number(scale, "scale", "VarianceScaling", minimum=0.0, strict=True)
+        self.scale = check_number(scale, "scale", "VarianceScaling", low=0.0, low_open=True, example=1.0)
         if mode not in _MODES:
             raise unknown_name("mode", mode, _MODES, "mode")
         dist = distribution.lower() if isinstance(distribution, str) else distribution
@@ -403,7 +388,7 @@ class Orthogonal(_Seeded):
 
     def __init__(self, gain: float = 1.0, seed: int | None = None):
         super().__init__(seed)
-        self.gain = _check_number(gain, "gain", "Orthogonal")
+        self.gain = check_number(gain, "gain", "Orthogonal", example=1.0)
 
     def __call__(self, shape, dtype=torch.float32):
         shape, dtype = self._prepare(shape, dtype)
@@ -437,7 +422,7 @@ class Identity(Initializer):
     """
 
     def __init__(self, gain: float = 1.0):
-        self.gain = _check_number(gain, "gain", "Identity")
+        self.gain = check_number(gain, "gain", "Identity", example=1.0)
 
     def __call__(self, shape, dtype=torch.float32):
         shape = _check_shape(shape, "Identity")

@@ -18,7 +18,6 @@ Learning-rate schedules are in ``trainwell.optimizers.schedules``.
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 import types
 import warnings
@@ -26,7 +25,14 @@ import warnings
 import torch
 
 from trainwell import schedules
-from trainwell._errors import ConfigError, ConfigTypeError, ModelFileError, describe, unknown_name
+from trainwell._errors import (
+    ConfigError,
+    ConfigTypeError,
+    ModelFileError,
+    check_number,
+    describe,
+    unknown_name,
+)
 
 # Keras code imports `keras.optimizers.schedules.ExponentialDecay`; registering the module under
 # this name makes `from trainwell.optimizers.schedules import ...` work too.
@@ -35,40 +41,25 @@ sys.modules[__name__ + ".schedules"] = schedules
 LearningRateSchedule = schedules.LearningRateSchedule
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_positive(value, argument: str, where: str, example) -> float:
-    """``value`` as float if it is a finite number > 0, else a ConfigError naming ``argument``."""
-    if not (_is_real(value) and value > 0):
-        raise ConfigError(
-            f"{where}: `{argument}` expects a positive number, received {describe(value)}. "
-            f"Pass for example {argument}={example}."
-        )
-    return float(value)
+    return check_number(value, argument, where, low=0, low_open=True, example=example)
 
 
 def _check_unit(value, argument: str, where: str, example) -> float:
-    """``value`` as float if it lies in [0, 1), else a ConfigError naming ``argument``."""
-    if not (_is_real(value) and 0 <= value < 1):
-        raise ConfigError(
-            f"{where}: `{argument}` expects a number in [0, 1), received {describe(value)}. "
-            f"Pass for example {argument}={example}."
-        )
-    return float(value)
+    return check_number(value, argument, where, low=0, high=1, high_open=True, example=example)
 
 
 def _check_learning_rate(value, where: str):
     """A LearningRateSchedule as is, or a number >= 0 as float (0 freezes the weights, as in Keras)."""
     if isinstance(value, LearningRateSchedule):
         return value
-    if not (_is_real(value) and value >= 0):
+    try:
+        return check_number(value, "learning_rate", where, low=0, example=0.001)
+    except ConfigError:  # the same message, naming schedules too
         raise ConfigError(
             f"{where}: `learning_rate` expects a number >= 0 or a LearningRateSchedule, received "
             f"{describe(value)}. Pass for example learning_rate=0.001."
-        )
-    return float(value)
+        ) from None
 
 
 class Optimizer:
@@ -114,12 +105,8 @@ class Optimizer:
             # easy to type by mistake, so say what it does.
             warnings.warn(f"{where}: learning_rate=0 leaves the weights unchanged by training. Pass a "
                           "positive rate such as 0.001 to train.", UserWarning, stacklevel=3)
-        if weight_decay is not None and not (_is_real(weight_decay) and weight_decay >= 0):
-            raise ConfigError(
-                f"{where}: `weight_decay` expects None or a number >= 0, received {describe(weight_decay)}. "
-                "Pass for example weight_decay=0.004."
-            )
-        self.weight_decay = None if weight_decay is None else float(weight_decay)
+        self.weight_decay = check_number(weight_decay, "weight_decay", where, low=0, allow_none=True,
+                                         example=0.004)
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         clips = {
             key: _check_positive(value, key, where, 1.0) for key, value in clips.items() if value is not None
@@ -643,12 +630,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        if not (_is_real(initial_accumulator_value) and initial_accumulator_value >= 0):
-            raise ConfigError(
-                "Adagrad: `initial_accumulator_value` expects a number >= 0, received "
-                f"{describe(initial_accumulator_value)}. Pass for example initial_accumulator_value=0.1."
-            )
-        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.initial_accumulator_value = check_number(initial_accumulator_value, "initial_accumulator_value",
+                                                      "Adagrad", low=0, example=0.1)
         self.epsilon = _check_positive(epsilon, "epsilon", "Adagrad", 1e-7)
 
     def _make_torch_optimizer(self, params, lr):
@@ -971,7 +954,7 @@ class Lion(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        if not (_is_real(beta_1) and 0 < beta_1 <= 1):
+        if check_number(beta_1, "beta_1", "Lion", example=0.9) is None or not 0 < beta_1 <= 1:
             raise ConfigError(
                 f"Lion: `beta_1` expects a number in (0, 1] (0 would make it signSGD), received "
                 f"{describe(beta_1)}. Pass for example beta_1=0.9."
@@ -1036,21 +1019,12 @@ class Ftrl(Optimizer):
         if self._learning_rate == 0:
             raise ConfigError("Ftrl: `learning_rate` expects a positive number (FTRL divides by it), "
                               "received 0. Pass for example learning_rate=0.001.")
-        if not (_is_real(learning_rate_power) and learning_rate_power <= 0):
-            raise ConfigError(
-                "Ftrl: `learning_rate_power` expects a number <= 0, received "
-                f"{describe(learning_rate_power)}. "
-                "Pass for example learning_rate_power=-0.5."
-            )
-        self.learning_rate_power = float(learning_rate_power)
+        self.learning_rate_power = check_number(learning_rate_power, "learning_rate_power", "Ftrl",
+                                                high=0, example=-0.5)
         values = locals()
         for argument in self._NON_NEGATIVE:
             value = values[argument]
-            if not (_is_real(value) and value >= 0):
-                raise ConfigError(
-                    f"Ftrl: `{argument}` expects a number >= 0, received {describe(value)}. "
-                    f"Pass for example {argument}=0.1."
-                )
+            check_number(value, argument, "Ftrl", low=0, example=0.1)
             setattr(self, argument, float(value))
 
     def _make_torch_optimizer(self, params, lr):

@@ -13,13 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 
 import torch
 
-from trainwell._errors import ConfigError, ConfigTypeError, describe, unknown_name
+from trainwell._errors import ConfigError, ConfigTypeError, check_number, describe, unknown_name
 from trainwell._registry import Configurable, split_config
 
 
@@ -27,14 +25,7 @@ def _check_factor(value, argument: str, where: str, default: float) -> float:
     """A regularization factor as float; None means ``default`` (as in Keras)."""
     if value is None:
         return default
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and value >= 0
-    if not ok:
-        raise ConfigError(
-            f"{where}: `{argument}` expects a non-negative number, received {describe(value)}. "
-            f"Pass a small factor such as {argument}=0.01 (0 switches it off)."
-        )
-    return float(value)
+    return check_number(value, argument, where, low=0, example=0.01)
 
 
 class Regularizer(Configurable):

@@ -29,7 +29,7 @@ import torch
 from . import callbacks as callbacks_module
 from . import distributed, fastpath
 from . import losses as losses_module
-from ._errors import ConfigError, DataError, NotCompiledError, check_positive_int, describe
+from ._errors import ConfigError, DataError, NotCompiledError, check_positive_int, check_verbose, describe
 from .data import check_lengths, prepare_weights, prepare_x, prepare_y, validation_slice, warn_if_sorted
 
 # ----------------------------------------------------------------------------------------------
@@ -298,14 +298,6 @@ class BatchLogs(Mapping):
 # fit
 
 
-def _resolve_verbose(verbose) -> int:
-    if verbose == "auto":
-        return 1
-    if verbose not in (0, 1, 2):
-        raise ConfigError(f"`verbose` expects 'auto', 0, 1 or 2, received {describe(verbose)}.")
-    return int(verbose)
-
-
 def _epoch_order(n: int, shuffle, seed: int, device) -> torch.Tensor | None:
     """Row order of one epoch, drawn from a generator seeded per epoch so resumed runs repeat it."""
     if not shuffle:
@@ -332,7 +324,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         raise DataError("fit() needs targets: call fit(x, y, ...).")
     batch_size = 32 if batch_size is None else check_positive_int(batch_size, "batch_size", "fit()")
     epochs = check_positive_int(epochs, "epochs", "fit()") if epochs != 0 else 0
-    verbose = _resolve_verbose(verbose)
+    verbose = check_verbose(verbose)
     if shuffle not in (True, False, "batch"):
         raise ConfigError(f"`shuffle` expects True or False, received {describe(shuffle)}.")
     strategy = distributed.check_strategy(strategy)
@@ -659,7 +651,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     if y is None:
         raise DataError("evaluate() needs targets: call evaluate(x, y).")
     batch_size = 32 if batch_size is None else check_positive_int(batch_size, "batch_size", "evaluate()")
-    verbose = _resolve_verbose(verbose)
+    verbose = check_verbose(verbose)
     dev = model.set_device(device)
     xt = prepare_x(model, x, "x", dev)
     model.compile_metrics()

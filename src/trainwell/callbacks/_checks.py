@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 
 from trainwell._errors import ConfigError, ConfigTypeError, describe
@@ -14,29 +13,6 @@ def _check_non_negative_int(value, argument: str, where: str) -> int:
     raise ConfigError(
         f"{where}: `{argument}` expects a non-negative integer, received {describe(value)}. "
         f"Pass a whole number such as {argument}=3."
-    )
-
-
-def _check_real(value, argument: str, where: str, *, allow_none: bool = False, minimum=None) -> float | None:
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
-    if ok and (minimum is None or value >= minimum):
-        return float(value)
-    bound = f" >= {minimum}" if minimum is not None else ""
-    none = " or None" if allow_none else ""
-    raise ConfigError(
-        f"{where}: `{argument}` expects a number{bound}{none}, received {describe(value)}. "
-        f"Pass a plain float such as {argument}=0.01."
-    )
-
-
-def _check_verbose(value, where: str):
-    if value == "auto" or (isinstance(value, numbers.Integral) and value >= 0):
-        return 1 if value == "auto" else int(value)
-    raise ConfigError(
-        f"{where}: `verbose` expects 0, 1, 2 or 'auto', received {describe(value)}. "
-        "Use verbose=0 for silence."
     )
 
 

@@ -6,7 +6,9 @@ import enum
 
 import numpy as np
 
-from ._checks import _check_non_negative_int, _check_real, _check_verbose
+from trainwell._errors import check_number, check_verbose
+
+from ._checks import _check_non_negative_int
 from .monitor import MonitorCallback
 
 
@@ -71,8 +73,8 @@ class EarlyStopping(MonitorCallback):
         super().__init__(monitor, mode, None, min_delta)
         self.patience = _check_non_negative_int(patience, "patience", "EarlyStopping")
         self.start_from_epoch = _check_non_negative_int(start_from_epoch, "start_from_epoch", "EarlyStopping")
-        self.verbose = _check_verbose(verbose, "EarlyStopping")
-        self.baseline = _check_real(baseline, "baseline", "EarlyStopping", allow_none=True)
+        self.verbose = check_verbose(verbose, "EarlyStopping")
+        self.baseline = check_number(baseline, "baseline", "EarlyStopping", allow_none=True, allow_inf=True)
         self.restore_best_weights = bool(restore_best_weights)
         self.on_train_begin()
 

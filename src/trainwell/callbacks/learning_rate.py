@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from trainwell._errors import ConfigError, describe
+from trainwell._errors import ConfigError, check_number, check_verbose, describe
 
-from ._checks import _check_callable, _check_non_negative_int, _check_real, _check_verbose
+from ._checks import _check_callable, _check_non_negative_int
 from .base import Callback
 from .monitor import MonitorCallback
 
@@ -60,7 +60,7 @@ class ReduceLROnPlateau(MonitorCallback):
     ):
         where = "ReduceLROnPlateau"
         super().__init__(monitor, mode, None, min_delta)
-        factor = _check_real(factor, "factor", where, minimum=0.0)
+        factor = check_number(factor, "factor", where, low=0.0, allow_inf=True, example=0.1)
         if factor >= 1.0:
             raise ConfigError(
                 f"{where}: `factor` expects a number below 1 (new_lr = lr * factor), received {factor!r}. "
@@ -69,8 +69,8 @@ class ReduceLROnPlateau(MonitorCallback):
         self.factor = factor
         self.patience = _check_non_negative_int(patience, "patience", where)
         self.cooldown = _check_non_negative_int(cooldown, "cooldown", where)
-        self.min_lr = _check_real(min_lr, "min_lr", where, minimum=0.0)
-        self.verbose = _check_verbose(verbose, where)
+        self.min_lr = check_number(min_lr, "min_lr", where, low=0.0, allow_inf=True, example=1e-6)
+        self.verbose = check_verbose(verbose, where)
         self.on_train_begin()
 
     def on_train_begin(self, logs=None):
@@ -146,7 +146,7 @@ class LearningRateScheduler(Callback):
     def __init__(self, schedule: Callable, verbose: int = 0):
         super().__init__()
         self.schedule = _check_callable(schedule, "schedule", "LearningRateScheduler")
-        self.verbose = _check_verbose(verbose, "LearningRateScheduler")
+        self.verbose = check_verbose(verbose, "LearningRateScheduler")
         self._takes_lr = _accepts_two_args(schedule)
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -6,9 +6,9 @@ import os
 import warnings
 from collections.abc import Mapping
 
-from trainwell._errors import ConfigError, ConfigTypeError, describe
+from trainwell._errors import ConfigError, ConfigTypeError, check_verbose, describe
 
-from ._checks import _check_save_freq, _check_verbose
+from ._checks import _check_save_freq
 from .monitor import MonitorCallback
 
 
@@ -66,7 +66,7 @@ class ModelCheckpoint(MonitorCallback):
             )
         self.save_freq = _check_save_freq(save_freq, where)
         self.filepath = os.fspath(filepath)
-        self.verbose = _check_verbose(verbose, where)
+        self.verbose = check_verbose(verbose, where)
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
         self._batches_since_save = 0

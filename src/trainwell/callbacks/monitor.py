@@ -7,9 +7,8 @@ import warnings
 
 import numpy as np
 
-from trainwell._errors import ConfigError, ConfigTypeError, describe, unknown_name
+from trainwell._errors import ConfigError, ConfigTypeError, check_number, describe, unknown_name
 
-from ._checks import _check_real
 from .base import Callback
 
 MODES = ("auto", "min", "max")
@@ -97,8 +96,8 @@ class MonitorCallback(Callback):
         where = type(self).__name__
         self.monitor = _check_monitor(monitor, where)
         self.mode = _check_mode(mode, where)
-        self.min_delta = abs(_check_real(min_delta, "min_delta", where))
-        self.best = _check_real(baseline, "baseline", where, allow_none=True)
+        self.min_delta = abs(check_number(min_delta, "min_delta", where, allow_inf=True, example=0.01))
+        self.best = check_number(baseline, "baseline", where, allow_none=True, allow_inf=True)
         self.direction = mode if mode != "auto" else direction_from_name(monitor)
 
     @property

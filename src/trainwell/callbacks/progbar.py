@@ -7,7 +7,8 @@ import sys
 import time
 from collections.abc import Mapping
 
-from ._checks import _check_verbose
+from trainwell._errors import check_verbose
+
 from .base import Callback
 
 
@@ -67,7 +68,7 @@ class ProgbarLogger(Callback):
 
     def __init__(self, verbose: int | str | None = None):
         super().__init__()
-        self._verbose_arg = None if verbose is None else _check_verbose(verbose, "ProgbarLogger")
+        self._verbose_arg = None if verbose is None else check_verbose(verbose, "ProgbarLogger")
         self.verbose = 1 if verbose is None else self._verbose_arg
         self.epochs = 1
         self.steps = None
@@ -82,7 +83,7 @@ class ProgbarLogger(Callback):
         params = params or {}
         if self._verbose_arg is None:
             verbose = params.get("verbose")
-            self.verbose = 1 if verbose is None else _check_verbose(verbose, "fit")
+            self.verbose = 1 if verbose is None else check_verbose(verbose, "fit")
         self.epochs = params.get("epochs") or 1
         self.steps = params.get("steps")
         self.live = self.verbose == 1 and _stdout_is_interactive()

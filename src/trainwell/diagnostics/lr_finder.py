@@ -13,14 +13,13 @@ one ``fit`` takes (``training.select_step``: the fused Dense step or the autogra
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .. import training
-from .._errors import ConfigError, check_positive_int, describe
+from .._errors import ConfigError, check_number, check_positive_int
 from .state import capture, restore
 
 
@@ -74,14 +73,11 @@ class LRFinderResult:
 
 
 def _check_rates(min_lr, max_lr) -> tuple[float, float]:
-    for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
-            raise ConfigError(
-                f"find_learning_rate(): `{name}` expects a positive number, received "
-                f"{describe(value)}. For example min_lr=1e-7, max_lr=10."
-            )
+    min_lr = check_number(min_lr, "min_lr", "find_learning_rate()", low=0, low_open=True, example=1e-7)
+    max_lr = check_number(max_lr, "max_lr", "find_learning_rate()", low=0, low_open=True, example=10.0)
     if min_lr >= max_lr:
-        raise ConfigError(f"find_learning_rate(): `min_lr` ({min_lr}) must be below `max_lr` ({max_lr}).")
+        raise ConfigError(f"find_learning_rate(): `min_lr` ({min_lr}) must be below `max_lr` ({max_lr}). "
+                          "Pass for example min_lr=1e-7, max_lr=10.")
     return float(min_lr), float(max_lr)
 
 
