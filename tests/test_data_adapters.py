@@ -218,3 +218,30 @@ def test_ddp_generator_needs_steps():
     first, second = list(stream.epoch())
     np.testing.assert_array_equal(first[0], X[BATCH:2 * BATCH])  # rank 1 of 2: batches 1, 3, ...
     np.testing.assert_array_equal(second[0], X[3 * BATCH:])
+
+
+def test_thread_policy_sees_the_real_batch_size():
+    # Regression: a PyDataset fit chose its thread count from fit's default batch_size=32, not from
+    # the 4096-row batches the PyDataset makes, so it ran single-threaded where arrays did not.
+    from trainwell.callbacks import LambdaCallback
+
+    class Big(PyDataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return np.ones((4096, 3), np.float32), np.ones((4096, 1), np.float32)
+
+    seen = []
+    record = LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(torch.get_num_threads()))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        net = Sequential([Dense(512, input_shape=(3,)), Dense(1)])  # 4096 rows x 2048 MACs: not small
+        net.compile(optimizer="sgd", loss="mse")
+        net.fit(np.ones((4096, 3), np.float32), np.ones((4096, 1), np.float32), batch_size=4096, verbose=0,
+                callbacks=[record], diagnostics="off")
+        net.fit(Big(), verbose=0, callbacks=[record], diagnostics="off")
+    finally:
+        torch.set_num_threads(previous)
+    assert seen == [2, 2]

@@ -499,7 +499,10 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
         callbacks, verbose, diagnostics = ctx.dist.for_this_rank(callbacks, verbose, diagnostics)
     if streamed:
         steps = x.num_batches
-        w = _stream_batch(model, x, x.peek(), model.device, class_weight)[2]  # weighted or not
+        first = _stream_batch(model, x, x.peek(), model.device, class_weight)
+        # Whether batches are weighted, and their real size (limit_threads below needs it: a
+        # PyDataset or DataLoader makes its own batches, whatever batch_size fit was given).
+        w, batch_size = first[2], first[0].shape[0]
         # The doctor probes a few batches (it reads nothing when diagnostics are off).
         data = None if diagnostics in (None, False, "off") else _probe(model, x, class_weight)
     else:
