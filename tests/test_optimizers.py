@@ -419,10 +419,10 @@ def test_learning_rate_from_schedule_follows_iterations():
         opt.learning_rate = 0.01
 
 
-@pytest.mark.parametrize("bad", [0, -0.1, "0.1", None, float("nan"), True])
+@pytest.mark.parametrize("bad", [-0.1, "0.1", None, float("nan"), True])
 def test_learning_rate_setter_validates(bad):
     opt = SGD()
-    with pytest.raises(ConfigError, match="`learning_rate` expects a positive number"):
+    with pytest.raises(ConfigError, match="`learning_rate` expects a number >= 0"):
         opt.learning_rate = bad
     assert opt.learning_rate == 0.01
 
@@ -643,7 +643,7 @@ def test_get_rejects_other_types(bad):
 @pytest.mark.parametrize(
     "make, fragment",
     [
-        (lambda: SGD(learning_rate=0), "`learning_rate` expects a positive number .* received 0 \\(int\\)"),
+        (lambda: SGD(learning_rate=-1), "`learning_rate` expects a number >= 0 .* received -1 \\(int\\)"),
         (lambda: Adam(learning_rate=-1e-3), "received -0.001"),
         (lambda: Adam(learning_rate="0.1"), "received '0.1' \\(str\\)"),
         (lambda: Adam(learning_rate=None), "received None"),
@@ -851,3 +851,21 @@ def test_keras2_legacy_optimizers_importable_with_lr_and_decay():
     assert LegacyAdam().get_config() == Adam().get_config()
     assert {"Adadelta", "Adamax", "Nadam", "Ftrl", "RMSprop", "Adagrad", "Optimizer"} <= set(
         vars(optimizers.legacy))
+
+
+def test_learning_rate_answers_keras_variable_calls_and_keras2_lr():
+    # Keras 3 code: model.optimizer.learning_rate.assign(...) / .numpy(); Keras 2 code: optimizer.lr.
+    params, opt = make_params(), Adam(0.01)
+    opt.build(params)
+    run_steps(opt, params, 0, 2)
+    opt.learning_rate.assign(0.002)
+    assert opt.learning_rate == 0.002 and opt.torch_optimizer.param_groups[0]["lr"] == 0.002
+    assert type(opt.torch_optimizer.param_groups[0]["lr"]) is float  # torch deep-copies its groups
+    assert opt.learning_rate.numpy() == np.float32(0.002)
+    opt.lr = 0.003
+    assert opt.lr == opt.learning_rate == 0.003
+    tensors, meta = opt.export_state()
+    resumed = Adam(0.01)
+    resumed.build(make_params())
+    resumed.import_state(tensors, json.loads(json.dumps(meta)))
+    assert resumed.learning_rate == 0.003
