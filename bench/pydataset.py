@@ -11,9 +11,12 @@
    the kernel it may drop those pages (``madvise(MADV_DONTNEED)``), so its resident set stays a
    few batches big. It records the peak of its resident anonymous and file-backed memory.
 3. ``in_memory``: a child process without a cap loads the whole file (``np.load``) and fits the
-   same model on the array, same batch size.
+   same model on the array, same batch size, ``shuffle=True`` (Keras's default: every batch
+   gathers rows from all over the array).
+4. ``in_memory_unshuffled``: the same with ``shuffle=False`` (batches are contiguous slices, as
+   the PyDataset's are: the closest like-for-like reading pattern).
 
-Both fits use ``shuffle=True`` (the PyDataset shuffles its batch order, the array its rows),
+The PyDataset fit uses ``shuffle=True`` (it shuffles its batch order); all use
 ``diagnostics='off'`` and one torch thread. The children alternate, ``--repeats`` times each, in
 the same run, and each keeps its best time (other load only ever slows a try down). The figures:
 rows per second of each fit, their ratio, and the peak memory.
@@ -38,6 +41,7 @@ FEATURES = 63
 # second thread makes every operation wait for a descheduled thread (bench/NOTES.md).
 THREADS = 1
 CHUNK_ROWS = 1 << 18
+KINDS = ("streamed", "in_memory", "in_memory_unshuffled")
 
 
 def write_data(path: str, gigabytes: float, seed: int = 0) -> int:
@@ -120,13 +124,14 @@ def run_streamed(path: str, batch_size: int, epochs: int, cap_bytes: int) -> dic
             "peak_rss_file_mb": peak["RssFile"] / 1024, "cap_mb": cap_bytes / 2**20}
 
 
-def run_in_memory(path: str, batch_size: int, epochs: int) -> dict:
+def run_in_memory(path: str, batch_size: int, epochs: int, shuffle: bool = True) -> dict:
     """The uncapped child: the same fit on the whole file loaded as one array."""
     data = np.load(path)
     x, y = data[:, :FEATURES], data[:, FEATURES:]
     model = build_model()
     started = time.perf_counter()
-    history = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, diagnostics="off")
+    history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=shuffle, verbose=0,
+                        diagnostics="off")
     seconds = time.perf_counter() - started
     return {"rows": x.shape[0] * epochs, "seconds": seconds, "final_loss": history.history["loss"][-1],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -150,14 +155,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3, help="fits of each kind, alternating")
     parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("--child", choices=["streamed", "in_memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "streamed":
         print(json.dumps(run_streamed(args.path, args.batch_size, args.epochs, int(args.cap_gb * 2**30))))
         return {}
-    if args.child == "in_memory":
-        print(json.dumps(run_in_memory(args.path, args.batch_size, args.epochs)))
+    if args.child in ("in_memory", "in_memory_unshuffled"):
+        shuffle = args.child == "in_memory"
+        print(json.dumps(run_in_memory(args.path, args.batch_size, args.epochs, shuffle)))
         return {}
     with tempfile.TemporaryDirectory(prefix="trainwell-bench-") as tmp:
         path = os.path.join(tmp, "data.npy")
@@ -166,7 +172,7 @@ def main(argv=None) -> dict:
         results = {"file_gb": os.path.getsize(path) / 1e9, "rows": rows, "batch_size": args.batch_size,
                    "epochs": args.epochs, "repeats": args.repeats,
                    "write_seconds": time.perf_counter() - started}
-        tries = {"streamed": [], "in_memory": []}
+        tries = {kind: [] for kind in KINDS}
         for _ in range(args.repeats):
             for kind in tries:
                 tries[kind].append(child(kind, path, args))
@@ -174,8 +180,9 @@ def main(argv=None) -> dict:
         best = min(runs, key=lambda run: run["seconds"])
         results[kind] = {**best, "all_seconds": [run["seconds"] for run in runs],
                          "rows_per_second": best["rows"] / best["seconds"]}
-    results["streamed_over_in_memory"] = (results["streamed"]["rows_per_second"]
-                                          / results["in_memory"]["rows_per_second"])
+    for kind in KINDS[1:]:
+        results[f"streamed_over_{kind}"] = (results["streamed"]["rows_per_second"]
+                                            / results[kind]["rows_per_second"])
     print(json.dumps(results, indent=2))
     if args.json:
         with open(args.json, "w") as f:
