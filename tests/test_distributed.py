@@ -382,3 +382,66 @@ def _small_model(seed=0):
     model = Sequential([Dense(5, activation="relu", input_shape=(3,)), Dense(1)])
     model.compile(optimizer=SGD(learning_rate=0.05), loss="mse", metrics=["mae"])
     return model
+
+
+STREAM_WORKER = textwrap.dedent('''
+    import json, os, sys
+
+    import numpy as np
+
+    from trainwell import distributed
+    from trainwell.layers import Dense
+    from trainwell.models import Sequential
+    from trainwell.optimizers import SGD
+    from trainwell.utils import PyDataset, set_random_seed
+
+    X = np.random.default_rng(0).normal(size=(48, 3)).astype("float32")
+    Y = (X @ np.array([[1.0], [-2.0], [0.5]])).astype("float32")
+
+
+    class Blocks(PyDataset):
+        """Batch i = rows [4 i, 4 i + 4); records the batches this process read."""
+
+        def __init__(self):
+            super().__init__()
+            self.read = []
+
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, index):
+            self.read.append(index)
+            return X[4 * index:4 * index + 4], Y[4 * index:4 * index + 4]
+
+
+    def build():
+        set_random_seed(1)
+        model = Sequential([Dense(4, activation="tanh", input_shape=(3,)), Dense(1)])
+        model.compile(optimizer=SGD(learning_rate=0.05), loss="mse")
+        return model
+
+
+    if __name__ == "__main__":
+        data = Blocks()
+        history = build().fit(data, epochs=2, shuffle=False, verbose=0, diagnostics="off", strategy="ddp")
+        with open(os.path.join(sys.argv[2], f"rank{distributed.rank()}.json"), "w") as f:
+            json.dump({"read": data.read, "loss": history.history["loss"]}, f)
+''')
+
+
+def test_torchrun_each_process_reads_its_own_pydataset_batches(tmp_path):
+    worker = tmp_path / "stream_worker.py"
+    worker.write_text(STREAM_WORKER)
+    code, log = _torchrun(worker, "stream", tmp_path)
+    assert code == 0, log
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # Batch 0 is read once more before the loop (it builds the model); then rank r reads batches
+    # r, r + 2, ... each epoch, and nothing of the other rank's.
+    assert ranks[0]["read"] == [0, 0, 2, 4, 6, 8, 10] + [0, 2, 4, 6, 8, 10]
+    assert ranks[1]["read"] == [0, 1, 3, 5, 7, 9, 11] + [1, 3, 5, 7, 9, 11]
+    # Two processes on 4-row batches = one process on the 8-row global batches.
+    helpers = runpy.run_path(str(worker))
+    reference = helpers["build"]().fit(helpers["X"], helpers["Y"], batch_size=8, epochs=2, shuffle=False,
+                                       verbose=0)
+    for rank in ranks:
+        np.testing.assert_allclose(rank["loss"], reference.history["loss"], rtol=1e-5)

@@ -925,3 +925,21 @@ def test_keras2_legacy_optimizers_importable_with_lr_and_decay():
     assert LegacyAdam().get_config() == Adam().get_config()
     assert {"Adadelta", "Adamax", "Nadam", "Ftrl", "RMSprop", "Adagrad", "Optimizer"} <= set(
         vars(optimizers.legacy))
+
+
+def test_learning_rate_answers_keras_variable_calls_and_keras2_lr():
+    # Keras 3 code: model.optimizer.learning_rate.assign(...) / .numpy(); Keras 2 code: optimizer.lr.
+    params, opt = make_params(), Adam(0.01)
+    opt.build(params)
+    run_steps(opt, params, 0, 2)
+    opt.learning_rate.assign(0.002)
+    assert opt.learning_rate == 0.002 and opt.torch_optimizer.param_groups[0]["lr"] == 0.002
+    assert type(opt.torch_optimizer.param_groups[0]["lr"]) is float  # torch deep-copies its groups
+    assert opt.learning_rate.numpy() == np.float32(0.002)
+    opt.lr = 0.003
+    assert opt.lr == opt.learning_rate == 0.003
+    tensors, meta = opt.export_state()
+    resumed = Adam(0.01)
+    resumed.build(make_params())
+    resumed.import_state(tensors, json.loads(json.dumps(meta)))
+    assert resumed.learning_rate == 0.003

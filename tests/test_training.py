@@ -691,10 +691,15 @@ def test_train_on_batch_mixed_with_fit_and_weights_matches_one_fit():
     assert history.history["loss"][-1] > loss
 
 
-@pytest.mark.parametrize("arg", ["steps_per_epoch", "validation_steps"])
-def test_unsupported_step_counts_warn_instead_of_being_silently_ignored(arg):
+def test_step_counts_take_batches_as_keras():
+    # Regression: steps_per_epoch and validation_steps were ignored with a warning. Keras takes
+    # steps_per_epoch batches per epoch, carrying on through the data across epochs, and
+    # validation_steps batches per validation.
     x, y = regression_data(n=16)
     model = regressor()
-    with pytest.warns(UserWarning, match=f"{arg}=2 is ignored"):
-        history = model.fit(x, y, epochs=1, batch_size=4, verbose=0, validation_split=0.25, **{arg: 2})
-    assert len(history.history["loss"]) == 1
+    history = model.fit(x, y, epochs=2, batch_size=4, verbose=0, shuffle=False, steps_per_epoch=2,
+                        validation_data=(x, y), validation_steps=1)
+    assert model.optimizer.iterations == 4 and len(history.history["loss"]) == 2
+    reference = regressor()
+    reference.set_weights(model.get_weights())
+    assert history.history["val_loss"][-1] == pytest.approx(reference.evaluate(x[:4], y[:4], verbose=0))

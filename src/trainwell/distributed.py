@@ -261,6 +261,9 @@ class OneProcess:
     def shard_validation(self, val):
         return val
 
+    def shard_stream(self, stream) -> None:
+        pass
+
     def reduce_accumulator(self, acc) -> None:
         pass
 
@@ -364,6 +367,10 @@ class DDPRun:
             old = state[key]
             state[key] = flat[start:start + old.numel()].reshape(old.shape).to(old.dtype)
             start += old.numel()
+
+    def shard_stream(self, stream) -> None:
+        """A batched source (``data_adapters.BatchStream``): each process reads its own batches."""
+        stream.shard(self.rank, self.world_size)
 
     def agree(self, flag: bool) -> bool:
         """True on every rank when it is True on any rank (e.g. ``stop_training``)."""

@@ -316,7 +316,10 @@ class Sequential(nn.Module):
         """Train the model for ``epochs`` passes over the data.
 
         Args:
-            x: Inputs of shape (n_samples, n_features): numpy, pandas, torch or lists.
+            x: Inputs of shape (n_samples, n_features): numpy, pandas, torch or lists; or batched
+                data whose batches carry the targets (then ``y`` and ``sample_weight`` stay None):
+                a ``trainwell.utils.PyDataset`` (``Sequence``), a torch ``Dataset`` or
+                ``DataLoader``, or a generator yielding ``(x, y)`` / ``(x, y, sample_weight)``.
             y: Targets: (n_samples,) or (n_samples, units); one-hot for categorical_crossentropy.
             batch_size: Samples per gradient update. Defaults to 32.
             epochs: Number of epochs (the final epoch index, counting from ``initial_epoch``).
@@ -329,6 +332,10 @@ class Sequential(nn.Module):
             class_weight: Dict class index → weight.
             sample_weight: Array of per-sample weights.
             initial_epoch: Epoch at which to start (to continue a previous run).
+            steps_per_epoch: Batches per epoch; the next epoch carries on from where this one
+                stopped (Keras's meaning). Default: one pass over the data (a generator: until
+                it is used up). A source that runs out ends the epoch early, with Keras's warning.
+            validation_steps: Validation batches per validation (each starts from the beginning).
             diagnostics: 'auto' (cheap sampled checks), 'full', or 'off': the training doctor.
             device: 'auto', 'cpu', 'cuda', 'cuda:N'; None keeps the model's device. The data is moved
                 to it once per fit, not per batch.
@@ -361,13 +368,21 @@ class Sequential(nn.Module):
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
-        """Loss (and metrics) on ``(x, y)``: a float when there are no metrics, else ``[loss, *metrics]``."""
+        """Loss (and metrics) on ``(x, y)``: a float when there are no metrics, else ``[loss, *metrics]``.
+
+        ``x`` may be batched data as in ``fit`` (then ``y`` is None); ``steps`` evaluates only that
+        many batches.
+        """
         return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
                                  sample_weight=sample_weight, steps=steps, callbacks=callbacks,
                                  return_dict=return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
-        """Outputs for ``x`` as a numpy array of shape (n_samples, units)."""
+        """Outputs for ``x`` as a numpy array of shape (n_samples, units).
+
+        ``x`` may be batched data as in ``fit`` (batches ``x`` or tuples starting with x); ``steps``
+        predicts only that many batches.
+        """
         return training.predict(self, x, batch_size, verbose, steps, callbacks)  # positional: ~1 µs
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):

@@ -22,6 +22,7 @@ import sys
 import types
 import warnings
 
+import numpy as np
 import torch
 
 from trainwell import schedules
@@ -60,6 +61,32 @@ def _check_learning_rate(value, where: str):
             f"{where}: `learning_rate` expects a number >= 0 or a LearningRateSchedule, received "
             f"{describe(value)}. Pass for example learning_rate=0.001."
         ) from None
+
+
+class LearningRate(float):
+    """The float ``optimizer.learning_rate`` returns, with the two calls Keras code makes on it.
+
+    Keras 3 keeps the rate in a Variable, so course code writes
+    ``model.optimizer.learning_rate.assign(1e-4)`` and ``model.optimizer.learning_rate.numpy()``;
+    here ``assign`` sets the optimizer's rate and ``numpy`` gives a float32 scalar.
+
+    Example:
+        >>> opt = SGD(0.1)
+        >>> opt.learning_rate.assign(0.05)
+        >>> opt.learning_rate, opt.learning_rate.numpy()
+        (0.05, np.float32(0.05))
+    """
+
+    def __new__(cls, value: float, optimizer: Optimizer):
+        rate = super().__new__(cls, value)
+        rate._optimizer = optimizer
+        return rate
+
+    def assign(self, value) -> None:
+        self._optimizer.learning_rate = value
+
+    def numpy(self) -> np.float32:
+        return np.float32(self)
 
 
 class Optimizer:
@@ -131,11 +158,11 @@ class Optimizer:
     # -- learning rate ---------------------------------------------------------------------------
 
     @property
-    def learning_rate(self) -> float:
+    def learning_rate(self) -> LearningRate:
         """The learning rate of the next step (a schedule is evaluated at ``iterations``)."""
         if isinstance(self._learning_rate, LearningRateSchedule):
-            return float(self._learning_rate(self.iterations))
-        return self._learning_rate
+            return LearningRate(self._learning_rate(self.iterations), self)
+        return LearningRate(self._learning_rate, self)
 
     @learning_rate.setter
     def learning_rate(self, value) -> None:
@@ -153,11 +180,20 @@ class Optimizer:
         if self.built:
             self._write_lr(self.learning_rate)
 
+    @property
+    def lr(self) -> LearningRate:
+        """Keras 2's name of ``learning_rate`` (readable and settable), still in course code."""
+        return self.learning_rate
+
+    @lr.setter
+    def lr(self, value) -> None:
+        self.learning_rate = value
+
     def _write_lr(self, lr: float) -> None:
         if self._torch_optimizer is None:
             return  # created later with the current rate
         for group in self._torch_optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = float(lr)
 
     # -- building and stepping -------------------------------------------------------------------
 
@@ -200,7 +236,7 @@ class Optimizer:
         never needs. Slots that path filled are handed over, as the same dicts.
         """
         if self._torch_optimizer is None and self.built:
-            self._torch_optimizer = self._make_torch_optimizer(self._params, self.learning_rate)
+            self._torch_optimizer = self._make_torch_optimizer(self._params, float(self.learning_rate))
             self._torch_optimizer.state.update(self._slots)
             self._slots = self._torch_optimizer.state
         return self._torch_optimizer

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import callbacks as callbacks_module
-from . import distributed, fastpath
+from . import data_adapters, distributed, fastpath
 from . import losses as losses_module
 from ._errors import ConfigError, DataError, NotCompiledError, check_positive_int, check_verbose, describe
 from .data import check_lengths, prepare_weights, prepare_x, prepare_y, validation_slice, warn_if_sorted
@@ -320,7 +320,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     if model.optimizer is None:
         raise NotCompiledError("You must call compile() before fit(), e.g. "
                                "model.compile(optimizer='adam', loss='mean_squared_error').")
-    if y is None:
+    if y is None and not data_adapters.is_batch_source(x):
         raise DataError("fit() needs targets: call fit(x, y, ...).")
     batch_size = 32 if batch_size is None else check_positive_int(batch_size, "batch_size", "fit()")
     epochs = check_positive_int(epochs, "epochs", "fit()") if epochs != 0 else 0
@@ -328,25 +328,28 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     if shuffle not in (True, False, "batch"):
         raise ConfigError(f"`shuffle` expects True or False, received {describe(shuffle)}.")
     strategy = distributed.check_strategy(strategy)
-    for arg, value in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
-        if value is not None:  # Keras's meaning needs an iterator that outlives the epoch; not built
-            warnings.warn(f"fit(): {arg}={value!r} is ignored: trainwell runs every epoch over all the "
-                          "samples it is given. Pass a slice of x and y to train on fewer per epoch.",
-                          UserWarning, stacklevel=3)
     if precision is not None:
         model.precision = distributed.check_precision(precision)
     dev = model.set_device(distributed.process_device(device) if strategy else device)
+    loop_args = dict(batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                     shuffle=shuffle,
+                     initial_epoch=initial_epoch, validation_freq=validation_freq, diagnostics=diagnostics,
+                     strategy=strategy, doctor=doctor)
+
+    if data_adapters.is_batch_source(x) or steps_per_epoch is not None or validation_steps is not None:
+        train, val = _streams_for_fit(model, x, y, sample_weight, class_weight, validation_split,
+                                      validation_data, batch_size, shuffle, steps_per_epoch, validation_steps,
+                                      validation_batch_size, dev)
+        return _fit_loop(model, train, None, None, val, class_weight=class_weight,
+                         validation_batch_size=validation_batch_size or batch_size, **loop_args)
 
     x_tr, y_tr, w_tr, val = split_data(model, x, y, dev, sample_weight=sample_weight,
                                        class_weight=class_weight, validation_data=validation_data,
                                        validation_split=validation_split)
-    return _fit_loop(model, x_tr, y_tr, w_tr, val, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                     callbacks=callbacks, shuffle=shuffle, initial_epoch=initial_epoch,
+    return _fit_loop(model, x_tr, y_tr, w_tr, val, **loop_args,
                      # Validation batches only bound memory (the mean loss is the same up to rounding),
                      # so by default they are large: one forward pass instead of dozens per epoch.
-                     validation_batch_size=validation_batch_size or max(batch_size, VALIDATION_ROWS),
-                     validation_freq=validation_freq, diagnostics=diagnostics, strategy=strategy,
-                     doctor=doctor)
+                     validation_batch_size=validation_batch_size or max(batch_size, VALIDATION_ROWS))
 
 
 def split_data(model, x, y, device, *, sample_weight=None, class_weight=None, validation_data=None,
@@ -376,6 +379,64 @@ def split_data(model, x, y, device, *, sample_weight=None, class_weight=None, va
     warn_if_sorted(y_all, validation_split)
     w_tr, w_val = (None, None) if w_all is None else (w_all[:at], w_all[at:])
     return x_all[:at], y_all[:at], w_tr, (x_all[at:], y_all[at:], w_val)
+
+
+def _streams_for_fit(model, x, y, sample_weight, class_weight, validation_split, validation_data, batch_size,
+                     shuffle, steps_per_epoch, validation_steps, validation_batch_size, dev):
+    """Training and validation data as ``BatchStream``s (batched sources, or arrays with step counts).
+
+    The first batch is read here so the model is built and 'crossentropy'/'accuracy' are resolved
+    before the loop starts, as with arrays.
+    """
+    seed, val_rows = model.shuffle_seed, validation_batch_size or batch_size
+    val = None
+    if data_adapters.is_batch_source(x):
+        data_adapters.check_no_targets(y, sample_weight, x, "fit()")
+        if validation_split:
+            raise ConfigError("fit(): `validation_split` needs x and y as arrays; x is a "
+                              f"{type(x).__name__}. "
+                              "Pass validation_data=(x_val, y_val) or another batched source instead.")
+        train = data_adapters.BatchStream(x, batch_size=batch_size, shuffle=shuffle, steps=steps_per_epoch,
+                                          seed=seed)
+    else:  # arrays with step counts: Keras's steps_per_epoch continues from where the last epoch stopped
+        tensors = (prepare_x(model, x, "x", dev), prepare_y(model, y, "y", dev))
+        check_lengths(*tensors)
+        tensors += (prepare_weights(tensors[0].shape[0], sample_weight, class_weight, tensors[1], dev),)
+        if validation_split and validation_data is None:
+            split_at = validation_slice(tensors[0].shape[0], validation_split)
+            val = data_adapters.arrays_stream(tuple(None if t is None else t[split_at:] for t in tensors),
+                                              batch_size=val_rows, steps=validation_steps,
+                                              name="validation_data")
+            tensors = tuple(None if t is None else t[:split_at] for t in tensors)
+        train = data_adapters.arrays_stream(tensors, batch_size=batch_size, shuffle=shuffle,
+                                            steps=steps_per_epoch, seed=seed)
+    _stream_batch(model, train, train.peek(), dev, class_weight)  # builds the model, resolves the loss
+    model.compile_metrics()
+    if data_adapters.is_batch_source(validation_data):
+        val = data_adapters.BatchStream(validation_data, batch_size=val_rows, steps=validation_steps,
+                                        name="validation_data")
+    elif validation_data is not None:
+        vx, vy, vw = _unpack_validation(validation_data)
+        vx = prepare_x(model, vx, "validation_data x", dev)
+        vy = prepare_y(model, vy, "validation_data y", dev)
+        check_lengths(vx, vy, "validation_data x", "validation_data y")
+        val = data_adapters.arrays_stream((vx, vy, prepare_weights(vx.shape[0], vw, None, vy, dev)),
+                                          batch_size=val_rows, steps=validation_steps, name="validation_data")
+    return train, val
+
+
+def _stream_batch(model, stream, batch, dev, class_weight=None) -> tuple:
+    """One raw batch of ``stream`` as ``(x, y, sample_weight)`` tensors on ``dev``, checked."""
+    if stream.prepared:  # rows of arrays prepared once (arrays given with step counts)
+        return batch
+    where = stream.name
+    xb, yb, wb = data_adapters.split_batch(batch, where)
+    if yb is None:
+        raise DataError(f"`{where}` gave a batch without targets. Yield (x, y) or (x, y, sample_weight) "
+                        "batches.")
+    xt, yt = prepare_x(model, xb, f"{where} batch", dev), prepare_y(model, yb, f"{where} batch targets", dev)
+    check_lengths(xt, yt, f"{where} batch", f"{where} batch targets")
+    return xt, yt, prepare_weights(xt.shape[0], wb, class_weight, yt, dev)
 
 
 def _unpack_validation(validation_data):
@@ -416,8 +477,9 @@ def _diagnostics_callback(model, mode, doctor, data):
 
 
 def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, shuffle, initial_epoch,
-              validation_batch_size, validation_freq, diagnostics, strategy=None, doctor=None):
-    """Train on tensors already checked and split by ``fit``; returns the ``History``.
+              validation_batch_size, validation_freq, diagnostics, strategy=None, doctor=None,
+              class_weight=None):
+    """Train on data already checked and split by ``fit``; returns the ``History``.
 
     In order: the StepContext (loss fusion), the distributed run (``ctx.dist``: a ``OneProcess``
     that changes nothing, or DDP's sharding and collectives), the step (``select_step``), the
@@ -428,21 +490,38 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
     findings go to ``history.diagnosis`` and a NaN/inf loss to a warning.
 
     Args:
-        x, y, w: training inputs, targets, per-sample weights (or None), on the model's device.
+        x, y, w: training inputs, targets, per-sample weights (or None), on the model's device; or
+            ``x`` a ``data_adapters.BatchStream`` of raw batches (then ``y`` and ``w`` are None and
+            ``class_weight`` applies per batch).
         val: ``(x_val, y_val, w_val)`` or None.
         The other arguments are ``fit``'s, checked.
     """
     ctx = StepContext(model)
-    n = x.shape[0]
-    ctx.dist = distributed.start(model, x.device, strategy)  # the DDP wrapper lives as long as ctx
-    ctx.call, n, val = ctx.dist.forward, ctx.dist.shard_length(n), ctx.dist.shard_validation(val)
+    streamed = isinstance(x, data_adapters.BatchStream)
+    n = None if streamed else x.shape[0]
+    ctx.dist = distributed.start(model, model.device, strategy)  # the DDP wrapper lives as long as ctx
+    ctx.call = ctx.dist.forward
+    if streamed:  # under DDP each process reads its own batches
+        for stream in (x, val) if isinstance(val, data_adapters.BatchStream) else (x,):
+            ctx.dist.shard_stream(stream)
+    else:
+        n, val = ctx.dist.shard_length(n), ctx.dist.shard_validation(val)
     callbacks, verbose, diagnostics = ctx.dist.for_this_rank(callbacks, verbose, diagnostics)
-    steps = -(-n // batch_size)
+    if streamed:
+        steps = x.num_batches
+        first = _stream_batch(model, x, x.peek(), model.device, class_weight)
+        # Whether batches are weighted, and their real size (limit_threads below needs it: a
+        # PyDataset or DataLoader makes its own batches, whatever batch_size fit was given).
+        w, batch_size = first[2], first[0].shape[0]
+        # The doctor probes a few batches (it reads nothing when diagnostics are off).
+        data = None if diagnostics in (None, False, "off") else _probe(model, x, class_weight)
+    else:
+        steps, data = -(-n // batch_size), (x, y, val)
     step = select_step(ctx, model.optimizer, weighted=w is not None)
     step = ctx.dist.guarded_step(step)
     model.build_optimizer()
     cbs, history, monitor = _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics,
-                                            doctor, data=(x, y, val))
+                                            doctor, data=data)
     model.stop_training = False
     model.history = history
     cbs.on_train_begin()
@@ -454,10 +533,18 @@ def _fit_loop(model, x, y, w, val, *, batch_size, epochs, verbose, callbacks, sh
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             # Keras 3 orders epoch logs by name, training keys before the val_ ones.
-            train_logs = _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch)
+            if streamed:
+                train_logs = _train_stream_epoch(model, ctx, step, cbs, x, class_weight)
+                if x.ran_out:  # Keras: "Your input ran out of data; interrupting training."
+                    break
+            else:
+                train_logs = _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch)
             logs = dict(sorted(train_logs.items()))
             if val is not None and _is_validation_epoch(epoch, validation_freq):
-                val_logs = _evaluate_tensors(model, ctx, *val, validation_batch_size, prefix="val_")
+                if isinstance(val, data_adapters.BatchStream):
+                    val_logs = _evaluate_stream(model, ctx, val, prefix="val_")
+                else:
+                    val_logs = _evaluate_tensors(model, ctx, *val, validation_batch_size, prefix="val_")
                 logs.update(sorted(val_logs.items()))
             model.epochs_trained += 1
             cbs.on_epoch_end(epoch, logs)
@@ -544,6 +631,33 @@ def _train_epoch(model, ctx, step, cbs, x, y, w, batch_size, shuffle, epoch) -> 
     ctx.dist.reduce_accumulator(acc)  # under DDP: one all_reduce per epoch for the loss and metrics
     ctx.dist.sync_buffers()
     return acc.results()
+
+
+def _train_stream_epoch(model, ctx, step, cbs, stream, class_weight) -> dict:
+    """``_train_epoch`` over a BatchStream: each raw batch becomes tensors, then the same step."""
+    if not model.training:
+        model.train()
+    acc = EpochAccumulator(ctx.metrics, model.device)
+    batch_hooks = cbs.needs_batch_hooks
+    for b, batch in enumerate(stream.epoch()):
+        xb, yb, wb = _stream_batch(model, stream, batch, model.device, class_weight)
+        if batch_hooks:
+            cbs.on_train_batch_begin(b)
+        acc.add(step(ctx, model.optimizer, xb, yb, wb), xb.shape[0])
+        if batch_hooks:
+            cbs.on_train_batch_end(b, BatchLogs(acc, b, xb.shape[0]))
+            if model.stop_training and not ctx.dist.parallel:
+                break
+    ctx.dist.reduce_accumulator(acc)
+    ctx.dist.sync_buffers()
+    return acc.results()
+
+
+def _probe(model, stream, class_weight, batches: int = 4) -> tuple:
+    """The first few batches of ``stream`` as ``(x, y, None)`` tensors: what the training doctor probes."""
+    parts = [_stream_batch(model, stream, batch, model.device, class_weight)
+             for batch in stream.probe(batches)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), None
 
 
 class BatchGather:
@@ -642,23 +756,51 @@ def validate(ctx, forward, acc, x, y, w, batch_size: int, stacked=None) -> None:
                 update_metrics(yb, ctx.predictions(out))
 
 
+def _evaluate_stream(model, ctx, stream, prefix="") -> dict[str, float]:
+    """``_evaluate_tensors`` over a BatchStream (one epoch of it: ``steps`` batches or one pass)."""
+    acc = EpochAccumulator(ctx.metrics, model.device)
+    model.eval()
+    stream.restart()
+    with torch.no_grad():
+        for batch in stream.epoch():
+            xb, yb, wb = _stream_batch(model, stream, batch, model.device)
+            out = ctx.forward(xb)
+            acc.add(ctx.total_loss(yb, out, wb), xb.shape[0])
+            pred = ctx.predictions(out)
+            for _, metric in ctx.metrics:
+                metric.update_state(yb, pred, wb)
+    ctx.dist.reduce_accumulator(acc)
+    return acc.results(prefix)
+
+
 def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
              callbacks=None, return_dict=False, device=None):
     """Loss and metrics on ``(x, y)``: a float, ``[loss, *metrics]``, or a dict with ``return_dict``."""
     if model.optimizer is None:
         raise NotCompiledError("You must call compile() before evaluate(), e.g. "
                                "model.compile(optimizer='adam', loss='mean_squared_error').")
-    if y is None:
+    streamed = data_adapters.is_batch_source(x)
+    if y is None and not streamed:
         raise DataError("evaluate() needs targets: call evaluate(x, y).")
     batch_size = 32 if batch_size is None else check_positive_int(batch_size, "batch_size", "evaluate()")
     verbose = check_verbose(verbose)
     dev = model.set_device(device)
-    xt = prepare_x(model, x, "x", dev)
-    model.compile_metrics()
-    yt = prepare_y(model, y, "y", dev)
-    check_lengths(xt, yt)
-    wt = prepare_weights(xt.shape[0], sample_weight, None, yt, dev)
-    logs = _evaluate_tensors(model, StepContext(model), xt, yt, wt, batch_size)
+    if streamed:
+        data_adapters.check_no_targets(y, sample_weight, x, "evaluate()")
+        stream = data_adapters.BatchStream(x, batch_size=batch_size, steps=steps)
+        _stream_batch(model, stream, stream.peek(), dev)  # builds the model, resolves the loss
+        model.compile_metrics()
+        logs = _evaluate_stream(model, StepContext(model), stream)
+    else:
+        xt = prepare_x(model, x, "x", dev)
+        model.compile_metrics()
+        yt = prepare_y(model, y, "y", dev)
+        check_lengths(xt, yt)
+        wt = prepare_weights(xt.shape[0], sample_weight, None, yt, dev)
+        if steps is not None:  # Keras: only the first `steps` batches
+            rows = check_positive_int(steps, "steps", "evaluate()") * batch_size
+            xt, yt, wt = xt[:rows], yt[:rows], None if wt is None else wt[:rows]
+        logs = _evaluate_tensors(model, StepContext(model), xt, yt, wt, batch_size)
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
     if return_dict:
@@ -675,7 +817,12 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
             return out
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size", "predict()")
+    if data_adapters.is_batch_source(x):
+        return _predict_stream(model, data_adapters.BatchStream(x, batch_size=batch_size or 32, steps=steps),
+                               model.set_device(device))
     xt = prepare_x(model, x, "x", model.set_device(device))  # NaN/inf get their error here
+    if steps is not None:  # Keras: only the first `steps` batches
+        xt = xt[:check_positive_int(steps, "steps", "predict()") * (batch_size or 32)]
     forward = fastpath.inference_forward(model) or model.call
     if model.training:  # eval() walks every module; skip it when nothing changed since the last call
         model.eval()
@@ -689,6 +836,20 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
         else:
             out = torch.cat([forward(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
     return out.cpu().numpy()
+
+
+def _predict_stream(model, stream, dev) -> np.ndarray:
+    """Outputs for every batch of one epoch of ``stream`` (batches ``x``, or tuples whose first item is x)."""
+    outputs = []
+    with torch.inference_mode():
+        for batch in stream.epoch():
+            xb = prepare_x(model, data_adapters.split_batch(batch, "x")[0], "x batch", dev)
+            if model.training:
+                model.eval()
+            outputs.append(model.call(xb))
+    if not outputs:
+        raise DataError("predict(): `x` yielded no batches. Check that a generator was not already used up.")
+    return torch.cat(outputs).cpu().numpy()
 
 
 # Rows per forward pass in predict: whole arrays at once up to a memory-friendly chunk.

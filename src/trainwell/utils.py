@@ -1,5 +1,6 @@
 """Small helpers with Keras's names: ``to_categorical``, ``normalize``, ``set_random_seed``,
-``clear_session``; ``np_utils`` is Keras 2's module of the first two."""
+``clear_session``, ``PyDataset`` (and ``Sequence``, its Keras 2 name); ``np_utils`` is Keras 2's
+module of the first two."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import numpy as np
 import torch
 
 from ._errors import ConfigError, DataError, describe
+from .data_adapters import PyDataset
+
+Sequence = PyDataset  # Keras 2's name for the same protocol (``keras.utils.Sequence``)
 
 
 def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.ndarray:
