@@ -55,6 +55,8 @@ def unsupported(ctx, optimizer, weighted: bool) -> str | None:
         A short reason for the debug log, or None.
     """
     model = ctx.model
+    if not _plain_chain(model):
+        return "the model is not a chain of layers on one input of rank 2"
     for layer in model.layers:
         if type(layer) is not Dense:
             return f"layer {layer.name!r} is a {type(layer).__name__}, not a Dense"
@@ -404,6 +406,11 @@ _INFERENCE_ACTIVATIONS = {"linear": None, "relu": torch.relu_, "tanh": torch.tan
                           "softmax": lambda h: torch.softmax(h, -1)}
 
 
+def _plain_chain(model) -> bool:
+    """A graph model that is one chain of layers, fed samples of one axis (what the plans handle)."""
+    return getattr(model, "is_chain", True) and len(model.input_shape_hint or ()) == 1
+
+
 def inference_forward(model, logits: bool = False):
     """A forward function for ``predict`` on a Dense-only model, or None for any other model.
 
@@ -432,6 +439,8 @@ def _plan(model):
     layers = list(model._stack)
     if not layers or any(getattr(layer, "kernel", 0) is None for layer in layers):
         return None  # not built yet: nothing to cache
+    if not _plain_chain(model):
+        return None
     steps = []
     for layer in layers:
         name = _activation_name(layer) if type(layer) is Dense else None

@@ -116,7 +116,8 @@ def model_state(model) -> tuple[dict, dict[str, torch.Tensor]]:
     header = {
         "versions": {"torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
-        "model": {"class_name": type(model).__name__, "config": model.get_config()},
+        "model": {"class_name": "Functional" if getattr(model, "_graph", None) is not None
+                  else type(model).__name__, "config": model.get_config()},
         "compile": compile_config,
         "optimizer": None,
         "layer_state": {layer.name: {"adapted": bool(layer.adapted)} for layer in model.layers
@@ -141,11 +142,14 @@ def _compile_config(model) -> dict | None:
     if model.optimizer is None or model.loss is None:
         return None
     try:
+        per_output = getattr(model.loss, "pack_targets", None) is not None  # a multi-output graph model
         return {
             "optimizer": optimizers_module.serialize(model.optimizer),
-            "loss": losses_module.serialize(model.loss),
-            "metrics": [metrics_module.serialize(m) for m in model.metrics_identifiers],
-            "loss_weights": model.loss_weights,
+            "loss": [None if loss is None else losses_module.serialize(loss) for loss in model.loss.losses]
+            if per_output else losses_module.serialize(model.loss),
+            "metrics": [[metrics_module.serialize(m) for m in ms] for ms in model.output_metrics_identifiers]
+            if per_output else [metrics_module.serialize(m) for m in model.metrics_identifiers],
+            "loss_weights": model.loss.weights if per_output else model.loss_weights,
             "precision": getattr(model, "precision", "32-true"),
         }
     except (ValueError, TypeError) as exc:
@@ -224,10 +228,35 @@ def load_model(filepath, compile: bool = True, *, max_params: int = MAX_PARAMS):
 
 
 def _model_from(path: str, header: dict, tensors: dict, compile: bool, max_params: int):
-    from .callbacks import History
+    config = model_config(path, header)
+    if header["model"]["class_name"] == "Functional":
+        model = _graph_model_from(path, config)
+        stack = model.layers
+        # Checked after building (a graph's shapes need its layers); Sequential files are checked before.
+        match_weights(path, {LAYERS + k: tuple(w.shape) for k, w in _named_weights(model).items()},
+                      {k: v for k, v in tensors.items() if k.startswith(LAYERS)})
+    else:
+        model = _sequential_from(path, config, max_params, tensors)
+        stack = model.layers
+    for key, weight in _named_weights(model).items():
+        copy_into(path, LAYERS + key, weight, tensors[LAYERS + key])
+    return _restore_state(path, header, tensors, compile, model, stack)
+
+
+def _graph_model_from(path: str, config: dict):
+    """A functional model: its graph rebuilt from the config (no code runs), weights copied after."""
+    from .models import Model
+
+    with torch.random.fork_rng(devices=[]):
+        try:
+            return Model.from_config(config)
+        except Exception as exc:  # an unknown layer, a broken link: the message names it
+            raise ModelFileError(f"{path}: header entry `model.config` cannot be built: {exc}") from exc
+
+
+def _sequential_from(path: str, config: dict, max_params: int, tensors: dict):
     from .models import Sequential
 
-    config = model_config(path, header)
     stack = [layer_from(path, i, entry) for i, entry in enumerate(config["layers"])]
     check_unique_names(path, stack)
     input_shape = parse_input_shape(path, config.get("input_shape"))
@@ -240,8 +269,12 @@ def _model_from(path: str, header: dict, tensors: dict, compile: bool, max_param
         model._stack.extend(stack)
         if input_shape is not None:
             model._build_layers()
-    for key, weight in _named_weights(model).items():
-        copy_into(path, LAYERS + key, weight, tensors[LAYERS + key])
+    return model
+
+
+def _restore_state(path: str, header: dict, tensors: dict, compile: bool, model, stack):
+    from .callbacks import History
+
     for name, state in dict_entry(path, header, "layer_state").items():
         layer = next((la for la in stack if la.name == name), None)
         if layer is not None and hasattr(layer, "adapted"):
