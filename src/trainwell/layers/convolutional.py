@@ -262,3 +262,8 @@ class Conv2DTranspose(_Conv):
             top, left = ((full.shape[2] - rows) // 2, (full.shape[3] - cols) // 2)
             full = full[:, :, top:top + rows, left:left + cols]
         return self.activation(full.movedim(1, -1))
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.pop("groups")  # not an argument of Keras's Conv2DTranspose
+        return config

@@ -100,16 +100,24 @@ class MaxPooling2D(_Pooling):
     rank, mode = 2, "max"
 
 
-class AveragePooling1D(_Pooling):
-    """Mean over windows of ``pool_size`` steps."""
+class _AveragePooling(_Pooling):
+    mode = "average"
 
-    rank, mode = 1, "average"
+    def __init__(self, pool_size, strides=None, padding: str = "valid", data_format=None, **kwargs):
+        # Keras requires pool_size here (MaxPooling defaults it to 2).
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
-class AveragePooling2D(_Pooling):
+class AveragePooling1D(_AveragePooling):
+    """Mean over windows of ``pool_size`` steps; Keras's 'same' averages the real values only."""
+
+    rank = 1
+
+
+class AveragePooling2D(_AveragePooling):
     """Mean over ``pool_size`` windows of channels-last images."""
 
-    rank, mode = 2, "average"
+    rank = 2
 
 
 class _GlobalPooling(Layer):
