@@ -151,8 +151,8 @@ def run_layer(case: dict) -> dict:
         layer.adapt(inputs)
     layer(inputs)  # builds
     rng = np.random.default_rng(1)
-    weights = [rng.uniform(0.5, 1.5, size=w.shape) if "variance" in w.name else rng.uniform(-1, 1, size=w.shape)
-               for w in layer.weights]
+    weights = [rng.uniform(0.5, 1.5, size=w.shape) if "variance" in w.name
+               else rng.uniform(-1, 1, size=w.shape) for w in layer.weights]
     if weights and not case.get("adapt"):
         layer.set_weights([w.astype(np.float32) for w in weights])
     return {"weights": [_to_list(w) for w in layer.get_weights()], "output": _to_list(layer(inputs)),

@@ -294,15 +294,18 @@ def layer_cases() -> list[dict]:
         ("Conv2DTranspose", {"filters": 4, "kernel_size": 3, "strides": 2}, img),
         ("Conv2DTranspose", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}, img),
         ("Conv2DTranspose", {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same"}, img),
-        ("MaxPooling1D", {"pool_size": 3, "padding": "same"}, seq), ("AveragePooling1D", {"pool_size": 2}, seq),
+        ("MaxPooling1D", {"pool_size": 3, "padding": "same"}, seq),
+        ("AveragePooling1D", {"pool_size": 2}, seq),
         ("MaxPooling2D", {}, img), ("MaxPooling2D", {"pool_size": 3, "strides": 2, "padding": "same"}, img),
-        ("AveragePooling2D", {"pool_size": 2, "padding": "same"}, img), ("AveragePooling2D", {"pool_size": 3}, img),
+        ("AveragePooling2D", {"pool_size": 2, "padding": "same"}, img),
+        ("AveragePooling2D", {"pool_size": 3}, img),
         ("GlobalAveragePooling1D", {}, seq), ("GlobalMaxPooling1D", {}, seq),
         ("GlobalAveragePooling2D", {}, img), ("GlobalMaxPooling2D", {"keepdims": True}, img),
         ("LayerNormalization", {}, seq), ("BatchNormalization", {}, img),
         ("Normalization", {"axis": None}, img), ("Normalization", {"axis": [1, 3]}, img),
         ("UpSampling2D", {}, img), ("UpSampling2D", {"size": [2, 3], "interpolation": "bilinear"}, img),
-        ("ZeroPadding2D", {"padding": [[1, 2], [0, 1]]}, img), ("Cropping2D", {"cropping": [[1, 0], [2, 1]]}, img),
+        ("ZeroPadding2D", {"padding": [[1, 2], [0, 1]]}, img),
+        ("Cropping2D", {"cropping": [[1, 0], [2, 1]]}, img),
         ("Embedding", {"input_dim": 10, "output_dim": 3}, rng.integers(0, 10, size=(4, 5)).tolist()),
     ]
     pair = {"inputs": [normal(4, 6), normal(4, 6)]}
@@ -621,7 +624,8 @@ def test_layer_matches_keras(reference, case):
     check_close(case["id"], out.numpy(), got["output"], rtol=1e-5, atol=1e-5)
     assert tuple(out.shape[1:]) == layer.compute_output_shape(shapes)
     if case["adapt"]:  # the statistics, as Keras stores them (broadcastable shapes may differ)
-        np.testing.assert_allclose(layer.mean.numpy().ravel(), np.ravel(got["weights"][0]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(layer.mean.numpy().ravel(), np.ravel(got["weights"][0]),
+                                   rtol=1e-5, atol=1e-6)
     # The config keys trainwell writes are Keras's (a subset: arguments trainwell refuses are left out).
     extra = set(layer.get_config()) - set(got["config_keys"]) - {"input_shape"}
     assert not extra, f"{case['class']}: config keys Keras does not have: {sorted(extra)}"
