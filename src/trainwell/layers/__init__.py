@@ -22,7 +22,24 @@ from .advanced_activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .base import Layer, _as_shape, reset_names, unique_name  # noqa: F401
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose, SeparableConv2D
 from .core import Activation, Dense, Embedding, Input, InputLayer  # noqa: F401
-from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
+from .merging import (  # noqa: F401
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from .node import KerasTensor  # noqa: F401
 from .normalization import BatchNormalization, LayerNormalization, Normalization
 from .pooling import (
@@ -79,4 +96,5 @@ def serialize(layer: Layer) -> dict:
 
 __all__ = sorted([*LAYERS, "Input", "Layer", "KerasTensor", "deserialize", "serialize", "reset_names",
                   "unique_name", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalMaxPool1D",
-                  "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D", "Convolution1D", "Convolution2D"])
+                  "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D", "Convolution1D", "Convolution2D",
+                  "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract"])

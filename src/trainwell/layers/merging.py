@@ -173,3 +173,36 @@ class Dot(Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+
+# Keras's functional spellings: `concatenate([a, b])` is `Concatenate()([a, b])`.
+def concatenate(inputs, axis: int = -1, **kwargs):
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def add(inputs, **kwargs):
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    return Minimum(**kwargs)(inputs)
+
+
+def dot(inputs, axes, normalize: bool = False, **kwargs):
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)
