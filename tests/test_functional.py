@@ -133,15 +133,17 @@ def test_two_inputs_two_outputs_fit_predict_evaluate_with_lists():
     model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[1.0, 0.5],
                   metrics=[[], ["accuracy"]])
     history = model.fit([A, B], [Y, LABELS], epochs=2, batch_size=16, verbose=0, validation_split=0.25)
-    assert sorted(history.history) == ["cls_accuracy", "loss", "val_cls_accuracy", "val_loss"]
+    assert sorted(history.history) == ["cls_accuracy", "cls_loss", "loss", "reg_loss", "val_cls_accuracy",
+                                       "val_cls_loss", "val_loss", "val_reg_loss"]
     reg, cls = model.predict([A, B], verbose=0)
     assert reg.shape == (96, 1) and cls.shape == (96, 3)
     np.testing.assert_allclose(cls.sum(1), 1.0, rtol=1e-5)
     # The loss is Keras's weighted sum of the per-output losses.
-    loss, accuracy = model.evaluate([A, B], [Y, LABELS], verbose=0, batch_size=96)
+    loss, reg_loss, cls_loss, accuracy = model.evaluate([A, B], [Y, LABELS], verbose=0, batch_size=32)
     mse = float(np.mean((reg - Y) ** 2))
     ce = float(np.mean(-np.log(cls[np.arange(96), LABELS])))
     assert loss == pytest.approx(mse + 0.5 * ce, rel=1e-4)
+    assert (reg_loss, cls_loss) == (pytest.approx(mse, rel=1e-4), pytest.approx(ce, rel=1e-4))  # unweighted
     assert accuracy == pytest.approx(float(np.mean(cls.argmax(1) == LABELS)))
 
 
@@ -153,7 +155,7 @@ def test_dicts_of_inputs_outputs_losses_and_metrics():
     out = model.predict({"b": B, "a": A}, verbose=0)
     assert set(out) == {"reg", "cls"} and out["cls"].shape == (96, 3)
     logs = model.evaluate({"a": A, "b": B}, {"reg": Y, "cls": LABELS}, verbose=0, return_dict=True)
-    assert set(logs) == {"loss", "reg_mae", "cls_accuracy"}
+    assert set(logs) == {"loss", "reg_loss", "cls_loss", "reg_mae", "cls_accuracy"}
     with pytest.raises(DataError, match=r"no entry for \['b'\]"):
         model.predict({"a": A}, verbose=0)
     with pytest.raises(DataError, match="Input 'b' expects samples of shape \\(2,\\)"):

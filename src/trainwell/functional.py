@@ -332,6 +332,28 @@ class OutputMetric:
         self.metric.reset_state()
 
 
+class OutputLoss:
+    """One output's unweighted loss, averaged over the epoch's samples: Keras's ``<output>_loss`` log."""
+
+    def __init__(self, loss: MultiOutputLoss, index: int):
+        self.loss, self.index = loss, index
+        self.name = f"{loss.names[index]}_loss"
+        self.total = self.count = None
+
+    def update_state(self, y, pred, sample_weight=None):
+        ys, outs = self.loss.split(y, pred)
+        value = self.loss.losses[self.index](ys[self.index], outs[self.index], sample_weight).detach()
+        n = y.shape[0]
+        self.total = value * n if self.total is None else self.total + value * n
+        self.count = n if self.count is None else self.count + n
+
+    def result(self):
+        return self.total / self.count
+
+    def reset_state(self):
+        self.total = self.count = None
+
+
 def metrics_per_output(identifiers, keys: list[str]) -> list[list]:
     """Keras's ``metrics`` for several outputs: a dict by output name, a list of lists in output
     order, or one flat list applied to every output."""
@@ -342,8 +364,10 @@ def metrics_per_output(identifiers, keys: list[str]) -> list[list]:
 
 
 def output_metrics(per: list[list], loss: MultiOutputLoss, keys: list[str]) -> list[tuple[str, OutputMetric]]:
-    """``(name, metric)`` pairs named ``<output>_<metric>``, as Keras logs them."""
-    resolved = []
+    """``(name, metric)`` pairs: each output's loss (``<output>_loss``), then its metrics named
+    ``<output>_<metric>``, as Keras logs them."""
+    resolved = [(f"{key}_loss", OutputLoss(loss, i)) for i, key in enumerate(keys)
+                if loss.losses[i] is not None]
     for i, (key, wanted) in enumerate(zip(keys, per)):
         for identifier in wanted:
             metric = metrics_module.get(identifier, loss=loss.losses[i],
