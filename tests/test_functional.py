@@ -288,3 +288,24 @@ def test_dropout_in_a_graph_is_off_in_predict():
     out = Dense(1)(Dropout(0.9)(inputs))
     model = Model(inputs, out)
     np.testing.assert_array_equal(model.predict(X, verbose=0), model.predict(X, verbose=0))
+
+
+def test_doctor_probes_each_layer_of_a_branched_graph_and_a_convnet():
+    # A branch whose ReLU layer starts dead (bias -10 on inputs in [0, 1]) is named by the doctor.
+    set_random_seed(0)
+    a, b = Input(shape=(4,), name="a"), Input(shape=(2,), name="b")
+    dead = Dense(8, activation="relu", bias_initializer=tw.initializers.Constant(-10.0),
+                 name="dead_branch")(a)
+    model = Model([a, b], Dense(1)(Concatenate()([dead, Dense(4, activation="tanh")(b)])))
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    findings = model.diagnose([rng.random((64, 4)), rng.random((64, 2))], rng.random(64), epochs=2, verbose=0)
+    codes = {f.code: f for f in findings}
+    assert "detector_failed" not in codes
+    assert codes["dead_units"].layer == "dead_branch"
+    # A convnet: dead units are counted per channel; nothing in the doctor fails.
+    conv = Sequential([Input(shape=(6, 6, 1)), tw.layers.Conv2D(3, 3, activation="relu"),
+                       tw.layers.Flatten(), Dense(2, activation="softmax")])
+    conv.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    findings = conv.diagnose(rng.random((64, 6, 6, 1)), rng.integers(0, 2, 64), epochs=1, verbose=0)
+    assert all(f.code != "detector_failed" for f in findings), findings

@@ -100,13 +100,21 @@ class Graph:
             visit(t, t.node.layer.name)
         return order
 
-    def run(self, xs: list[torch.Tensor], final_activation: bool = True) -> list[torch.Tensor]:
-        """The output tensors for input tensors ``xs`` (in ``inputs`` order)."""
+    def run(self, xs: list[torch.Tensor], final_activation: bool = True, visit=None) -> list[torch.Tensor]:
+        """The output tensors for input tensors ``xs`` (in ``inputs`` order).
+
+        ``visit(layer, inputs) -> output``, when given, runs each layer instead (the training
+        doctor's probe reads pre-activations and gradients per layer that way).
+        """
         values = list(xs) + [None] * (self.n_slots - len(xs))
         for fn, ins, single, out in (self.plan if final_activation or self.linear_plan is None
                                      else self.linear_plan):
-            values[out] = fn(values[ins[0]]) if single else fn([values[i] for i in ins])
+            args = values[ins[0]] if single else [values[i] for i in ins]
+            values[out] = fn(args) if visit is None else visit(self._layer_of(fn), args)
         return [values[i] for i in self.output_slots]
+
+    def _layer_of(self, fn):
+        return getattr(fn, "__self__", fn)  # a bound `linear` of the fused plan, or the layer
 
     # -- summary ----------------------------------------------------------------------------------
     def connections(self) -> dict[int, str]:
