@@ -309,3 +309,14 @@ def test_doctor_probes_each_layer_of_a_branched_graph_and_a_convnet():
     conv.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     findings = conv.diagnose(rng.random((64, 6, 6, 1)), rng.integers(0, 2, 64), epochs=1, verbose=0)
     assert all(f.code != "detector_failed" for f in findings), findings
+
+
+def test_file_summary_of_a_graph_model_builds_nothing_real(tmp_path):
+    from trainwell._file_summary import summarize
+
+    model = two_in_two_out()
+    model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"])
+    model.save(tmp_path / "g.tw")
+    text = summarize(tmp_path / "g.tw")
+    assert "Inputs: (None, 4), (None, 2)" in text and "Total params: 132" in text
+    assert "concatenate[0][0]" in text and "Connected to" in text
