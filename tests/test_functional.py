@@ -319,4 +319,6 @@ def test_file_summary_of_a_graph_model_builds_nothing_real(tmp_path):
     model.save(tmp_path / "g.tw")
     text = summarize(tmp_path / "g.tw")
     assert "Inputs: (None, 4), (None, 2)" in text and "Total params: 132" in text
-    assert "concatenate[0][0]" in text and "Connected to" in text
+    assert "(Concatenate)" in text and "Connected to" in text
+    concat = next(la.name for la in model.layers if isinstance(la, Concatenate))
+    assert f"{concat}[0][0]" in text
