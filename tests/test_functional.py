@@ -322,3 +322,22 @@ def test_file_summary_of_a_graph_model_builds_nothing_real(tmp_path):
     assert "(Concatenate)" in text and "Connected to" in text
     concat = next(la.name for la in model.layers if isinstance(la, Concatenate))
     assert f"{concat}[0][0]" in text
+
+
+def test_damaged_or_huge_graph_files_are_refused_before_allocating(tmp_path):
+    from trainwell import saving
+    from trainwell._container import write_container
+    from trainwell._errors import ModelFileError
+
+    model = two_in_two_out()
+    header, tensors = saving.model_state(model)
+    header["model"]["config"]["layers"][-1]["inbound_nodes"] = [[["nowhere", 0, 0, {}]]]
+    write_container(str(tmp_path / "broken.tw"), header, tensors)
+    with pytest.raises(ModelFileError, match="broken.tw.*reads tensors that no layer makes"):
+        load_model(tmp_path / "broken.tw")
+    header, tensors = saving.model_state(model)
+    dense = next(e for e in header["model"]["config"]["layers"] if e["class_name"] == "Dense")
+    dense["config"]["units"] = 10**9
+    write_container(str(tmp_path / "huge.tw"), header, tensors)
+    with pytest.raises(ModelFileError, match="above max_params"):
+        load_model(tmp_path / "huge.tw")

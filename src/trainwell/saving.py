@@ -230,7 +230,7 @@ def load_model(filepath, compile: bool = True, *, max_params: int = MAX_PARAMS):
 def _model_from(path: str, header: dict, tensors: dict, compile: bool, max_params: int):
     config = model_config(path, header)
     if header["model"]["class_name"] == "Functional":
-        model = _graph_model_from(path, config)
+        model = _graph_model_from(path, config, max_params)
         stack = model.layers
         # Checked after building (a graph's shapes need its layers); Sequential files are checked before.
         match_weights(path, {LAYERS + k: tuple(w.shape) for k, w in _named_weights(model).items()},
@@ -243,13 +243,27 @@ def _model_from(path: str, header: dict, tensors: dict, compile: bool, max_param
     return _restore_state(path, header, tensors, compile, model, stack)
 
 
-def _graph_model_from(path: str, config: dict):
-    """A functional model: its graph rebuilt from the config (no code runs), weights copied after."""
+def _graph_model_from(path: str, config: dict, max_params: int):
+    """A functional model: its graph rebuilt from the config (no code runs), weights copied after.
+
+    The graph is first built on torch's 'meta' device (shapes, no memory), so absurd sizes are
+    refused before anything is allocated, as for a Sequential.
+    """
+    from .functional import Graph
     from .models import Model
 
     with torch.random.fork_rng(devices=[]):
         try:
+            with torch.device("meta"):
+                total = sum(layer.count_params() for layer in Graph(*Graph.from_config(config)).layers)
+            if total > max_params:
+                raise ModelFileError(f"{path}: the model would hold {total:,} weights, above "
+                                     f"max_params={max_params:,}. The config is probably corrupted or "
+                                     "crafted; nothing was allocated. If you trust it, pass a larger "
+                                     "max_params.")
             return Model.from_config(config)
+        except ModelFileError:
+            raise
         except Exception as exc:  # an unknown layer, a broken link: the message names it
             raise ModelFileError(f"{path}: header entry `model.config` cannot be built: {exc}") from exc
 
