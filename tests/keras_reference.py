@@ -14,6 +14,8 @@ Case kinds:
 - ``normalization``: ``Normalization.adapt`` statistics and the adapted layer's output.
 - ``dropout``: ``Dropout`` output on ones in training mode (which values survive, and as what).
 - ``initializer``: summary statistics of a large draw.
+- ``layer``: one layer built on ``x`` (or a list of inputs), its weights set to seeded random
+  values (variances positive), then its inference output; ``Normalization`` layers adapt first.
 
 Usage: ``python tests/keras_reference.py < spec.json``.
 """
@@ -59,7 +61,8 @@ def run_fit(case: dict) -> dict:
     x, y = _array(case["x"]), _array(case["y"])
     if case.get("sparse"):
         y = y.astype(np.int64)
-    layers = [keras.Input(shape=(x.shape[1],))] + [_layer(s) for s in case["layers"]]
+    x = x.reshape(len(x), *case.get("input_shape", x.shape[1:]))
+    layers = [keras.Input(shape=x.shape[1:])] + [_layer(s) for s in case["layers"]]
     model = keras.Sequential(layers)
     for layer, spec in zip(model.layers, case["layers"]):
         if spec["type"] == "Normalization":
@@ -139,8 +142,25 @@ def run_initializer(case: dict) -> dict:
             "q9999_abs": float(np.quantile(np.abs(w), 0.9999))}
 
 
+def run_layer(case: dict) -> dict:
+    keras.utils.set_random_seed(0)
+    multi = isinstance(case["x"], dict)
+    inputs = [_array(v) for v in case["x"]["inputs"]] if multi else _array(case["x"])
+    layer = getattr(keras.layers, case["class"])(**case.get("kwargs", {}))
+    if case.get("adapt"):
+        layer.adapt(inputs)
+    layer(inputs)  # builds
+    rng = np.random.default_rng(1)
+    weights = [rng.uniform(0.5, 1.5, size=w.shape) if "variance" in w.name
+               else rng.uniform(-1, 1, size=w.shape) for w in layer.weights]
+    if weights and not case.get("adapt"):
+        layer.set_weights([w.astype(np.float32) for w in weights])
+    return {"weights": [_to_list(w) for w in layer.get_weights()], "output": _to_list(layer(inputs)),
+            "weight_names": [w.name for w in layer.weights], "config_keys": sorted(layer.get_config())}
+
+
 RUNNERS = {"fit": run_fit, "loss": run_loss, "metric": run_metric, "normalization": run_normalization,
-           "dropout": run_dropout, "initializer": run_initializer}
+           "dropout": run_dropout, "initializer": run_initializer, "layer": run_layer}
 
 
 def main() -> None:

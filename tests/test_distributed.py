@@ -299,6 +299,28 @@ def test_ddp_on_a_group_of_one_equals_plain_training(group_of_one, tmp_path):
     ddp.fit(x, y, batch_size=8, epochs=1, verbose=0)
 
 
+def test_ddp_trains_a_two_input_graph_model_as_plain_training(group_of_one):
+    from trainwell.layers import Concatenate, Input
+    from trainwell.models import Model
+
+    def build():
+        set_random_seed(2)
+        a, b = Input(shape=(2,)), Input(shape=(1,))
+        out = Dense(1)(Concatenate()([Dense(4, activation="tanh")(a), b]))
+        model = Model([a, b], out)
+        model.compile(optimizer=SGD(learning_rate=0.05), loss="mse")
+        return model
+
+    x, y = _data()
+    plain, ddp = build(), build()
+    kw = dict(batch_size=8, epochs=2, verbose=0, shuffle=True)
+    h1 = plain.fit([x[:, :2], x[:, 2:]], y, **kw)
+    h2 = ddp.fit([x[:, :2], x[:, 2:]], y, strategy="ddp", **kw)
+    np.testing.assert_allclose(h1.history["loss"], h2.history["loss"], rtol=1e-6)
+    for a, b in zip(plain.get_weights(), ddp.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_reduce_and_agree_on_a_group_of_one(group_of_one):
     from trainwell.training import EpochAccumulator
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # every example script end to end; `-m "not slow"
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMES = ["wages_regression", "titanic_classification", "sgd_learning_rates", "early_stopping",
-         "compare_architectures"]
+         "compare_architectures", "functional_tabular", "mnist_convnet"]
 TIMEOUT_S = 240
 
 
@@ -91,3 +91,17 @@ def test_compare_architectures_writes_a_png(runs):
     png = runs["folder"] / "from_argument.png"
     assert f"plot written to {png}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_functional_tabular(runs):
+    out = check(runs, "functional_tabular")
+    assert "Connected to" in out and "dense[0][0], flatten[0][0]" in out
+    assert "Epoch 2/2" in out and "val_accuracy: " in out
+    assert out.count("probability of survival") == 5
+
+
+def test_mnist_convnet(runs):
+    out = check(runs, "mnist_convnet")
+    assert "Total params: 34,826" in out  # Keras's simple MNIST convnet has 34,826 parameters too
+    assert "(None, 5, 5, 64)" in out and "Epoch 2/2" in out
+    assert "predicted digits:" in out

@@ -17,6 +17,9 @@ rows in the same order (``shuffle=False``) and compares:
 - BatchNormalization (training and inference, moving statistics), Dropout, Normalization.adapt;
 - the epoch at which EarlyStopping stops and the weights it restores;
 - initializer statistics (distributions, not values);
+- every layer of ``trainwell.layers`` beyond the first six (reshaping, convolution, pooling,
+  normalization, merging, activation layers), each with Keras's weights set to the same random
+  values: the same outputs to 1e-5, and config keys that are Keras's; a small convnet's fit;
 - the shapes of what ``evaluate``/``predict``/``History`` return.
 
 Set ``TRAINWELL_PARITY_REPORT=1`` and run with ``-s`` to print the largest differences.
@@ -85,6 +88,20 @@ def binary_data():
     return x, y
 
 
+def image_data():
+    """8x8 one-channel images of 3 classes: a bright row, a bright column or noise alone."""
+    rng = _rng(8)
+    labels = rng.integers(0, 3, size=96)
+    x = rng.normal(scale=0.3, size=(96, 8, 8, 1))
+    where = rng.integers(1, 7, size=96)
+    for i, (label, k) in enumerate(zip(labels, where)):
+        if label == 1:
+            x[i, k, :, 0] += 1.0
+        elif label == 2:
+            x[i, :, k, 0] += 1.0
+    return x.astype(np.float32), labels
+
+
 def early_stopping_data():
     """Training targets ``x @ w``, validation targets ``0.3 * x_val @ w``: as the model approaches
     ``w`` the validation loss first falls, then rises, so EarlyStopping has a clear best epoch."""
@@ -145,6 +162,14 @@ def fit_cases() -> list[dict]:
                   "layers": [{"type": "Dense", "units": 16, "activation": "relu"},
                              {"type": "Dropout", "rate": 0.5}, {"type": "Dense", "units": 1}],
                   "optimizer": "SGD", "loss": "mse", "metrics": ["mae"]})
+    xi, labels_i = image_data()
+    cases.append({"id": "convnet", "kind": "fit", "x": _f32(xi), "y": _f32(np.eye(3)[labels_i]),
+                  "layers": [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+                             {"type": "MaxPooling2D"},
+                             {"type": "Conv2D", "filters": 3, "kernel_size": 2, "padding": "same"},
+                             {"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}],
+                  "optimizer": "Adam", "optimizer_config": {"learning_rate": 0.01},
+                  "loss": "categorical_crossentropy", "metrics": ["accuracy"], "fit": cls_fit})
     xe, ye, xv, yv = early_stopping_data()
     cases.append({"id": "early_stopping", "kind": "fit", "x": _f32(xe), "y": _f32(ye),
                   "layers": [{"type": "Dense", "units": 1}], "optimizer": "SGD",
@@ -279,6 +304,57 @@ def other_cases() -> list[dict]:
     ]
 
 
+def layer_cases() -> list[dict]:
+    """One case per new layer (and per mode that changes the numbers): inputs and Keras kwargs."""
+    rng = _rng(7)
+
+    def normal(*shape):
+        return _f32(rng.normal(size=shape))
+
+    seq, img, vec = normal(3, 10, 4), normal(2, 9, 8, 3), normal(4, 6)
+    table = [
+        ("Flatten", {}, img), ("Reshape", {"target_shape": [12, 18]}, img),
+        ("Permute", {"dims": [2, 1]}, seq), ("RepeatVector", {"n": 3}, vec),
+        ("Rescaling", {"scale": 1 / 255, "offset": -1.0}, vec), ("Softmax", {}, seq),
+        ("ReLU", {"max_value": 1.0, "negative_slope": 0.1, "threshold": 0.2}, seq),
+        ("LeakyReLU", {"negative_slope": 0.2}, seq), ("PReLU", {}, seq), ("PReLU", {"shared_axes": [1]}, seq),
+        ("ELU", {"alpha": 0.7}, seq), ("Dense", {"units": 5, "activation": "tanh"}, seq),
+        ("Conv1D", {"filters": 5, "kernel_size": 3}, seq),
+        ("Conv1D", {"filters": 5, "kernel_size": 4, "padding": "same", "strides": 2}, seq),
+        ("Conv1D", {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "activation": "relu"}, seq),
+        ("Conv2D", {"filters": 4, "kernel_size": 3}, img),
+        ("Conv2D", {"filters": 4, "kernel_size": [2, 3], "padding": "same"}, img),
+        ("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same", "strides": 2}, img),
+        ("Conv2D", {"filters": 4, "kernel_size": 3, "dilation_rate": 2, "use_bias": False}, img),
+        ("SeparableConv2D", {"filters": 5, "kernel_size": 3, "depth_multiplier": 2, "padding": "same"}, img),
+        ("Conv2DTranspose", {"filters": 4, "kernel_size": 3, "strides": 2}, img),
+        ("Conv2DTranspose", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}, img),
+        ("Conv2DTranspose", {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same"}, img),
+        ("MaxPooling1D", {"pool_size": 3, "padding": "same"}, seq),
+        ("AveragePooling1D", {"pool_size": 2}, seq),
+        ("MaxPooling2D", {}, img), ("MaxPooling2D", {"pool_size": 3, "strides": 2, "padding": "same"}, img),
+        ("AveragePooling2D", {"pool_size": 2, "padding": "same"}, img),
+        ("AveragePooling2D", {"pool_size": 3}, img),
+        ("GlobalAveragePooling1D", {}, seq), ("GlobalMaxPooling1D", {}, seq),
+        ("GlobalAveragePooling2D", {}, img), ("GlobalMaxPooling2D", {"keepdims": True}, img),
+        ("LayerNormalization", {}, seq), ("BatchNormalization", {}, img),
+        ("Normalization", {"axis": None}, img), ("Normalization", {"axis": [1, 3]}, img),
+        ("UpSampling2D", {}, img), ("UpSampling2D", {"size": [2, 3], "interpolation": "bilinear"}, img),
+        ("ZeroPadding2D", {"padding": [[1, 2], [0, 1]]}, img),
+        ("Cropping2D", {"cropping": [[1, 0], [2, 1]]}, img),
+        ("Embedding", {"input_dim": 10, "output_dim": 3}, rng.integers(0, 10, size=(4, 5)).tolist()),
+    ]
+    pair = {"inputs": [normal(4, 6), normal(4, 6)]}
+    trio = {"inputs": [normal(4, 2, 3), normal(4, 2, 3), normal(4, 2, 3)]}
+    table += [("Concatenate", {}, {"inputs": [normal(4, 2, 3), normal(4, 2, 5)]}),
+              ("Concatenate", {"axis": 1}, {"inputs": [normal(4, 2, 3), normal(4, 4, 3)]}),
+              ("Add", {}, trio), ("Subtract", {}, pair), ("Multiply", {}, trio), ("Average", {}, trio),
+              ("Maximum", {}, trio), ("Minimum", {}, trio), ("Dot", {"axes": 1}, pair),
+              ("Dot", {"axes": [2, 2], "normalize": True}, {"inputs": [normal(4, 2, 3), normal(4, 5, 3)]})]
+    return [{"id": f"layer_{i}_{cls}", "kind": "layer", "class": cls, "kwargs": kw, "x": x,
+             "adapt": cls == "Normalization"} for i, (cls, kw, x) in enumerate(table)]
+
+
 @functools.cache
 def fit_cases_by_id() -> dict:
     return {c["id"]: c for c in fit_cases()}
@@ -287,7 +363,7 @@ def fit_cases_by_id() -> dict:
 @pytest.fixture(scope="module")
 def reference() -> dict:
     """All Keras numbers, computed once in one subprocess (Keras's import alone takes seconds)."""
-    spec = {"cases": fit_cases() + loss_cases() + metric_cases() + other_cases()}
+    spec = {"cases": fit_cases() + loss_cases() + metric_cases() + other_cases() + layer_cases()}
     env = {**os.environ, "KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(HELPER)], input=json.dumps(spec), capture_output=True,
                           text=True, env=env, timeout=240, check=False)
@@ -322,7 +398,7 @@ def check_close(label: str, actual, expected, rtol: float = RTOL, atol: float = 
 
 def build_model(case: dict) -> trainwell.Sequential:
     x = np.asarray(case["x"], dtype=np.float32)
-    stack = [layers.Input(shape=(x.shape[1],))]
+    stack = [layers.Input(shape=x.shape[1:])]
     for spec in case["layers"]:
         args = {k: v for k, v in spec.items() if k != "type"}
         stack.append(getattr(layers, spec["type"])(**args))
@@ -398,6 +474,11 @@ def compare_fit(case_id: str, reference: dict, monkeypatch, fused: bool = True, 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_dense_regression_fit_matches_keras(reference, monkeypatch, optimizer, fused):
     compare_fit(f"dense_{optimizer}", reference, monkeypatch, fused=fused)
+
+
+def test_convnet_fit_matches_keras(reference, monkeypatch):
+    # Conv2D (valid and same), MaxPooling2D, Flatten in Keras's channels-last order, softmax + CE.
+    compare_fit("convnet", reference, monkeypatch, fused=False)
 
 
 def test_validation_split_takes_the_last_rows_as_keras(reference, monkeypatch):
@@ -551,3 +632,36 @@ def test_initializer_distribution_matches_keras(reference, name, shape, bound):
     assert abs(np.quantile(np.abs(w), 0.9999) / ref["q9999_abs"] - 1) < 0.01
     assert abs(stats["std"] / ref["std"] - 1) < 0.01
     assert abs(stats["mean"]) < 0.05 * ref["std"] and abs(ref["mean"]) < 0.05 * ref["std"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers: the same weights in (Keras's layout), the same outputs out
+
+
+@pytest.mark.parametrize("case", layer_cases(), ids=lambda c: c["id"])
+def test_layer_matches_keras(reference, case):
+    got = reference[case["id"]]
+    kwargs = case["kwargs"]
+    layer = getattr(layers, case["class"])(**kwargs)
+    multi = isinstance(case["x"], dict)
+    xs = [torch.tensor(v, dtype=torch.float32) for v in case["x"]["inputs"]] if multi else \
+        torch.tensor(case["x"], dtype=torch.float32)
+    shapes = [tuple(t.shape[1:]) for t in xs] if multi else tuple(xs.shape[1:])
+    layer.check_input_shape(shapes)
+    if case["adapt"]:
+        layer.adapt(xs.numpy())
+    elif not layer.built:
+        layer.build(shapes)
+    if got["weights"] and not case["adapt"]:
+        layer.set_weights(got["weights"])
+    layer.eval()
+    with torch.no_grad():
+        out = layer(xs)
+    check_close(case["id"], out.numpy(), got["output"], rtol=1e-5, atol=1e-5)
+    assert tuple(out.shape[1:]) == layer.compute_output_shape(shapes)
+    if case["adapt"]:  # the statistics, as Keras stores them (broadcastable shapes may differ)
+        np.testing.assert_allclose(layer.mean.numpy().ravel(), np.ravel(got["weights"][0]),
+                                   rtol=1e-5, atol=1e-6)
+    # The config keys trainwell writes are Keras's (a subset: arguments trainwell refuses are left out).
+    extra = set(layer.get_config()) - set(got["config_keys"]) - {"input_shape"}
+    assert not extra, f"{case['class']}: config keys Keras does not have: {sorted(extra)}"

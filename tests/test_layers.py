@@ -423,8 +423,9 @@ def test_normalization_errors():
 
 
 def test_input_declares_shape_and_requires_it():
-    layer = Input(shape=(9,))
-    assert isinstance(layer, InputLayer) and layer.shape == (9,)
-    assert Input((4,)).shape == (4,)
+    # As in Keras, Input returns a symbolic tensor with the batch axis first; its layer is an InputLayer.
+    tensor = Input(shape=(9,))
+    assert isinstance(tensor.node.layer, InputLayer) and tensor.shape == (None, 9)
+    assert Input((4,)).shape == (None, 4)
     with pytest.raises(ConfigError, match="`shape` is required"):
         Input()

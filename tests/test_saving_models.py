@@ -282,7 +282,7 @@ def test_absurd_sizes_are_refused_before_allocating(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("edit, fragment", [
-    (lambda h: h.update(model={"class_name": "Functional", "config": {}}), "'Sequential'"),
+    (lambda h: h.update(model={"class_name": "Subclassed", "config": {}}), "'Sequential' and 'Functional'"),
     (lambda h: h["model"]["config"].update(layers="dense"), "model.config.layers"),
     (lambda h: h["model"]["config"]["layers"][1]["config"].update(name="a"), "more than once"),
     (lambda h: h.update(epochs_trained=-1), "epochs_trained"),
@@ -583,8 +583,13 @@ def test_layers_module_knows_every_saved_layer_type():
     for name, cls in layers.LAYERS.items():
         if name == "InputLayer":
             continue
-        layer = cls(**({"units": 2} if cls is Dense else {"activation": "relu"} if cls is Activation
-                       else {"rate": 0.5} if cls is Dropout else {}))
+        required = {"Dense": {"units": 2}, "Activation": {"activation": "relu"}, "Dropout": {"rate": 0.5},
+                    "SpatialDropout1D": {"rate": 0.5}, "SpatialDropout2D": {"rate": 0.5},
+                    "GaussianNoise": {"stddev": 0.1}, "Embedding": {"input_dim": 5, "output_dim": 2},
+                    "Reshape": {"target_shape": (3, 1)}, "Permute": {"dims": (1,)}, "RepeatVector": {"n": 2},
+                    "Rescaling": {"scale": 0.5}, "Dot": {"axes": 1}}
+        conv = {"filters": 2, "kernel_size": 1}
+        layer = cls(**required.get(name, conv if name.startswith(("Conv", "SeparableConv")) else {}))
         assert weight_shapes(layer, (3,)) is not None, name
         if cls in (BatchNormalization, Normalization, Dense):
             layer.build((3,))

@@ -18,11 +18,12 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "activations", "callbacks", "csvio", "data", "datasets", "diagnostics", "distributed", "experiments",
+    "functional",
     "initializers", "layers", "losses", "metrics", "models", "optimizers", "pipeline", "regularizers",
     "report", "saving", "schedules", "serve", "tabular", "training", "utils",
 }
 _NAMES = {
-    "Sequential": "models", "load_model": "models",
+    "Sequential": "models", "Model": "models", "load_model": "models",
     "Input": "layers", "Dense": "layers", "Dropout": "layers", "Activation": "layers",
     "BatchNormalization": "layers", "Normalization": "layers",
     "to_categorical": "utils", "set_random_seed": "utils",

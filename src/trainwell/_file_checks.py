@@ -26,10 +26,10 @@ def model_config(path: str, header: dict) -> dict:
         raise ModelFileError(f"{path}: the header's `format` is {header.get('format')!r}, expected "
                              f"{FORMAT_NAME!r}: this container does not hold a trainwell model.")
     entry = header.get("model")
-    if not isinstance(entry, dict) or entry.get("class_name") != "Sequential":
+    if not isinstance(entry, dict) or entry.get("class_name") not in ("Sequential", "Functional"):
         found = entry.get("class_name") if isinstance(entry, dict) else entry
         raise ModelFileError(f"{path}: header entry `model.class_name` is {found!r}; this trainwell loads "
-                             "'Sequential' models.")
+                             "'Sequential' and 'Functional' models.")
     config = entry.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ModelFileError(f"{path}: header entry `model.config.layers` must be a list of layer configs.")
@@ -79,7 +79,18 @@ def weight_shapes(layer, input_shape: tuple[int, ...]) -> dict[str, tuple[int, .
         return {"mean": (n,), "variance": (n,)}
     if isinstance(layer, (layers_module.Activation, layers_module.Dropout)):
         return {}
-    return None  # a layer type added later: checked against the file after building
+    return _shapes_on_meta(layer, input_shape)
+
+
+def _shapes_on_meta(layer, input_shape) -> dict[str, tuple[int, ...]] | None:
+    """Build a copy of ``layer`` on torch's 'meta' device: shapes without memory (None: unknown)."""
+    try:
+        copy = type(layer).from_config(layer.get_config())
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            copy.build(tuple(input_shape))
+        return {name: tuple(w.shape) for name, w in zip(copy.weight_names(), copy.weights)}
+    except Exception:  # noqa: BLE001 - an unknown layer is then checked against the file after building
+        return None
 
 
 def expected_shapes(path: str, stack, input_shape, max_params: int) -> dict[str, tuple[int, ...]]:

@@ -11,7 +11,7 @@ import os
 
 from . import keras_files
 from ._container import read_header
-from ._errors import describe
+from ._errors import ModelFileError, describe
 from ._file_checks import layer_from, model_config, parse_input_shape, weight_shapes
 
 
@@ -39,7 +39,8 @@ def summarize(filepath) -> str:
     source = (f"Keras {'.keras archive' if kind == 'keras' else 'HDF5 file'}" if kind else
               f"trainwell {header.get('trainwell_version')}, file format {header.get('format_version')}")
     lines = [f'Model "{config.get("name")}" ({source})']
-    lines += _architecture(path, config)
+    functional = header["model"]["class_name"] == "Functional"
+    lines += _graph_architecture(path, config) if functional else _architecture(path, config)
     lines += _compile_lines(header)
     lines += _training_lines(header)
     lines += _preprocessing_lines(header.get("preprocessing"))
@@ -69,6 +70,31 @@ def _architecture(path: str, config: dict) -> list[str]:
     table.insert(1, "  " + "-" * (sum(widths) + 4))
     inputs = "unknown (never built)" if first is None else str((None, *first))
     return [f"Input shape: {inputs}", *table, f"Total params: {total:,}"]
+
+
+def _graph_architecture(path: str, config: dict) -> list[str]:
+    """A functional model's layers with Keras's "Connected to", built on torch's 'meta' device
+    (shapes only: no weights are allocated, nothing from the file runs)."""
+    import torch
+
+    from .functional import Graph
+
+    try:
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            graph = Graph(*Graph.from_config(config))
+    except Exception as exc:  # a broken link or layer: the message names it
+        raise ModelFileError(f"{path}: header entry `model.config` cannot be built: {exc}") from exc
+    links = graph.connections()
+    rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
+    rows += [(f"{t.node.layer.name} (InputLayer)", str(t.shape), "0", "-") for t in graph.inputs]
+    rows += [(f"{n.layer.name} ({type(n.layer).__name__})", str(n.output.shape),
+              f"{n.layer.count_params():,}", links[id(n)]) for n in graph.nodes]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    table = [f"  {a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows]
+    table.insert(1, "  " + "-" * (sum(widths) + 6))
+    total = sum(layer.count_params() for layer in graph.layers)
+    inputs = ", ".join(str(t.shape) for t in graph.inputs)
+    return [f"Inputs: {inputs}", *table, f"Total params: {total:,}"]
 
 
 def _name(entry) -> str:

@@ -88,6 +88,8 @@ def batch_key(model, fit_kwargs: dict) -> str | None:
     layers = model.layers
     if not model.built or not all(type(layer) is Dense and layer.trainable for layer in layers):
         return None
+    if not getattr(model, "is_chain", True) or len(model.input_shape_hint) != 1:  # a graph, or images
+        return None
     if any(
         reg is not None and type(reg) not in _REGULARIZERS
         for layer in layers

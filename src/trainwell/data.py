@@ -165,8 +165,9 @@ def is_integer_valued(t: torch.Tensor) -> bool:
 
 
 def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
-    """Inputs as a float32 tensor on ``device`` with ``model``'s sample shape (the model is built
-    from it when needed); the error names the first layer and the expected vs given features."""
+    packed = model.pack_inputs(x, name, device)  # several inputs: one tensor, checked per input
+    if packed is not None:
+        return packed
     t = as_tensor(x, name, device=device)
     if t.dim() == 1:
         t = t.unsqueeze(1) if model.input_shape_hint in (None, (1,)) else t.unsqueeze(0)
@@ -174,6 +175,10 @@ def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
     expected = model.input_shape_hint
     if tuple(t.shape[1:]) != expected:
         first = model.layers[0].name if model.layers else "input"
+        if len(expected) != t.dim() - 1:  # a rank problem, e.g. images fed to a model of Dense layers
+            raise DataError(
+                f"Layer '{first}' expects inputs of shape {(None, *expected)}, but `{name}` has shape "
+                f"{(None, *t.shape[1:])}. {_rank_fix(expected, tuple(t.shape[1:]))}")
         raise DataError(
             f"Layer '{first}' expects samples of shape {expected} ({expected[-1]} features), but `{name}` "
             f"has shape {tuple(t.shape[1:])} per sample ({t.shape[-1]} columns). Pass data with the same "
@@ -182,14 +187,38 @@ def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
     return t
 
 
+def _rank_fix(expected: tuple, received: tuple) -> str:
+    """What to do when data and model disagree on the number of axes per sample."""
+    if len(expected) == 1 and len(received) > 1 and int(np.prod(received)) == expected[0]:
+        return f"Add Flatten() as the first layer, or reshape the data to (n, {expected[0]})."
+    if int(np.prod(received)) == int(np.prod(expected)):
+        return f"Reshape the data with x.reshape(-1, {', '.join(map(str, expected))})."
+    return "Pass data whose samples have the model's input shape, or rebuild the model for this data."
+
+
 def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
     """Targets shaped for the loss: one-hot/binary/regression as (n, units), sparse labels as (n,)."""
+    if hasattr(model.compiled_loss, "pack_targets"):  # several outputs: each output's targets, packed
+        def one(loss, units, layer_name, yi, label):
+            return _prepare_target(loss, units, layer_name, None, yi, label, device)
+        return model.compiled_loss.pack_targets(y, name, model._graph.output_keys, one)
     model.resolve_loss(y)  # loss='crossentropy' becomes a concrete cross-entropy from y's shape
-    kind = losses_module.kind(model.compiled_loss)
-    units = model.output_shape[-1]
+    out_shape = tuple(model.output_shape[1:])
+    return _prepare_target(model.compiled_loss, out_shape[-1], model.layers[-1].name, out_shape, y, name,
+                           device)
+
+
+def _prepare_target(loss, units: int, layer_name: str, out_shape, y, name: str, device) -> torch.Tensor:
+    """One output's targets, checked against its loss and its number of ``units``."""
+    kind = losses_module.kind(loss)
     t = as_tensor(y, name, device=device, dtype=torch.float32)
     if t.dim() == 1:
         t = t.unsqueeze(1)
+    if out_shape is not None and len(out_shape) > 1 and t.dim() == 2:
+        raise DataError(
+            f"The output layer '{layer_name}' gives samples of shape {out_shape}, but `{name}` has one "
+            f"row of {t.shape[1]} per sample. Add Flatten() (or a global pooling layer) before the Dense "
+            "layers, so the model ends in one vector per sample.")
     if kind == "sparse":
         if t.shape[1] != 1 or not is_integer_valued(t):
             raise DataError(f"sparse_categorical_crossentropy expects integer class labels of shape (n,), "
@@ -212,7 +241,7 @@ def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
     if t.shape[1] != units:
         what = "classes (columns)" if kind == "categorical" else "target columns"
         raise DataError(
-            f"The output layer '{model.layers[-1].name}' has {units} units but `{name}` has {t.shape[1]} "
+            f"The output layer '{layer_name}' has {units} units but `{name}` has {t.shape[1]} "
             f"{what}. Make the last layer "
             f"Dense({t.shape[1]}{', activation=...' if kind != 'regression' else ''}) "
             "or fix the targets.")

@@ -278,7 +278,7 @@ def build_model(run: Run, entry, compile_kw: dict, n_features: int):
     shuffles as a lone fit.
     """
     from . import layers as layers_module
-    from .models import Sequential
+    from .models import Model, Sequential
     from .utils import set_random_seed
 
     set_random_seed(run.seed)
@@ -287,7 +287,7 @@ def build_model(run: Run, entry, compile_kw: dict, n_features: int):
         made = entry(**builder_args)
     else:
         made = [layers_module.deserialize(layers_module.serialize(layer)) for layer in entry]
-    model = made if isinstance(made, Sequential) else Sequential(list(made))
+    model = made if isinstance(made, Model) else Sequential(list(made))  # a Sequential or a graph Model
     if not model.built:
         model.build((n_features,))  # now, while the global generator is where a lone fit would have it
     opt = make_optimizer(run, compile_kw)

@@ -1,7 +1,10 @@
-"""``Sequential``: a stack of layers with Keras's ``compile``/``fit``/``evaluate``/``predict``.
+"""``Model`` and ``Sequential``: Keras's ``compile``/``fit``/``evaluate``/``predict`` on layers.
 
-The model is a ``torch.nn.Module``; the loop lives in ``training.py`` and the file format in
-``saving.py``. ``load_model`` builds a model (``from_config``) from a file ``saving`` has read and checked.
+``Model(inputs, outputs)`` is the functional API (its graph lives in ``functional.py``);
+``Sequential`` is the special case of a chain of layers, built as layers are added. Both share
+everything else here: compile, fit, evaluate, predict, weights, summary, saving. The model is a
+``torch.nn.Module``; the loop lives in ``training.py`` and the file format in ``saving.py``.
+``load_model`` builds a model (``from_config``) from a file ``saving`` has read and checked.
 """
 
 from __future__ import annotations
@@ -14,34 +17,54 @@ import torch
 from torch import nn
 
 from . import diagnostics as diagnostics_module
-from . import distributed, keras_files, saving, training
+from . import distributed, functional, keras_files, saving, training
 from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from ._errors import ConfigError, ConfigTypeError, describe
 from .callbacks import History
-from .layers import InputLayer, Layer
+from .layers import InputLayer, KerasTensor, Layer
 
 
-class Sequential(nn.Module):
-    """A linear stack of layers.
+class Model(nn.Module):
+    """A model of layers connected by the functional API: ``Model(inputs, outputs)``.
 
     Args:
-        layers: Optional list of layers; an ``Input(shape=...)`` first declares the sample shape.
+        inputs: The ``Input(...)`` tensor(s): one, a list, or a dict by name.
+        outputs: The tensor(s) the layer calls made from them: one, a list, or a dict by name.
         name: Model name.
+        trainable: False freezes every layer.
+
+    Several inputs take ``x`` as a list (or dict) of arrays; several outputs take ``y`` the same
+    way and ``compile`` takes one loss (and ``loss_weights``, ``metrics``) per output, as a list
+    or a dict by output name. ``predict`` then returns a list (or dict) of arrays.
 
     Example:
-        >>> model = Sequential()
-        >>> model.add(Dense(50, activation='relu', input_shape=(9,)))
-        >>> model.add(Dense(1))
-        >>> model.compile(optimizer='adam', loss='mean_squared_error')
-        >>> model.fit(X, y, validation_split=0.3, epochs=20)
+        >>> inputs = Input(shape=(8,))
+        >>> x = Dense(16, activation='relu')(inputs)
+        >>> outputs = Dense(1)(x)
+        >>> model = Model(inputs, outputs)
+        >>> model.compile(optimizer='adam', loss='mse')
     """
 
-    def __init__(self, layers=None, name: str | None = None, trainable: bool = True):
+    def __init__(self, inputs=None, outputs=None, name: str | None = None, trainable: bool = True):
+        self._init_state(name, "functional")
+        if type(self) is Model:
+            if inputs is None or outputs is None:
+                raise ConfigError("Model(inputs, outputs) needs both: the Input(...) tensors and the tensors "
+                                  "the layers made from them. Subclassing Model with a call() is not "
+                                  "supported; for a stack of layers use Sequential([...]).")
+            self._set_graph(functional.Graph(inputs, outputs))
+        if not trainable:
+            self.trainable = False
+
+    def _init_state(self, name, default_name: str) -> None:
         super().__init__()
-        self.name = name or layers_module.unique_name("sequential")
+        self._trainable = True
+        self._graph = None  # the functional graph; None for a Sequential
+        self._in_packing = self._out_packing = None  # several inputs/outputs as one tensor
+        self.name = name or layers_module.unique_name(default_name)
         self._stack = nn.ModuleList()
         # Bumped on every change of layers, weights' identity or device: fastpath's cached plans check it.
         self._version = 0
@@ -65,50 +88,57 @@ class Sequential(nn.Module):
         self._resume_rng_state: torch.Tensor | None = None
         self._initial_epoch_override: int | None = None
         self._batch_steps = training.BatchStepCache()  # train_on_batch's step, kept between calls
-        for layer in layers or []:
-            self.add(layer)
-        if not trainable:
-            for layer in self._stack:
-                layer.trainable = False
+
+    def _set_graph(self, graph: functional.Graph) -> None:
+        self._graph = graph
+        self._stack.extend(graph.layers)  # registers the layers; fastpath reads chains from it
+        in_shapes = [t.sample_shape for t in graph.inputs]
+        self._input_shape = in_shapes[0] if len(in_shapes) == 1 else (functional.Packing(in_shapes).width,)
+        self._in_packing = functional.Packing(in_shapes) if len(in_shapes) > 1 else None
+        self._out_packing = functional.Packing([t.sample_shape for t in graph.outputs]) \
+            if len(graph.outputs) > 1 else None
+        nodes = graph.nodes
+        # A plain chain (one input, one output, each layer once, reading the previous one) runs like
+        # a Sequential, including the fused Dense step.
+        self.is_chain = (len(graph.inputs) == 1 and len(graph.outputs) == 1
+                         and len(graph.layers) == len(nodes)
+                         and all(n.single and n.inputs[0] is (nodes[i - 1].output if i else graph.inputs[0])
+                                 for i, n in enumerate(nodes)))
+        self._version += 1
 
     # -- structure --------------------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
-        """The layers, without the ``Input`` (as in Keras)."""
+        """The layers in the order they run, without the ``Input``s (as in Keras)."""
         return list(self._stack)
 
-    def add(self, layer: Layer) -> None:
-        """Append a layer. An ``Input`` or ``input_shape=`` on the first layer fixes the sample shape."""
-        if isinstance(layer, InputLayer):
-            if self._stack:
-                raise ConfigError(f"Input(shape={layer.shape}) must come first in Sequential '{self.name}'.")
-            self._input_shape = layer.shape
-            return
-        if not isinstance(layer, Layer):
-            raise ConfigTypeError(f"Sequential.add expects a trainwell layer (e.g. Dense(10)), received "
-                                  f"{describe(layer)}.")
-        if any(existing is layer or existing.name == layer.name for existing in self._stack):
-            raise ConfigError(f"Sequential '{self.name}' already has a layer named '{layer.name}'; "
-                              "layer names must be unique.")
-        if not self._stack and self._input_shape is None and layer.input_shape_arg is not None:
-            self._input_shape = layer.input_shape_arg
-        self._stack.append(layer)
-        self._version += 1
-        # With a known input shape every added layer is built at once, as in Keras (checking
-        # `self.built` here was wrong: the new, unbuilt layer makes it False, so only the first
-        # layer got weights and get_weights/summary/count_params saw a part of the model).
-        if self._input_shape is not None:
-            self._build_layers()
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        return list(self._graph.inputs)
 
-    def pop(self) -> Layer:
-        """Remove and return the last layer."""
-        if not self._stack:
-            raise ConfigError(f"Sequential '{self.name}' has no layers to pop.")
-        layer = self._stack[-1]
-        del self._stack[-1]
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        return list(self._graph.outputs)
+
+    @property
+    def input_names(self) -> list[str]:
+        return self._graph.input_keys or [t.node.layer.name for t in self._graph.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._graph.output_keys or [t.node.layer.name for t in self._graph.outputs]
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """``model.trainable = False`` freezes every layer, as in Keras (recompile before training)."""
+        self._trainable = bool(value)
+        for layer in self._stack:
+            layer.trainable = value
         self._version += 1
-        self._reset_compiled_metrics()
-        return layer
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name or by index."""
@@ -131,58 +161,46 @@ class Sequential(nn.Module):
 
     @property
     def input_shape_hint(self) -> tuple[int, ...] | None:
+        """One sample's shape as the loop sees it (several inputs: the width of their packing)."""
         return self._input_shape
 
     @property
     def input_shape(self):
-        return None if self._input_shape is None else (None, *self._input_shape)
+        shapes = [t.shape for t in self._graph.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_shape(self):
-        shape = self._input_shape
-        if shape is None:
-            return None
-        for layer in self._stack:
-            shape = layer.compute_output_shape(shape)
-        return (None, *shape)
+        shapes = [t.shape for t in self._graph.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     def build(self, input_shape=None) -> None:
-        """Create all weights for samples of ``input_shape`` (with or without the batch axis)."""
-        if input_shape is not None:
-            shape = tuple(input_shape)
-            if shape and shape[0] is None:
-                shape = shape[1:]
-            self._input_shape = layers_module._as_shape(shape, "input_shape")
-        if self._input_shape is None:
-            raise ConfigError(f"Sequential '{self.name}' cannot be built: the input shape is unknown. Pass "
-                              "input_shape=(n_features,) to the first layer, start with Input(shape=...), "
-                              "or call fit/predict on data.")
-        self._build_layers()
+        """A functional model is built when it is made; kept for Keras compatibility."""
 
     def ensure_built(self, sample_shape: tuple[int, ...]) -> None:
-        if not self._stack:
-            raise ConfigError(f"Sequential '{self.name}' has no layers: add some with model.add(Dense(...)).")
-        if self._input_shape is None:
-            self._input_shape = tuple(int(s) for s in sample_shape)
-        if not self.built:
-            self._build_layers()
-
-    def _build_layers(self) -> None:
-        shape = self._input_shape
-        for layer in self._stack:
-            if not layer.built:
-                layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-        self.to(self.device)
-        self._version += 1
+        """Nothing to build: the Input shapes built every layer."""
 
     # -- forward ----------------------------------------------------------------------------
     def call(self, x: torch.Tensor, final_activation: bool = True) -> torch.Tensor:
-        """Forward pass; ``final_activation=False`` returns the last Dense layer's pre-activation."""
-        last = len(self._stack) - 1
-        for i, layer in enumerate(self._stack):
-            x = layer.linear(x) if (i == last and not final_activation) else layer(x)
-        return x
+        """Forward pass on the loop's tensor (several inputs/outputs packed side by side)."""
+        xs = [x] if self._in_packing is None else self._in_packing.unpack(x)
+        outs = self._graph.run(xs, final_activation)
+        return outs[0] if self._out_packing is None else self._out_packing.pack(outs)
+
+    def pack_inputs(self, x, name: str, device) -> torch.Tensor | None:
+        """Several input arrays (a list or dict) as one tensor for the loop; None for one input."""
+        if self._graph is None or (self._in_packing is None and not isinstance(x, dict)):
+            return None
+        shapes = [t.sample_shape for t in self._graph.inputs]
+        return functional.pack_arrays(x, self._graph.input_keys, self.input_names, shapes, name, device)
+
+    def unpack_outputs(self, out: np.ndarray):
+        """``predict``'s packed array as one array per output: a list, or a dict by output name."""
+        if self._graph is None or self._out_packing is None:
+            return out
+        parts = [p.numpy() for p in self._out_packing.unpack(torch.from_numpy(out))]
+        keys = self._graph.output_keys
+        return dict(zip(keys, parts)) if keys is not None else parts
 
     def forward(self, x):
         """``model(x)`` on a tensor, array or DataFrame; returns a tensor, as Keras does."""
@@ -230,18 +248,21 @@ class Sequential(nn.Module):
             raise ConfigError("compile() needs a loss, e.g. loss='mean_squared_error' for regression or "
                               "loss='categorical_crossentropy' for classification.")
         self.optimizer = optimizers_module.get(optimizer)
-        self.loss = loss
-        self.compiled_loss = losses_module.get(loss)
-        if loss_weights is not None and not isinstance(loss_weights, numbers.Real):
-            raise ConfigError(f"`loss_weights` expects a number for a single-output model, received "
-                              f"{describe(loss_weights)}.")
-        self.loss_weights = loss_weights
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            metrics = [metrics]
-        self.metrics_identifiers = list(metrics or []) + list(weighted_metrics or [])
-        for identifier in self.metrics_identifiers:  # fail early on unknown names
-            metrics_module.get(identifier, loss=self.compiled_loss, output_shape=(None, 2))
-        self._reset_compiled_metrics()
+        if self._out_packing is not None:  # several outputs: one loss, weight and metric list each
+            self._compile_outputs(loss, loss_weights, metrics)
+        else:
+            self.loss = loss  # what was passed, as Keras keeps it; the loop uses compiled_loss
+            self.compiled_loss = losses_module.get(loss)
+            if loss_weights is not None and not isinstance(loss_weights, numbers.Real):
+                raise ConfigError(f"`loss_weights` expects a number for a single-output model, received "
+                                  f"{describe(loss_weights)}.")
+            self.loss_weights = loss_weights
+            if metrics is not None and not isinstance(metrics, (list, tuple)):
+                metrics = [metrics]
+            self.metrics_identifiers = list(metrics or []) + list(weighted_metrics or [])
+            for identifier in self.metrics_identifiers:  # fail early on unknown names
+                metrics_module.get(identifier, loss=self.compiled_loss, output_shape=(None, 2))
+            self._reset_compiled_metrics()
         if precision is not None:
             self.precision = distributed.check_precision(precision)
         if device is not None:
@@ -257,9 +278,9 @@ class Sequential(nn.Module):
         params = self.trainable_parameters()
         if self.optimizer.built and not self.optimizer.built_for(params):
             raise ConfigError(
-                f"Sequential '{self.name}': its trainable weights changed since compile() (a layer was added "
-                "or popped, or a layer's `trainable` flag changed). Call model.compile(...) again before "
-                "training.")
+                f"{type(self).__name__} '{self.name}': its trainable weights changed since compile() "
+                "(a layer was added or popped, or a layer's `trainable` flag changed). Call "
+                "model.compile(...) again before training.")
         self.optimizer.build(params)
 
     def resolve_loss(self, y) -> None:
@@ -279,6 +300,21 @@ class Sequential(nn.Module):
 
     def _reset_compiled_metrics(self) -> None:
         self.compiled_metrics = []
+
+    def _compile_outputs(self, loss, loss_weights, metrics) -> None:
+        """compile() for several outputs: Keras's per-output losses, loss_weights and metrics."""
+        keys = self.output_names
+        weights = [None] * len(keys) if loss_weights is None else \
+            functional.per_output(loss_weights, keys, "loss_weights")
+        shapes = [t.sample_shape for t in self._graph.outputs]
+        losses = functional.per_output(loss, keys, "loss")
+        self.loss = loss  # what was passed, as Keras keeps it
+        self.compiled_loss = functional.MultiOutputLoss(losses, weights, shapes, keys)
+        self.loss_weights = None  # inside the loss, per output
+        self.metrics_identifiers = []
+        self.output_metrics_identifiers = functional.metrics_per_output(metrics or [], keys)
+        self.compiled_metrics = functional.output_metrics(self.output_metrics_identifiers, self.compiled_loss,
+                                                          keys)
 
     def compile_metrics(self) -> None:
         """Resolve metric identifiers once the output shape is known ('accuracy' depends on it)."""
@@ -378,12 +414,14 @@ class Sequential(nn.Module):
                                  return_dict=return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
-        """Outputs for ``x`` as a numpy array of shape (n_samples, units).
+        """Outputs for ``x`` as a numpy array of shape (n_samples, units) (a list or dict of arrays,
+        one per output, for a model of several outputs).
 
         ``x`` may be batched data as in ``fit`` (batches ``x`` or tuples starting with x); ``steps``
         predicts only that many batches.
         """
-        return training.predict(self, x, batch_size, verbose, steps, callbacks)  # positional: ~1 µs
+        out = training.predict(self, x, batch_size, verbose, steps, callbacks)  # positional: ~1 µs
+        return out if self._out_packing is None else self.unpack_outputs(out)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient update on one batch; returns that batch's loss (and metrics)."""
@@ -530,11 +568,23 @@ class Sequential(nn.Module):
 
     def count_params(self) -> int:
         if not self.built:
-            raise ConfigError(f"Sequential '{self.name}' is not built yet, so it has no parameters to count. "
-                              "Give the first layer an input_shape or call build(input_shape).")
+            raise ConfigError(f"{type(self).__name__} '{self.name}' is not built yet, so it has no "
+                              "parameters to count. Give the first layer an input_shape or call "
+                              "build(input_shape).")
         return sum(layer.count_params() for layer in self._stack)
 
     # -- summary ----------------------------------------------------------------------------
+    def _summary_rows(self) -> list:
+        """``([name (type), output shape, params, connected to], layer)`` per row, Input rows first."""
+        rows = [([f"{t.node.layer.name} (InputLayer)", str(t.shape), "0", "-"], None)
+                for t in self._graph.inputs]
+        links = self._graph.connections()
+        for node in self._graph.nodes:
+            layer = node.layer
+            rows.append(([f"{layer.name} ({type(layer).__name__})", str(node.output.shape),
+                          f"{layer.count_params():,}", links[id(node)]], layer))
+        return rows
+
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None) -> None:
         """Print a table of layers, output shapes and parameter counts, as Keras does."""
@@ -546,16 +596,19 @@ class Sequential(nn.Module):
         table.add_column("Layer (type)")
         table.add_column("Output Shape")
         table.add_column("Param #", justify="right")
-        shape = self._input_shape
-        for layer in self._stack:
-            shape = layer.compute_output_shape(shape) if shape is not None else None
-            out = "?" if shape is None else str((None, *shape))
-            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-            table.add_row(f"{layer.name} ({type(layer).__name__})", out, params)
+        rows = self._summary_rows()
+        if any(len(cells) == 4 for cells, _ in rows):
+            table.add_column("Connected to")
+        if show_trainable:
+            table.add_column("Trainable")
+        for row, layer in rows:
+            flag = ["Y" if layer is None or layer.trainable else "N"] if show_trainable else []
+            table.add_row(*row, *flag)
         trainable = sum(w.numel() for w in self.trainable_weights)
         frozen = sum(w.numel() for w in self.non_trainable_weights)
         buf = io.StringIO()
-        console = Console(file=buf, width=line_length or 80, force_terminal=False, color_system=None)
+        width = line_length or (80 if self._graph is None else 110)  # room for "Connected to"
+        console = Console(file=buf, width=width, force_terminal=False, color_system=None)
         console.print(f'Model: "{self.name}"')
         console.print(table)
         total = trainable + frozen
@@ -566,20 +619,12 @@ class Sequential(nn.Module):
 
     # -- config and files ---------------------------------------------------------------------
     def get_config(self) -> dict:
-        return {"name": self.name,
-                "input_shape": None if self._input_shape is None else list(self._input_shape),
-                "layers": [layers_module.serialize(layer) for layer in self._stack]}
+        return {"name": self.name, "trainable": self._trainable, **self._graph.get_config()}
 
     @classmethod
-    def from_config(cls, config: dict) -> Sequential:
-        model = cls(name=config.get("name"))
-        if config.get("input_shape"):
-            model._input_shape = tuple(config["input_shape"])
-        for layer_config in config.get("layers", []):
-            model._stack.append(layers_module.deserialize(layer_config))
-        if model._input_shape is not None:
-            model._build_layers()
-        return model
+    def from_config(cls, config: dict) -> Model:
+        inputs, outputs = functional.Graph.from_config(config)
+        return cls(inputs, outputs, name=config.get("name"), trainable=config.get("trainable", True))
 
     def to_json(self, **kwargs) -> str:
         """The architecture (no weights) as Keras's JSON, which Keras's and trainwell's
@@ -640,7 +685,178 @@ class Sequential(nn.Module):
         saving.load_weights(self, filepath)
 
     def __repr__(self) -> str:
-        return f"<Sequential name={self.name!r} layers={[layer.name for layer in self._stack]}>"
+        return f"<{type(self).__name__} name={self.name!r} layers={[layer.name for layer in self._stack]}>"
+
+
+class Sequential(Model):
+    """A linear stack of layers: a ``Model`` whose graph is a chain, built as layers are added.
+
+    Args:
+        layers: Optional list of layers; an ``Input(shape=...)`` first declares the sample shape.
+        name: Model name.
+
+    Example:
+        >>> model = Sequential()
+        >>> model.add(Dense(50, activation='relu', input_shape=(9,)))
+        >>> model.add(Dense(1))
+        >>> model.compile(optimizer='adam', loss='mean_squared_error')
+        >>> model.fit(X, y, validation_split=0.3, epochs=20)
+    """
+
+    def __init__(self, layers=None, name: str | None = None, trainable: bool = True):
+        self._init_state(name, "sequential")
+        for layer in layers or []:
+            self.add(layer)
+        if not trainable:
+            self.trainable = False
+
+    # -- structure --------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers, without the ``Input`` (as in Keras)."""
+        return list(self._stack)
+
+    is_chain = True
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer. An ``Input`` or ``input_shape=`` on the first layer fixes the sample shape."""
+        if isinstance(layer, KerasTensor) and isinstance(layer.node.layer, InputLayer):
+            layer = layer.node.layer  # Input(shape=...) first in the list, as in Keras
+        if isinstance(layer, InputLayer):
+            if self._stack:
+                raise ConfigError(f"Input(shape={layer.shape}) must come first in Sequential '{self.name}'.")
+            self._input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise ConfigTypeError(f"Sequential.add expects a trainwell layer (e.g. Dense(10)), received "
+                                  f"{describe(layer)}.")
+        if any(existing is layer or existing.name == layer.name for existing in self._stack):
+            raise ConfigError(f"Sequential '{self.name}' already has a layer named '{layer.name}'; "
+                              "layer names must be unique.")
+        if not self._stack and self._input_shape is None and layer.input_shape_arg is not None:
+            self._input_shape = layer.input_shape_arg
+        self._stack.append(layer)
+        self._version += 1
+        # With a known input shape every added layer is built at once, as in Keras (checking
+        # `self.built` here was wrong: the new, unbuilt layer makes it False, so only the first
+        # layer got weights and get_weights/summary/count_params saw a part of the model).
+        if self._input_shape is not None:
+            self._build_layers()
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not self._stack:
+            raise ConfigError(f"Sequential '{self.name}' has no layers to pop.")
+        layer = self._stack[-1]
+        del self._stack[-1]
+        self._version += 1
+        self._reset_compiled_metrics()
+        return layer
+
+    # -- building ---------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return bool(self._stack) and all(layer.built for layer in self._stack)
+
+    @property
+    def input_shape_hint(self) -> tuple[int, ...] | None:
+        return self._input_shape
+
+    @property
+    def input_shape(self):
+        return None if self._input_shape is None else (None, *self._input_shape)
+
+    @property
+    def output_shape(self):
+        shape = self._input_shape
+        if shape is None:
+            return None
+        for layer in self._stack:
+            shape = layer.compute_output_shape(shape)
+        return (None, *shape)
+
+    def build(self, input_shape=None) -> None:
+        """Create all weights for samples of ``input_shape`` (with or without the batch axis)."""
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            if shape and shape[0] is None:
+                shape = shape[1:]
+            self._input_shape = layers_module._as_shape(shape, "input_shape")
+        if self._input_shape is None:
+            raise ConfigError(f"Sequential '{self.name}' cannot be built: the input shape is unknown. Pass "
+                              "input_shape=(n_features,) to the first layer, start with Input(shape=...), "
+                              "or call fit/predict on data.")
+        self._build_layers()
+
+    def ensure_built(self, sample_shape: tuple[int, ...]) -> None:
+        if not self._stack:
+            raise ConfigError(f"Sequential '{self.name}' has no layers: add some with model.add(Dense(...)).")
+        if self._input_shape is None:
+            self._input_shape = tuple(int(s) for s in sample_shape)
+        if not self.built:
+            self._build_layers()
+
+    def _build_layers(self) -> None:
+        shape = self._input_shape
+        for layer in self._stack:
+            layer.check_input_shape(shape)
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.to(self.device)
+        self._version += 1
+    # -- forward ----------------------------------------------------------------------------
+    def call(self, x: torch.Tensor, final_activation: bool = True) -> torch.Tensor:
+        """Forward pass; ``final_activation=False`` returns the last Dense layer's pre-activation."""
+        last = len(self._stack) - 1
+        for i, layer in enumerate(self._stack):
+            x = layer.linear(x) if (i == last and not final_activation) else layer(x)
+        return x
+
+    def _summary_rows(self) -> list:
+        rows = []
+        shape = self._input_shape
+        for layer in self._stack:
+            shape = layer.compute_output_shape(shape) if shape is not None else None
+            out = "?" if shape is None else str((None, *shape))
+            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+            rows.append(([f"{layer.name} ({type(layer).__name__})", out, params], layer))
+        return rows
+
+    @property
+    def inputs(self):
+        return None if self._input_shape is None else [_sequential_input(self)]
+
+    @property
+    def outputs(self):
+        return None
+
+    @property
+    def output_names(self) -> list[str]:
+        return [self._stack[-1].name] if self._stack else []
+
+    def pack_inputs(self, x, name: str, device):
+        return None
+
+    # -- config -------------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"name": self.name,
+                "input_shape": None if self._input_shape is None else list(self._input_shape),
+                "layers": [layers_module.serialize(layer) for layer in self._stack]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Sequential:
+        model = cls(name=config.get("name"))
+        if config.get("input_shape"):
+            model._input_shape = tuple(config["input_shape"])
+        for layer_config in config.get("layers", []):
+            model._stack.append(layers_module.deserialize(layer_config))
+        if model._input_shape is not None:
+            model._build_layers()
+        return model
+
+def _sequential_input(model: Sequential) -> KerasTensor:
+    return InputLayer(shape=model._input_shape, name=f"{model.name}_input").output_tensor()
 
 
 def _size(n_params: int) -> str:
@@ -694,7 +910,7 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
     saved = saving.read_model_file(filepath, compile=compile)  # every check, before anything is built
     with saving.file_errors(saved.path):
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's stream
-            model = Sequential.from_config(saved.config)
+            model = (Model if saved.class_name == "Functional" else Sequential).from_config(saved.config)
         saving.restore_model(model, saved, compile=compile)
         history = saving.saved_history(saved)
         if history is not None:

@@ -52,7 +52,7 @@ import numpy as np
 import safetensors
 import torch
 
-from . import keras_files
+from . import functional, keras_files
 from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
@@ -130,7 +130,8 @@ def model_state(model) -> tuple[dict, dict[str, torch.Tensor]]:
     header = {
         "versions": {"torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
-        "model": {"class_name": type(model).__name__, "config": model.get_config()},
+        "model": {"class_name": "Functional" if getattr(model, "_graph", None) is not None
+                  else type(model).__name__, "config": model.get_config()},
         "compile": compile_config,
         "optimizer": None,
         "layer_state": {layer.name: {"adapted": bool(layer.adapted)} for layer in model.layers
@@ -155,11 +156,15 @@ def _compile_config(model) -> dict | None:
     if model.optimizer is None or model.compiled_loss is None:
         return None
     try:
+        loss = model.compiled_loss
+        per_output = getattr(loss, "pack_targets", None) is not None  # a multi-output graph model
         return {
             "optimizer": optimizers_module.serialize(model.optimizer),
-            "loss": losses_module.serialize(model.compiled_loss),
-            "metrics": [metrics_module.serialize(m) for m in model.metrics_identifiers],
-            "loss_weights": model.loss_weights,
+            "loss": [None if each is None else losses_module.serialize(each) for each in loss.losses]
+            if per_output else losses_module.serialize(loss),
+            "metrics": [[metrics_module.serialize(m) for m in ms] for ms in model.output_metrics_identifiers]
+            if per_output else [metrics_module.serialize(m) for m in model.metrics_identifiers],
+            "loss_weights": loss.weights if per_output else model.loss_weights,
             "precision": getattr(model, "precision", "32-true"),
         }
     except (ValueError, TypeError) as exc:
@@ -255,20 +260,41 @@ def read_model_file(filepath, *, compile: bool = True, max_params: int = MAX_PAR
         header, tensors = read_container(path)
     with file_errors(path):
         config = model_config(path, header)
-        stack = [layer_from(path, i, entry) for i, entry in enumerate(config["layers"])]
-        check_unique_names(path, stack)
-        input_shape = parse_input_shape(path, config.get("input_shape"))
-        expected = expected_shapes(path, stack, input_shape, max_params)
-        match_weights(path, expected, {k: v for k, v in tensors.items() if k.startswith(LAYERS)})
+        layer_weights = {k: v for k, v in tensors.items() if k.startswith(LAYERS)}
+        if header["model"]["class_name"] == "Functional":
+            match_weights(path, _graph_weight_shapes(path, config, max_params), layer_weights)
+            checked = config
+        else:
+            stack = [layer_from(path, i, entry) for i, entry in enumerate(config["layers"])]
+            check_unique_names(path, stack)
+            input_shape = parse_input_shape(path, config.get("input_shape"))
+            match_weights(path, expected_shapes(path, stack, input_shape, max_params), layer_weights)
+            checked = {"name": optional_str(path, config, "name"),
+                       "input_shape": None if input_shape is None else list(input_shape),
+                       "layers": config["layers"]}
         check_prefixes(path, tensors)
         for key in ("epochs_trained", "shuffle_seed"):
             int_entry(path, header, key, 0)
         dict_entry(path, header, "layer_state")
         _rng_state(path, tensors)
-        checked = {"name": optional_str(path, config, "name"),
-                   "input_shape": None if input_shape is None else list(input_shape),
-                   "layers": config["layers"]}
     return ModelFile(path, header, tensors, header["model"]["class_name"], checked)
+
+
+def _graph_weight_shapes(path: str, config: dict, max_params: int) -> dict[str, tuple[int, ...]]:
+    """A functional model's weight shapes, from its graph built on torch's 'meta' device (shapes,
+    no memory), so that absurd sizes are refused before anything is allocated."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        try:
+            graph = functional.Graph(*functional.Graph.from_config(config))
+        except Exception as exc:  # an unknown layer, a broken link: the message names it
+            raise ModelFileError(f"{path}: header entry `model.config` cannot be built: {exc}") from exc
+        total = sum(layer.count_params() for layer in graph.layers)
+    if total > max_params:
+        raise ModelFileError(f"{path}: the model would hold {total:,} weights, above "
+                             f"max_params={max_params:,}. The config is probably corrupted or crafted; "
+                             "nothing was allocated. If you trust it, pass a larger max_params.")
+    return {f"{LAYERS}{layer.name}/{name}": tuple(w.shape) for layer in graph.layers
+            for name, w in zip(layer.weight_names(), layer.weights)}
 
 
 @contextmanager
@@ -321,9 +347,11 @@ def saved_history(saved: ModelFile) -> dict | None:
 
 def _compile_from(path: str, model, header: dict, tensors: dict) -> None:
     settings = header["compile"]
+    loss = settings["loss"]  # one loss, or a list with one per output (graph models)
     try:
         model.compile(optimizer=optimizers_module.get(settings["optimizer"]),
-                      loss=losses_module.get(settings["loss"]), metrics=settings.get("metrics") or None,
+                      loss=loss if isinstance(loss, list) else losses_module.get(loss),
+                      metrics=settings.get("metrics") or None,
                       loss_weights=settings.get("loss_weights"),
                       precision=settings.get("precision"))  # absent in files written before it was kept
     except Exception as exc:  # unknown names, bad arguments: the component's message says which

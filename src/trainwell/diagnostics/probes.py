@@ -87,6 +87,9 @@ def leading_inputs(model, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
         ``(inputs, normalized)``; ``normalized`` is True when a leading BatchNormalization
         standardises the inputs during training (their raw scale then does not matter).
     """
+    graph = getattr(model, "_graph", None)
+    if graph is not None and not model.is_chain:
+        return _graph_leading_inputs(model, graph, x)
     a = x
     with torch.no_grad():
         for layer in model.layers:
@@ -98,6 +101,20 @@ def leading_inputs(model, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
             if kind == "Normalization":
                 a = layer(a)
     return a, False
+
+
+def _graph_leading_inputs(model, graph, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``leading_inputs`` for a graph: each input through the Normalization that alone reads it."""
+    parts = [x] if model._in_packing is None else model._in_packing.unpack(x)
+    normalized = False
+    with torch.no_grad():
+        for i, tensor in enumerate(graph.inputs):
+            readers = [node.layer for node in graph.nodes if any(t is tensor for t in node.inputs)]
+            kind = type(readers[0]).__name__ if len(readers) == 1 else None
+            if kind == "Normalization":
+                parts[i] = readers[0](parts[i])
+            normalized = normalized or kind == "BatchNormalization"
+    return torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1), normalized
 
 
 def input_stats(model, x: torch.Tensor) -> tuple[list[float], list[float], bool]:
@@ -224,9 +241,12 @@ def take_probe(model, x: torch.Tensor, y: torch.Tensor, epoch: int, plan: ProbeP
     try:
         with torch.enable_grad():
             zs, kernels, names, dead, saturated = [], [], [], {}, {}
-            a, last = x, len(plan.layers) - 1
-            for i, (layer, dense, act) in enumerate(zip(plan.layers, plan.dense, plan.activations)):
-                if dense:
+            last = len(plan.layers) - 1
+            index = {id(layer): i for i, layer in enumerate(plan.layers)}
+
+            def visit(layer, a):
+                i = index[id(layer)]
+                if plan.dense[i]:
                     z = layer.linear(a)
                     if z.requires_grad:
                         zs.append(z)
@@ -235,10 +255,23 @@ def take_probe(model, x: torch.Tensor, y: torch.Tensor, epoch: int, plan: ProbeP
                     a = z if (i == last and plan.fused) else layer.activation(z)
                 else:
                     a = layer(a)
-                if act in activations.RELU_FAMILY:
-                    dead[layer.name] = (a.detach() <= 0).all(0)
+                act = plan.activations[i]
+                if act in activations.RELU_FAMILY and layer.name not in dead:
+                    # per unit (the last axis: a Dense unit, a convolution's channel)
+                    dead[layer.name] = (a.detach() <= 0).reshape(-1, a.shape[-1]).all(0)
                 elif act in _SATURATION and i != last:
                     saturated[layer.name] = _SATURATION[act](a.detach()).float().mean()
+                return a
+
+            graph = getattr(model, "_graph", None)
+            if graph is not None and not model.is_chain:  # the graph's order, each layer once visited
+                xs = [x] if model._in_packing is None else model._in_packing.unpack(x)
+                outs = graph.run(xs, visit=visit)
+                a = outs[0] if model._out_packing is None else model._out_packing.pack(outs)
+            else:
+                a = x
+                for layer in plan.layers:
+                    a = visit(layer, a)
             loss = plan.loss_fn(y, a)
             wanted = zs + [k for k in kernels if k is not None]
             grads = (
