@@ -587,7 +587,8 @@ def test_layers_module_knows_every_saved_layer_type():
                     "SpatialDropout1D": {"rate": 0.5}, "SpatialDropout2D": {"rate": 0.5},
                     "GaussianNoise": {"stddev": 0.1}, "Embedding": {"input_dim": 5, "output_dim": 2},
                     "Reshape": {"target_shape": (3, 1)}, "Permute": {"dims": (1,)}, "RepeatVector": {"n": 2},
-                    "Rescaling": {"scale": 0.5}, "Dot": {"axes": 1}}
+                    "Rescaling": {"scale": 0.5}, "Dot": {"axes": 1}, "AveragePooling1D": {"pool_size": 2},
+                    "AveragePooling2D": {"pool_size": 2}}
         conv = {"filters": 2, "kernel_size": 1}
         layer = cls(**required.get(name, conv if name.startswith(("Conv", "SeparableConv")) else {}))
         assert weight_shapes(layer, (3,)) is not None, name

@@ -86,8 +86,8 @@ class _Conv(Layer):
 
     def build(self, input_shape) -> None:
         shape = self.kernel_shape(int(input_shape[-1]))
-        self.register_parameter(self.kernel_name,
-                                nn.Parameter(self.kernel_initializer(shape, dtype=torch.float32)))
+        # setattr, not register_parameter: Layer.__setattr__ is where weights get their Keras type.
+        setattr(self, self.kernel_name, nn.Parameter(self.kernel_initializer(shape, dtype=torch.float32)))
         if self.use_bias:
             self.bias = nn.Parameter(self.bias_initializer((self.filters,), dtype=torch.float32))
         super().build(input_shape)
