@@ -115,8 +115,8 @@ class ServedModel:
             answer["predictions"] = self.preprocessor.inverse_transform_target(out).tolist()
             answer["probabilities"] = _json_array(out)
             answer["classes"] = list(self.preprocessor.classes)
-        elif self.is_table:
-            answer["predictions"] = _json_array(out.reshape(-1))
+        elif self.is_table:  # in the target's units (a standardised target is scaled back)
+            answer["predictions"] = _json_array(self.preprocessor.inverse_transform_target(out))
         elif self.head == "softmax":
             answer["predictions"] = out.argmax(axis=-1).tolist()
             answer["probabilities"] = _json_array(out)
