@@ -293,6 +293,14 @@ def test_import_trainwell_without_scikit_learn():
 
 
 
+def gpu_classifier(n_features_in, n_outputs):
+    """A builder at module level: pickling an estimator pickles its ``model=`` function by name."""
+    model = Sequential([Input(shape=(n_features_in,)), Dense(16, activation="relu"),
+                        Dense(n_outputs, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", device="cuda")
+    return model
+
+
 @pytest.mark.gpu
 def test_estimator_over_a_gpu_model_fits_pickles_and_predicts(titanic):
     import torch
@@ -300,14 +308,7 @@ def test_estimator_over_a_gpu_model_fits_pickles_and_predicts(titanic):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     X, y = titanic
-
-    def build(n_features_in, n_outputs):
-        model = Sequential([Input(shape=(n_features_in,)), Dense(16, activation="relu"),
-                            Dense(n_outputs, activation="softmax")])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", device="cuda")
-        return model
-
-    clf = TrainwellClassifier(model=build, epochs=5, random_state=0).fit(X, y)
+    clf = TrainwellClassifier(model=gpu_classifier, epochs=5, random_state=0).fit(X, y)
     assert clf.model_.device.type == "cuda" and clf.score(X, y) > 0.7
     restored = pickle.loads(pickle.dumps(clf))  # the model file holds no device: it loads on the CPU
     np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-5)
