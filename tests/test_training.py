@@ -299,7 +299,7 @@ def test_softmax_units_different_from_number_of_classes(n_classes):
 def test_sparse_labels_beyond_the_output_units():
     x = np.zeros((30, 3), dtype=np.float32)
     model = classifier(loss="sparse_categorical_crossentropy")
-    with pytest.raises(DataError, match=r"class labels 0..4, but the output layer has 3 unit\(s\)"):
+    with pytest.raises(DataError, match=r"class labels 0..4, but the output layer has 3 units"):
         model.fit(x, np.arange(30) % 5, verbose=0)
     with pytest.raises(DataError, match="integer class labels"):
         model.fit(x, np.full(30, 0.5), verbose=0)

@@ -230,7 +230,8 @@ def _prepare_target(loss, units: int, layer_name: str, out_shape, y, name: str, 
             binary = (" or, for two classes, keep Dense(1, activation='sigmoid') with "
                       "loss='binary_crossentropy'") if units == 1 and hi == 1 else ""
             raise DataError(f"loss='sparse_categorical_crossentropy': `{name}` holds class labels "
-                            f"{lo}..{hi}, but the output layer has {units} unit(s) (labels 0..{units - 1}). "
+                            f"{lo}..{hi}, but the output layer has {units} unit{'s' * (units != 1)} "
+                            f"(labels 0..{units - 1}). "
                             f"Use Dense({hi + 1}, activation='softmax') as the last layer{binary}.")
         return labels
     if kind == "categorical" and t.shape[1] == 1 and units > 1:
