@@ -5,6 +5,12 @@ declare huge datasets and attributes that cost nothing to declare. Every read he
 kind, the storage and the declared size first, so a crafted file can neither make trainwell read
 another file on disk nor allocate more than the limits. h5py never unpickles anything; opaque and
 compound types are refused as data.
+
+Known limitation: the parsing itself is libhdf5's. Fuzzing found damaged files on which it loops
+forever (reading a variable-length string attribute whose global-heap reference is damaged;
+``tests/fixtures/keras/corrupt_heap_hang.h5``), and a Python timeout cannot interrupt it. Keras
+reads such files with the same library. Running the HDF5 reads in a child process with a time
+limit would contain that; it is not done yet.
 """
 
 from __future__ import annotations
