@@ -12,6 +12,7 @@ Three measures per workload, on one CPU thread (the machine may be shared):
 Usage:
     python -m bench.diagnostics_overhead                 # wages, titanic, digits; 7 fits per mode
     python -m bench.diagnostics_overhead --repeats 11 --workloads wages
+    python -m bench.diagnostics_overhead --l2 0.01 --no-full   # every Dense with kernel_regularizer=l2(0.01)
 """
 
 from __future__ import annotations
@@ -59,9 +60,25 @@ def install(stopwatch: Stopwatch) -> None:
     diagnostics_module.monitor_for_fit = timed_monitor
 
 
+L2_FACTOR = None
+"""Set by --l2: every Dense layer gets kernel_regularizer=l2(L2_FACTOR) (issue 18 measured +120%)."""
+
+
+def build_model(spec, n_features):
+    model = build(spec, n_features)
+    if L2_FACTOR is not None:
+        from trainwell.regularizers import l2
+
+        for layer in model.layers:
+            layer.kernel_regularizer = l2(L2_FACTOR)
+        optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+        model.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics_identifiers)
+    return model
+
+
 def one_fit(spec, X, y, mode: str, stopwatch: Stopwatch) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, CPU seconds inside the monitor) of one fit."""
-    model = build(spec, X.shape[1])
+    model = build_model(spec, X.shape[1])
     stopwatch.seconds = 0.0
     wall, cpu = time.perf_counter(), time.process_time()
     model.fit(
@@ -109,7 +126,10 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--workloads", nargs="+", default=["wages", "titanic", "digits"])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-full", action="store_true", help="measure 'auto' only")
+    parser.add_argument("--l2", type=float, default=None, help="kernel_regularizer=l2(L2) on every Dense")
     args = parser.parse_args(argv)
+    global L2_FACTOR
+    L2_FACTOR = args.l2
     torch.set_num_threads(1)
     stopwatch = Stopwatch()
     install(stopwatch)

@@ -110,7 +110,7 @@ def run_metric(case: dict) -> dict:
         if case.get("sparse"):
             y_true = y_true.astype(np.int64)
         metric.update_state(y_true, _array(y_pred))
-        results.append(float(keras.ops.convert_to_numpy(metric.result())))
+        results.append(_to_list(metric.result()))  # a number, or one per class
     return {"results": results}
 
 

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,10 +46,14 @@ def assert_one_line_error(result, *fragments):
 
 
 def api_outputs(model_path, frame):
-    """Predictions the Python API gives for a frame: the stored preprocessing, then model.predict."""
+    """Predictions the Python API gives for a frame: the stored preprocessing, then model.predict
+    (a regression target turned back from its training scale into its units, shape (n, 1))."""
     model = load_model(model_path)
     preprocessor = Preprocessor.from_config(model.preprocessing)
-    return model.predict(preprocessor.transform(frame), verbose=0), preprocessor
+    out = model.predict(preprocessor.transform(frame), verbose=0)
+    if preprocessor.task == "regression":
+        out = preprocessor.inverse_transform_target(out).reshape(-1, 1)
+    return out, preprocessor
 
 
 # ----------------------------------------------------------------------------- data
@@ -341,3 +346,23 @@ def test_installed_console_script_and_demo(tmp_path):
     expected = ["report.html", "titanic-predictions.csv", "titanic.tw", "wages-predictions.csv", "wages.tw"]
     assert names == expected
     assert len(pd.read_csv(tmp_path / "demo" / "titanic-predictions.csv")) == 891
+
+
+# ----------------------------------------------------------------------------- diagnose --repair
+
+
+@pytest.mark.slow
+def test_diagnose_repair_prints_the_table_of_proven_fixes():
+    penguins = Path(__file__).parent / "data" / "penguins_raw.csv"
+    result = run_cli("diagnose", penguins, "--target", "Body Mass (g)", "--learning-rate", "0.3",
+                     "--epochs", "15", "--repair")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "lr_too_high" in out and "(caused by lr_too_high: fix that first)" in out
+    table = out[out.index("Repairs (15 epochs per copy"):].splitlines()
+    assert table[1].split()[:5] == ["finding", "fix", "applied", "val_loss", "val_mse"]
+    [row] = [line for line in table if line.startswith("lr_too_high ")]
+    assert "learning_rate=0.001" in row and " yes " in row
+    (loss_before, loss_after), _ = re.findall(r"(\S+) -> (\S+)", row)
+    assert float(loss_after) < float(loss_before)
+    assert table[-1].startswith("best: ")

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from trainwell import data as data_module
 from trainwell import distributed, training
 from trainwell._errors import ConfigError
 from trainwell.layers import Dense
@@ -81,13 +82,13 @@ def test_fit_on_cuda_without_a_gpu_fails_before_training():
 
 def test_data_becomes_a_tensor_once_per_fit_not_per_batch(monkeypatch):
     calls = []
-    real = training.as_tensor
+    real = data_module.as_tensor
 
     def counting(x, name="x", *args, **kwargs):
         calls.append(name)
         return real(x, name, *args, **kwargs)
 
-    monkeypatch.setattr(training, "as_tensor", counting)
+    monkeypatch.setattr(data_module, "as_tensor", counting)
     x, y = _data(64)
     _model().fit(x, y, batch_size=4, epochs=3, verbose=0)  # 16 batches x 3 epochs
     assert sorted(calls) == ["x", "y"]

@@ -207,7 +207,10 @@ def test_baseline_losses_match_numpy():
 
 def test_target_stats():
     stats = probes.target_stats(torch.tensor([[0.0], [1.0], [1.0], [0.5]]))
-    assert stats == {"y_min": 0.0, "y_max": 1.0, "y_distinct": 3, "y_integer": False, "y_columns": 1}
+    assert stats == pytest.approx(
+        {"y_min": 0.0, "y_max": 1.0, "y_mean": 0.625, "y_std": 0.4145781, "y_distinct": 3, "y_integer": False,
+         "y_columns": 1}
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,9 +396,13 @@ def test_underfitting_needs_a_small_model_and_a_high_flat_loss():
 
 
 def test_stalled_warns_when_both_curves_are_flat_and_informs_when_only_validation_is():
-    flat = [{"loss": 0.5 + 0.01 * (e % 2), "val_loss": 0.6 + 0.01 * (e % 3)} for e in range(30)]
+    # Both flat, the training loss bouncing 8% from epoch to epoch: an optimiser that cannot settle.
+    flat = [{"loss": 0.5 + 0.04 * (e % 2), "val_loss": 0.6 + 0.01 * (e % 3)} for e in range(30)]
     (finding,) = det.stalled(record(logs=flat))
     assert finding.severity == "warning" and finding.evidence["window"] == 10
+    # Both flat and smooth (1% moves): converged, an 'info' (issue 18).
+    smooth = [{"loss": 0.5 + 0.005 * (e % 2), "val_loss": 0.6 + 0.01 * (e % 3)} for e in range(30)]
+    assert det.stalled(record(logs=smooth))[0].severity == "info"
     learning = [{"loss": 1.0 / (1 + e), "val_loss": 0.6} for e in range(30)]
     assert det.stalled(record(logs=learning))[0].severity == "info"
     assert det.stalled(record(logs=flat[:15])) == []  # too short to tell
@@ -606,3 +613,162 @@ def test_stalled_info_is_silent_when_early_stopping_ended_the_run():
     assert [f.severity for f in stalled(record)] == ["info"]
     record.stopped_early = True
     assert stalled(record) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 18: regression tests for the defects (each failed before its fix)
+
+
+def test_unscaled_target_is_found_for_a_target_in_the_thousands():
+    rec = record(y_mean=4200.0, y_std=800.0, y_min=2700.0, y_max=6300.0, probes=[Probe(-1, loss=1.8e7)])
+    found = [f for f in run_detectors(rec) if f.code == "unscaled_target"]
+    assert found and found[0].repairs == ("standardize_target",)
+    assert "mean 4200" in found[0].message and "Standardise the target" in found[0].fix
+    assert "unscaled_target" not in codes(record(y_mean=9.0, y_std=5.1))  # wages: fine as it is
+
+
+def test_regularizer_penalty_is_not_a_first_epoch_jump():
+    # Before: the probe loss before training (no penalty) was compared with epoch 1's loss (with it).
+    logs = [{"loss": 18.0 - 0.5 * e} for e in range(10)]
+    rec = record(logs=logs, epochs=list(range(10)), probes=[Probe(-1, loss=2.6), Probe(9, loss=1.0)],
+                 penalty_start=16.0)
+    assert "lr_too_high" not in codes(rec)
+    assert "lr_too_high" in codes(record(logs=logs, epochs=list(range(10)),
+                                         probes=[Probe(-1, loss=2.6), Probe(9, loss=1.0)]))
+
+
+def _oversized(at: int, ratios: dict) -> Probe:
+    return Probe(at, loss=1.0, grad_norms=dict(ratios), weight_norms=dict.fromkeys(ratios, 1.0))
+
+
+def test_exploding_gradients_says_every_layer_when_every_layer_explodes():
+    rec = record(probes=[_oversized(-1, {"dense": 5e4, "dense_1": 8e4}), Probe(19, loss=1.0)])
+    [f] = [f for f in run_detectors(rec) if f.code == "exploding_gradients"]
+    assert "every layer" in f.message and f.layer is None and f.evidence["at_start"] is True
+    rec = record(probes=[Probe(-1, loss=1.0), _oversized(3, {"dense": 5e4, "dense_1": 2.0})])
+    [f] = [f for f in run_detectors(rec) if f.code == "exploding_gradients"]
+    assert "dense is" in f.message and f.layer == "dense" and f.evidence["at_start"] is False
+
+
+def test_explosion_from_the_initialisation_is_the_root_of_a_nan_loss():
+    logs = [{"loss": float("nan")}] * 3
+    rec = record(logs=logs, epochs=[0, 1, 2], learning_rates=[0.01] * 3, optimizer="SGD",
+                 layers=[LayerInfo("dense", "Dense", "relu", 8, initializer="RandomNormal"),
+                         LayerInfo("dense_1", "Dense", "linear", 1, True)],
+                 probes=[_oversized(-1, {"dense": 5e4, "dense_1": 8e4}), Probe(2, loss=math.nan)])
+    found = [f for f in run_detectors(rec) if f.is_problem]
+    assert [f.code for f in found] == ["exploding_gradients", "lr_too_high"]
+    assert found[0].severity == "error" and found[1].caused_by == "exploding_gradients"
+    assert found[0].fix.startswith("Use the default initializers (layers dense use another)")
+    assert found[0].repairs == ("default_initializers", "clip_gradients")
+
+
+def test_saturation_in_a_shallow_net_with_a_healthy_gradient_is_not_vanishing():
+    layers = [LayerInfo("dense", "Dense", "tanh", 8), LayerInfo("dense_1", "Dense", "linear", 1, True)]
+    shallow = [Probe(-1, loss=1.0, saturated={"dense": 0.7}, signal=[("dense", 0.9), ("dense_1", 1.0)]),
+               Probe(19, loss=0.05, saturated={"dense": 0.7}, signal=[("dense", 0.8), ("dense_1", 1.0)])]
+    assert "vanishing_gradients" not in codes(record(layers=layers, probes=shallow))
+    shrinking = [
+        Probe(p.epoch, loss=p.loss, saturated=p.saturated, signal=[("dense", 0.01), ("dense_1", 1.0)])
+        for p in shallow
+    ]
+    assert "vanishing_gradients" in codes(record(layers=layers, probes=shrinking))
+
+
+def test_units_dead_from_the_start_get_no_learning_rate_advice():
+    dead = {"dense": [True] * 8}
+    rec = record(probes=[Probe(-1, loss=1.0, dead=dead), Probe(19, loss=0.9, dead=dead)])
+    [f] = [f for f in run_detectors(rec) if f.code == "dead_units"]
+    assert f.evidence["died_during_training"] == 0 and "learning rate" not in f.fix.lower()
+    assert f.repairs == ("default_initializers",)
+    died = record(probes=[Probe(-1, loss=1.0, dead={"dense": [False] * 8}), Probe(19, loss=0.9, dead=dead)])
+    [f] = [f for f in run_detectors(died) if f.code == "dead_units"]
+    assert f.fix.startswith("Lower the learning rate") and f.repairs[0] == "lower_learning_rate"
+
+
+def test_raw_pixels_get_the_divide_by_255_fix_not_adapt():
+    pixels = record(n_features=784, x_mean=[0.0] * 700 + [120.0] * 84, x_std=[0.0] * 700 + [100.0] * 84,
+                    x_min=0.0, x_max=255.0, x_integer=True)
+    [f] = [f for f in run_detectors(pixels) if f.code == "unscaled_inputs"]
+    assert "255" in f.fix and "Not Normalization().adapt" in f.fix and f.evidence["pixels"] is True
+    tabular = record(x_mean=[0.0, 0.0, 0.0, 210.0], x_std=[1.0, 1.0, 1.0, 300.0], x_min=-3.0, x_max=512.0)
+    [f] = [f for f in run_detectors(tabular) if f.code == "unscaled_inputs"]
+    assert "norm.adapt(X_train)" in f.fix
+
+
+def _overfit_logs(val_gap: float):
+    train = [1.0 / (1 + e) for e in range(30)]
+    val = [0.5 - 0.02 * e if e < 10 else 0.3 + 0.02 * (e - 10) for e in range(30)]
+    return [{"loss": t, "val_loss": v * val_gap if e >= 10 else v}
+            for e, (t, v) in enumerate(zip(train, val))]
+
+
+def test_overfitting_needs_a_gap_and_no_restored_weights():
+    epochs = list(range(30))
+    sick = record(logs=_overfit_logs(1.0), epochs=epochs, probes=[Probe(-1, loss=1.0), Probe(29, loss=0.03)])
+    assert "overfitting" in codes(sick)
+    # The same rise, but the training loss is no lower than the validation loss: no gap.
+    no_gap = [{"loss": log["val_loss"] * 1.05, "val_loss": log["val_loss"]} for log in _overfit_logs(1.0)]
+    no_gap[-12:] = [{"loss": 0.9 * log["loss"], "val_loss": log["val_loss"]} for log in no_gap[-12:]]
+    for log in no_gap[-12:]:
+        log["loss"] = log["val_loss"] * 0.98
+    assert "overfitting" not in codes(record(logs=no_gap, epochs=epochs))
+    restored = record(logs=_overfit_logs(1.0), epochs=epochs, restored_epoch=9, stopped_early=True)
+    assert "overfitting" not in codes(restored)
+
+
+def test_a_converged_run_is_not_a_stalled_optimiser():
+    flat = [{"loss": 0.5 + 0.0005 * ((-1) ** e), "val_loss": 0.55 + 0.0005 * ((-1) ** e)} for e in range(60)]
+    flat[:5] = [{"loss": 2.0 - 0.3 * e, "val_loss": 2.0 - 0.29 * e} for e in range(5)]
+    found = run_detectors(record(logs=flat, epochs=list(range(60))))
+    [stall] = [f for f in found if f.code == "stalled"]
+    assert stall.severity == "info" and stall.repairs == ("early_stopping",)
+    assert "ReduceLROnPlateau" not in stall.fix
+    bouncing = [{"loss": 0.5 * (1.1 if e % 2 else 1.0), "val_loss": 0.55 * (1.1 if e % 2 else 1.0)}
+                for e in range(60)]
+    [stall] = [f for f in run_detectors(record(logs=bouncing, epochs=list(range(60)))) if f.code == "stalled"]
+    assert stall.severity == "warning" and stall.repairs[0] == "reduce_lr_on_plateau"
+
+
+def test_noisy_labels_are_not_underfitting():
+    # A logistic regression on Titanic ends near 0.69 of the constant loss: the rest is label noise.
+    logs = [{"loss": 0.46, "val_loss": 0.45}] * 30
+    small = [LayerInfo("dense", "Dense", "sigmoid", 1, True)]
+    rec = record(layers=small, loss_kind="binary", loss_name="binary_crossentropy", baseline_loss=0.669,
+                 y_min=0.0, y_max=1.0, y_distinct=2, y_integer=True,
+                 logs=logs, epochs=list(range(30)), probes=[Probe(-1, loss=0.7), Probe(29, loss=0.459)])
+    assert "underfitting" not in codes(rec)
+    rec.loss_kind, rec.loss_name = "regression", "mean_squared_error"
+    assert "underfitting" in codes(rec)
+
+
+def test_sparse_loss_with_one_sigmoid_unit_names_the_loss():
+    from trainwell._errors import DataError
+
+    x, _ = regression_data()
+    model = small_model(out=1, out_activation="sigmoid", loss="sparse_categorical_crossentropy")
+    with pytest.raises(DataError, match=r"sparse_categorical_crossentropy.*binary_crossentropy"):
+        model.fit(x, (x[:, 0] > 0).astype(np.int64), epochs=1, verbose=0)
+
+
+def test_every_repair_a_finding_names_exists():
+    from trainwell.diagnostics import REPAIRS
+
+    for fn in det.DETECTORS:
+        assert fn.__module__.startswith("trainwell.diagnostics")
+    for finding in run_detectors(record(y_mean=4200.0, y_std=800.0, x_mean=[500.0] * 4)):
+        assert finding.repairs and set(finding.repairs) <= set(REPAIRS), finding
+
+
+def test_monitor_records_the_regularizers_penalty_before_training():
+    from trainwell.regularizers import l2
+
+    x, y = regression_data()
+    set_random_seed(0)
+    hidden = Dense(64, activation="relu", kernel_regularizer=l2(0.05))
+    model = Sequential([Input(shape=(4,)), hidden, Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(x, y, epochs=3, verbose=0)  # warnings are errors here: none may leak
+    record = history.diagnosis.record
+    assert record.penalty_start > 0.1  # 0.05 * sum(W²) of a fresh 4x64 glorot kernel
+    assert not [f for f in history.diagnosis if f.code in ("detector_failed", "lr_too_high")]

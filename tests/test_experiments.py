@@ -226,3 +226,23 @@ def test_process_pool_gives_the_serial_results():
         assert a["candidate"] == b["candidate"]
         for key in a["history"]:
             np.testing.assert_allclose(a["history"][key], b["history"][key], rtol=1e-6, atol=1e-7)
+
+
+def test_batched_runs_carry_the_doctors_findings():
+    # Issue 18: runs trained together as one batched model used to carry no findings.
+    from trainwell.datasets import load_titanic
+
+    x, y = load_titanic()
+    result = compare(
+        {"m": [Dense(32, activation="relu"), Dense(32, activation="relu"), Dense(1, activation="sigmoid")]},
+        x, y, compile=dict(optimizer="sgd", loss="binary_crossentropy"),
+        fit=dict(epochs=10, validation_split=0.3), grid={"learning_rate": [0.5, 0.01]},
+    )
+    high, low = (result.records[f"m learning_rate={lr}"] for lr in (0.5, 0.01))
+    assert high["group_size"] == 2  # trained together
+    assert high["findings"][0] == "unscaled_inputs" and "dead_units" in high["findings"]
+    assert low["findings"] == ["unscaled_inputs"]  # the raw fare column, at any rate
+    off = compare({"m": [Dense(4), Dense(1, activation="sigmoid")]}, x, y,
+                  compile=dict(optimizer="sgd", loss="binary_crossentropy"),
+                  fit=dict(epochs=2, diagnostics="off"), grid={"learning_rate": [0.5, 0.01]})
+    assert all(record["findings"] == [] for record in off.records.values())

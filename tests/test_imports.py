@@ -20,9 +20,10 @@ PACKAGE = ROOT / "src" / "trainwell"
 
 LAYERS = [
     "_errors", "_registry", "activations", "initializers", "regularizers", "losses", "metrics",
-    "schedules", "optimizers", "data", "layers", "_container", "_file_checks", "_file_summary",
-    "saving", "callbacks", "distributed", "fused_layers", "fastpath", "training", "diagnostics", "batched",
-    "models", "utils", "datasets", "csvio", "tabular", "experiments", "report", "pipeline", "cli",
+    "schedules", "optimizers", "data", "layers", "utils", "_container", "_file_checks",
+    "keras_files", "_file_summary", "saving", "callbacks", "distributed", "fused_layers",
+    "fastpath", "training", "diagnostics", "batched", "export", "models", "datasets", "csvio",
+    "tabular", "experiments", "report", "pipeline", "sklearn", "serve", "cli",
 ]
 
 

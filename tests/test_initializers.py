@@ -262,7 +262,8 @@ def test_get_unknown_name_suggests():
     with pytest.raises(ConfigError, match=r"Did you mean 'glorot_uniform'\?") as info:
         I.get("glorot_unifrom", argument="kernel_initializer")
     message = str(info.value)
-    assert "`kernel_initializer`" in message and "he_normal" in message
+    assert "`kernel_initializer`" in message and "trainwell.initializers.names() lists all" in message
+    assert "he_normal" in I.names() and "he_normal" not in message  # short: the list is behind names()
 
 
 @pytest.mark.parametrize("bad", [3, 0.5, ["zeros"], (3, 4)])

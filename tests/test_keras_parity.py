@@ -7,7 +7,8 @@ numbers as JSON. The trainwell side then copies the initial weights Keras drew, 
 rows in the same order (``shuffle=False``) and compares:
 
 - per-epoch ``history`` values, final weights, ``evaluate`` and ``predict`` for Dense stacks under
-  SGD, SGD with Nesterov momentum, Adam, RMSprop, Adagrad and AdamW (fused and plain step), and for
+  SGD, SGD with Nesterov momentum, Adam, RMSprop, Adagrad, AdamW, Nadam, Adamax,
+  Adadelta, Lion and Ftrl (fused and plain step), and for
   softmax + categorical / sparse cross-entropy and sigmoid + binary cross-entropy with 'accuracy';
 - every loss (probabilities at and near 0/1 included, to check the 1e-7 clip) and metric;
 - BatchNormalization (training and inference, moving statistics), Dropout, Normalization.adapt;
@@ -94,6 +95,12 @@ OPTIMIZERS = {
     "rmsprop": ("RMSprop", {}),
     "adagrad": ("Adagrad", {}),
     "adamw": ("AdamW", {}),
+    "nadam": ("Nadam", {}),
+    "adamax": ("Adamax", {}),
+    "adadelta": ("Adadelta", {"learning_rate": 1.0}),
+    "lion": ("Lion", {}),
+    "ftrl": ("Ftrl", {"learning_rate": 0.1, "l1_regularization_strength": 0.001,
+                      "l2_regularization_strength": 0.01, "beta": 0.1}),
 }
 DENSE_9_16_1 = [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "units": 1}]
 REGRESSION_FIT = {"epochs": 3, "batch_size": 32, "validation_split": 0.3}
@@ -185,6 +192,18 @@ def loss_cases() -> list[dict]:
         ("hinge_pm1", "Hinge", "hinge", sign_true, reg_pred[:, :2], {}),
         ("kld", "KLDivergence", "kl_divergence", _probabilities(rng, n, 4), probs, {}),
         ("poisson", "Poisson", "poisson", pos_true, pos_pred, {}),
+        ("squared_hinge_01", "SquaredHinge", "squared_hinge", bin_true, reg_pred[:, :2], {}),
+        ("squared_hinge_pm1", "SquaredHinge", "squared_hinge", sign_true, reg_pred[:, :2], {}),
+        ("categorical_hinge", "CategoricalHinge", "categorical_hinge", onehot, logits, {}),
+        ("cosine_similarity", "CosineSimilarity", "cosine_similarity", reg_true, reg_pred, {}),
+        ("bfce", "BinaryFocalCrossentropy", "binary_focal_crossentropy", bin_true, bin_pred, {}),
+        ("bfce_balanced", "BinaryFocalCrossentropy", "binary_focal_crossentropy", bin_true, bin_pred,
+         {"apply_class_balancing": True, "alpha": 0.4, "gamma": 1.5, "label_smoothing": 0.1}),
+        ("bfce_logits", "BinaryFocalCrossentropy", "binary_focal_crossentropy", bin_true, 4 * reg_pred[:, :2],
+         {"from_logits": True}),
+        ("cfce", "CategoricalFocalCrossentropy", "categorical_focal_crossentropy", onehot, probs, {}),
+        ("cfce_logits_smoothing", "CategoricalFocalCrossentropy", "categorical_focal_crossentropy", onehot,
+         logits, {"from_logits": True, "label_smoothing": 0.1, "alpha": 0.5, "gamma": 3.0}),
     ]
     cases = [{"id": f"loss_{key}", "kind": "loss", "class": cls, "function": fn, "y_true": _f32(t),
               "y_pred": _f32(p), "kwargs": kw} for key, cls, fn, t, p, kw in table]
@@ -227,6 +246,17 @@ def metric_cases() -> list[dict]:
         ("auc_pr", "AUC", {"curve": "PR"}, binary),
         ("auc_roc_minoring", "AUC", {"summation_method": "minoring"}, binary),
         ("precision", "Precision", {}, binary), ("recall", "Recall", {}, binary),
+        ("true_positives", "TruePositives", {}, binary), ("false_positives", "FalsePositives", {}, binary),
+        ("true_negatives", "TrueNegatives", {"thresholds": 0.3}, binary),
+        ("false_negatives", "FalseNegatives", {}, binary),
+        ("top_k", "TopKCategoricalAccuracy", {"k": 2}, onehot),
+        ("sparse_top_k", "SparseTopKCategoricalAccuracy", {"k": 2}, sparse),
+        ("cosine_similarity", "CosineSimilarity", {}, regression), ("r2", "R2Score", {}, regression),
+        ("r2_variance_weighted", "R2Score", {"class_aggregation": "variance_weighted_average"}, regression),
+        ("r2_adjusted_per_column", "R2Score", {"class_aggregation": None, "num_regressors": 2}, regression),
+        ("f1_per_class", "F1Score", {}, onehot), ("f1_macro", "F1Score", {"average": "macro"}, onehot),
+        ("f1_micro_threshold", "F1Score", {"average": "micro", "threshold": 0.5}, onehot),
+        ("fbeta_weighted", "FBetaScore", {"average": "weighted", "beta": 2.0}, onehot),
     ]
     return [{"id": f"metric_{key}", "kind": "metric", "class": cls, "kwargs": kw, "batches": batches(make),
              "sparse": make is sparse} for key, cls, kw, make in table]
@@ -476,7 +506,7 @@ def test_metric_matches_keras_over_batches(reference, case):
     for y_true, y_pred in case["batches"]:
         metric.update_state(torch.tensor(y_true, dtype=torch.long if case["sparse"] else torch.float32),
                             torch.tensor(y_pred))
-        results.append(float(metric.result()))
+        results.append(metric.result().tolist())
     check_close(case["id"], results, reference[case["id"]]["results"])
 
 

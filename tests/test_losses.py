@@ -515,3 +515,65 @@ def test_losses_do_not_sync_the_device():
         losses.get("categorical_crossentropy")(probs, probs, w)
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# The losses of issue 20 (their values against Keras are in test_keras_parity.py).
+
+
+@pytest.mark.parametrize("name, cls", [
+    ("squared_hinge", losses.SquaredHinge), ("categorical_hinge", losses.CategoricalHinge),
+    ("cosine_similarity", losses.CosineSimilarity),
+    ("binary_focal_crossentropy", losses.BinaryFocalCrossentropy),
+    ("categorical_focal_crossentropy", losses.CategoricalFocalCrossentropy),
+    ("crossentropy", losses.Crossentropy),
+    ("CE", losses.Crossentropy),
+])
+def test_new_losses_by_name_and_config_round_trip(name, cls):
+    loss = losses.get(name)
+    assert type(loss) is cls and name in losses.names() or name == "CE"
+    assert type(losses.get(losses.serialize(loss))) is cls
+    assert losses.get(losses.serialize(loss)).get_config() == loss.get_config()
+
+
+def test_focal_with_gamma_zero_is_binary_crossentropy():
+    y, p = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.8, 0.3], [0.6, 0.999]])
+    focal = losses.BinaryFocalCrossentropy(gamma=0.0)(y, p)
+    torch.testing.assert_close(focal, losses.BinaryCrossentropy()(y, p))
+    assert float(losses.BinaryFocalCrossentropy()(y, p)) < float(focal)  # easy examples count less
+
+
+@pytest.mark.parametrize("y_shape, out_shape, expected", [
+    ((8, 1), (8, 1), losses.BinaryCrossentropy),
+    ((8,), (8, 1), losses.BinaryCrossentropy),
+    ((8,), (8, 3), losses.SparseCategoricalCrossentropy),
+    ((8, 1), (8, 3), losses.SparseCategoricalCrossentropy),
+    ((8, 3), (8, 3), losses.CategoricalCrossentropy),
+])
+def test_crossentropy_resolves_as_keras_from_shapes(y_shape, out_shape, expected):
+    # Keras's compile_utils rule: one output unit -> binary; labels of lower rank, or one column
+    # against several units -> sparse; otherwise categorical.
+    assert type(losses.Crossentropy().resolve(y_shape, out_shape)) is expected
+
+
+def test_crossentropy_called_directly_picks_by_shapes():
+    labels, probs = torch.tensor([0, 2]), torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    torch.testing.assert_close(losses.get("crossentropy")(labels, probs),
+                               losses.SparseCategoricalCrossentropy()(labels, probs))
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: losses.BinaryFocalCrossentropy(gamma=-1), "`gamma` expects a number >= 0, received -1"),
+    (lambda: losses.CategoricalFocalCrossentropy(alpha="0.25"), "`alpha` expects a number >= 0"),
+])
+def test_focal_arguments_are_checked(make, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        make()
+
+
+def test_unknown_loss_message_is_short():
+    with pytest.raises(ConfigError) as info:
+        losses.get("mean_squared_eror")
+    message = str(info.value)
+    assert message.startswith("`loss`: unknown loss 'mean_squared_eror'. Did you mean 'mean_squared_error'?")
+    assert "lists all" in message and len(message) < 160

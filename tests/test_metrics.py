@@ -374,3 +374,65 @@ def test_updates_do_not_sync_the_device():
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert all(t.device.type == "cuda" for m in all_metrics for t in m._state.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# The metrics of issue 20 (their values against Keras are in test_keras_parity.py).
+
+
+@pytest.mark.parametrize("name, cls", [
+    ("r2_score", metrics.R2Score), ("f1_score", metrics.F1Score), ("fbeta_score", metrics.FBetaScore),
+    ("true_positives", metrics.TruePositives), ("false_positives", metrics.FalsePositives),
+    ("true_negatives", metrics.TrueNegatives), ("false_negatives", metrics.FalseNegatives),
+    ("top_k_categorical_accuracy", metrics.TopKCategoricalAccuracy),
+    ("sparse_top_k_categorical_accuracy", metrics.SparseTopKCategoricalAccuracy),
+    ("cosine_similarity", metrics.CosineSimilarity),
+])
+def test_new_metrics_by_name_and_config_round_trip(name, cls):
+    metric = metrics.get(name)
+    assert type(metric) is cls and metric.name == name and name in metrics.names()
+    rebuilt = metrics.get(metrics.serialize(cls()))
+    assert type(rebuilt) is cls and rebuilt.get_config() == cls().get_config()
+
+
+def test_confusion_counts_add_up_with_weights():
+    y, p = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0]), torch.tensor([0.9, 0.2, 0.7, 0.1, 0.6])
+    w = [1, 2, 3, 4, 5]
+    counts = {}
+    for cls in (metrics.TruePositives, metrics.FalsePositives, metrics.TrueNegatives, metrics.FalseNegatives):
+        m = cls()
+        m.update_state(y, p, sample_weight=w)
+        counts[cls.__name__] = float(m.result())
+    assert counts == {"TruePositives": 6.0, "FalsePositives": 3.0, "TrueNegatives": 4.0,
+                      "FalseNegatives": 2.0}
+
+
+def test_top_k_counts_ties_as_in():
+    m = metrics.SparseTopKCategoricalAccuracy(k=1)
+    m.update_state(torch.tensor([1, 0]), torch.tensor([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]]))
+    assert float(m.result()) == 0.5
+
+
+def test_r2_matches_sklearn_formula_over_batches():
+    rng = np.random.default_rng(0)
+    y, p = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
+    m = metrics.R2Score(class_aggregation=None)
+    for start in range(0, 40, 16):
+        m.update_state(torch.tensor(y[start:start + 16]), torch.tensor(p[start:start + 16]))
+    expected = 1 - ((y - p) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+    np.testing.assert_allclose(m.result().numpy(), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make, error, fragment", [
+    (lambda: metrics.F1Score(average="mean"), ConfigError, "unknown average 'mean'"),
+    (lambda: metrics.FBetaScore(beta=0), ConfigError, "`beta` expects a positive number, received 0"),
+    (lambda: metrics.F1Score(threshold=2), ConfigError, "`threshold` expects None or a number in \\[0, 1\\]"),
+    (lambda: metrics.R2Score(class_aggregation="avg"), ConfigError, "Valid class_aggregation names: uniform"),
+    (lambda: metrics.R2Score(num_regressors=-1), ConfigError, "`num_regressors` expects an integer >= 0"),
+    (lambda: metrics.TopKCategoricalAccuracy(k=0), ConfigError, "`k` expects a positive integer"),
+    (lambda: metrics.F1Score()(torch.tensor([0, 1]), torch.tensor([[0.2, 0.8], [0.6, 0.4]])), DataError,
+     "F1Score expects y_true and y_pred of one shape .*to_categorical"),
+])
+def test_new_metrics_check_arguments(make, error, fragment):
+    with pytest.raises(error, match=fragment):
+        make()

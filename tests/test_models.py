@@ -138,7 +138,9 @@ def test_compile_rejects_unknown_names_with_suggestions(kwargs, fragment):
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ConfigError) as err:
         small_model().compile(optimizer="adamm", loss="mse")
-    assert "Valid optimizer names: adagrad, adam, adamw, rmsprop, sgd" in str(err.value)
+    # Regression (issue 20): the message leads with the suggestion and points to the full list.
+    assert str(err.value) == ("`optimizer`: unknown optimizer 'adamm'. Did you mean 'adam'? "
+                              "trainwell.optimizers.names() lists all 10.")
     with pytest.raises(ValueError):  # still catchable as a ValueError
         small_model().compile(optimizer="nope", loss="mse")
 
@@ -268,3 +270,128 @@ def test_fit_after_pop_and_add_asks_to_recompile_and_recompiling_works():
     model.compile(optimizer=opt, loss="mse")
     history = model.fit(x, y, epochs=2, verbose=0, diagnostics="off")
     assert len(history.history["loss"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras behaviours course code relies on (issue 20, item 6)
+
+
+def _rows(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+@pytest.mark.parametrize("loss", ["mean_squared_error", "mse", {"class_name": "Huber", "config": {}}])
+def test_model_loss_is_what_compile_was_given(loss):
+    # Regression: model.loss was the resolved Loss object, so `model.loss == 'mse'` was False.
+    model = small_model()
+    model.compile(optimizer="sgd", loss=loss)
+    assert model.loss == loss
+    assert type(model.compiled_loss).__name__ in ("MeanSquaredError", "Huber")
+
+
+@pytest.mark.parametrize("name", ["nadam", "adamax", "adadelta", "lion", "ftrl", "Nadam"])
+def test_compile_takes_every_optimizer_by_name(name):
+    model = small_model()
+    model.compile(name, loss="sparse_categorical_crossentropy")
+    assert type(model.optimizer).__name__.lower() == name.lower()
+    x, y = _rows()
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.optimizer.iterations == 2
+
+
+@pytest.mark.parametrize("labels, units, activation, expected", [
+    ("sparse", 2, "softmax", "SparseCategoricalCrossentropy"),
+    ("onehot", 2, "softmax", "CategoricalCrossentropy"),
+    ("binary", 1, "sigmoid", "BinaryCrossentropy"),
+])
+def test_crossentropy_resolves_from_the_targets_as_keras(labels, units, activation, expected):
+    x, y = _rows()
+    y = {"sparse": y, "onehot": np.eye(2)[y], "binary": y.astype(np.float32)}[labels]
+    runs = []
+    for loss in ("crossentropy", expected):
+        model = Sequential([Dense(units, activation=activation, input_shape=(3,), kernel_initializer="ones")])
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        runs.append((model, model.fit(x, y, epochs=2, verbose=0, shuffle=False).history))
+    (model, history), (_, reference) = runs
+    assert type(model.compiled_loss).__name__ == expected and model.loss == "crossentropy"
+    assert history == reference  # the same loss and the same 'accuracy' as the explicit name
+
+
+def test_learning_rate_zero_is_accepted_with_a_warning_and_freezes_the_weights():
+    with pytest.warns(UserWarning, match="learning_rate=0 leaves the weights unchanged"):
+        sgd = optimizers.SGD(learning_rate=0.0)
+    model = small_model()
+    model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy")
+    x, y = _rows()
+    before = model.get_weights()
+    model.fit(x, y, epochs=2, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    with pytest.raises(ConfigError, match="expects a number >= 0"):
+        optimizers.SGD(learning_rate=-0.1)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused_step", "autograd_step"])
+def test_learning_rate_assigned_during_training_takes_effect(monkeypatch, fused):
+    from trainwell import training
+    from trainwell.callbacks import LambdaCallback
+
+    monkeypatch.setattr(training, "FUSED_STEP", fused)
+    x, y = _rows()
+    model = small_model()
+    model.compile(optimizer=optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+
+    def freeze(epoch, logs):
+        model.optimizer.learning_rate = 0.0  # Keras: model.optimizer.learning_rate = ...
+
+    model.fit(x, y, epochs=1, verbose=0, shuffle=False, callbacks=[LambdaCallback(on_epoch_end=freeze)])
+    after_one = model.get_weights()
+    model.fit(x, y, epochs=2, verbose=0, shuffle=False)
+    assert all(np.array_equal(a, b) for a, b in zip(after_one, model.get_weights()))
+
+
+def test_history_gets_learning_rate_from_a_schedule_callback():
+    from trainwell.callbacks import LearningRateScheduler, ReduceLROnPlateau
+
+    x, y = _rows()
+    model = small_model()
+    model.compile(optimizer=optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    plain = model.fit(x, y, epochs=2, verbose=0)
+    assert "learning_rate" not in plain.history  # as Keras: only when a schedule callback runs
+    history = model.fit(x, y, epochs=3, verbose=0,
+                        callbacks=[LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1))])
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    reduce = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0)
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[reduce])
+    # The rate each epoch trained with; the reduction after an epoch shows in the next one
+    # (the first epoch only sets the best value, as in Keras).
+    assert history.history["learning_rate"] == pytest.approx([0.1 / 3, 0.1 / 3, 0.1 / 6])
+
+
+def test_csv_logger_gets_the_learning_rate_column(tmp_path):
+    from trainwell.callbacks import CSVLogger, LearningRateScheduler
+
+    x, y = _rows()
+    model = small_model()
+    model.compile(optimizer=optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    path = tmp_path / "log.csv"
+    model.fit(x, y, epochs=2, verbose=0,
+              callbacks=[CSVLogger(str(path)), LearningRateScheduler(lambda epoch: 0.2)])
+    assert "learning_rate" in path.read_text().splitlines()[0]
+
+
+def test_model_metrics_and_weights_numpy():
+    x, y = _rows()
+    model = small_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", "sparse_top_k_categorical_accuracy"])
+    model.fit(x, y, epochs=1, verbose=0)
+    assert [m.name for m in model.metrics] == ["accuracy", "sparse_top_k_categorical_accuracy"]
+    assert 0 <= float(model.metrics[0].result()) <= 1
+    kernel = model.weights[0].numpy()  # Keras's Variable.numpy(); torch's refuses tensors needing grad
+    assert isinstance(kernel, np.ndarray) and kernel.shape == (3, 4)
+    np.testing.assert_array_equal(kernel, model.get_weights()[0])
+    model.weights[1].assign(np.ones(4))
+    np.testing.assert_array_equal(model.get_weights()[1], np.ones(4))
+    assert Sequential([Dense(2)]).metrics == []

@@ -419,10 +419,10 @@ def test_learning_rate_from_schedule_follows_iterations():
         opt.learning_rate = 0.01
 
 
-@pytest.mark.parametrize("bad", [0, -0.1, "0.1", None, float("nan"), True])
+@pytest.mark.parametrize("bad", [-0.1, "0.1", None, float("nan"), True])
 def test_learning_rate_setter_validates(bad):
     opt = SGD()
-    with pytest.raises(ConfigError, match="`learning_rate` expects a positive number"):
+    with pytest.raises(ConfigError, match="`learning_rate` expects a number >= 0"):
         opt.learning_rate = bad
     assert opt.learning_rate == 0.01
 
@@ -626,8 +626,12 @@ def test_get_returns_instances_as_is():
 def test_unknown_name_suggests_closest():
     with pytest.raises(ConfigError, match="unknown optimizer 'adm'.*Did you mean 'adam'"):
         optimizers.get("adm")
-    with pytest.raises(ConfigError, match="Valid optimizer names: adagrad, adam, adamw, rmsprop, sgd"):
+    # The message stays short: the suggestion first, the full list behind optimizers.names().
+    expected = r"unknown optimizer 'Momentum'\. trainwell\.optimizers\.names\(\) lists all 10\.$"
+    with pytest.raises(ConfigError, match=expected):
         optimizers.get({"class_name": "Momentum", "config": {}})
+    assert optimizers.names() == ["adadelta", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam",
+                                  "rmsprop", "sgd"]
 
 
 @pytest.mark.parametrize("bad", [3, None, torch.optim.SGD, {"config": {}}])
@@ -639,7 +643,7 @@ def test_get_rejects_other_types(bad):
 @pytest.mark.parametrize(
     "make, fragment",
     [
-        (lambda: SGD(learning_rate=0), "`learning_rate` expects a positive number .* received 0 \\(int\\)"),
+        (lambda: SGD(learning_rate=-1), "`learning_rate` expects a number >= 0 .* received -1 \\(int\\)"),
         (lambda: Adam(learning_rate=-1e-3), "received -0.001"),
         (lambda: Adam(learning_rate="0.1"), "received '0.1' \\(str\\)"),
         (lambda: Adam(learning_rate=None), "received None"),
@@ -759,10 +763,165 @@ def test_stacked_optimizer_freezes_inactive_candidates():
     w0, grads = scripted_gradients(steps=3)
     active = torch.tensor([True, False, True])
     for flat in (False, True):
-        run = stacked_run([Adam(learning_rate=lr) for lr in (0.1, 0.2, 0.3)], w0.astype(np.float32), grads, flat,
-                          active)
+        run = stacked_run([Adam(learning_rate=lr) for lr in (0.1, 0.2, 0.3)], w0.astype(np.float32), grads,
+                          flat, active)
         np.testing.assert_array_equal(run[1], np.stack([w0.astype(np.float32)] * 3))
         assert not np.allclose(run[0][-1], w0) and not np.allclose(run[2][-1], w0)
 
 
 KERAS_UPDATES = {SGD: keras_sgd, Adam: keras_adam, AdamW: keras_adam}
+# Nadam, Adamax, Adadelta, Lion, Ftrl: Keras's update rules in numpy (float64), as above.
+# --------------------------------------------------------------------------------------------------
+
+
+def keras_nadam(s, w, g, lr, t, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    u_t, u_next = beta_1 * (1 - 0.5 * 0.96**t), beta_1 * (1 - 0.5 * 0.96 ** (t + 1))
+    product = s["u"] = s.get("u", 1.0) * u_t
+    m = s["m"] = beta_1 * s.get("m", 0.0) + (1 - beta_1) * g
+    v = s["v"] = beta_2 * s.get("v", 0.0) + (1 - beta_2) * g * g
+    m_hat = u_next * m / (1 - product * u_next) + (1 - u_t) * g / (1 - product)
+    return w - lr * m_hat / (np.sqrt(v / (1 - beta_2**t)) + epsilon)
+
+
+def keras_adamax(s, w, g, lr, t, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    m = s["m"] = beta_1 * s.get("m", 0.0) + (1 - beta_1) * g
+    u = s["u"] = np.maximum(beta_2 * s.get("u", 0.0), np.abs(g))
+    return w - lr * m / ((1 - beta_1**t) * (u + epsilon))
+
+
+def keras_adadelta(s, w, g, lr, t, rho=0.95, epsilon=1e-7):
+    a = s["a"] = rho * s.get("a", 0.0) + (1 - rho) * g * g
+    delta = -np.sqrt(s.get("d", 0.0) + epsilon) / np.sqrt(a + epsilon) * g
+    s["d"] = rho * s.get("d", 0.0) + (1 - rho) * delta * delta
+    return w + lr * delta
+
+
+def keras_lion(s, w, g, lr, t, beta_1=0.9, beta_2=0.99):
+    w = w - lr * np.sign(beta_1 * s.get("m", 0.0) + (1 - beta_1) * g)
+    s["m"] = beta_2 * s.get("m", 0.0) + (1 - beta_2) * g
+    return w
+
+
+def keras_ftrl(s, w, g, lr, t, learning_rate_power=-0.5, initial_accumulator_value=0.1,
+               l1_regularization_strength=0.0, l2_regularization_strength=0.0,
+               l2_shrinkage_regularization_strength=0.0, beta=0.0):
+    n, p = s.get("n", initial_accumulator_value), -learning_rate_power
+    n_new = n + g * g
+    shrink = 2 * l2_shrinkage_regularization_strength * w
+    z = s["z"] = s.get("z", 0.0) + g + shrink - (n_new**p - n**p) / lr * w
+    s["n"] = n_new
+    quadratic = n_new**p / lr + 2 * (l2_regularization_strength + beta / (2 * lr))
+    l1 = l1_regularization_strength
+    return (np.clip(z, -l1, l1) - z) / quadratic
+
+
+Nadam, Adamax, Adadelta, Lion, Ftrl = (optimizers.Nadam, optimizers.Adamax, optimizers.Adadelta,
+                                       optimizers.Lion, optimizers.Ftrl)
+FTRL_ALL = {"learning_rate_power": -0.7, "initial_accumulator_value": 0.2, "l1_regularization_strength": 1e-3,
+            "l2_regularization_strength": 0.1, "l2_shrinkage_regularization_strength": 0.05, "beta": 0.5}
+MORE_CASES = [
+    ("nadam", lambda: Nadam(), keras_nadam, {"lr": 0.001}),
+    ("nadam-lr1-betas", lambda: Nadam(1.0, beta_1=0.5, beta_2=0.9), keras_nadam,
+     {"lr": 1.0, "beta_1": 0.5, "beta_2": 0.9}),
+    ("adamax", lambda: Adamax(), keras_adamax, {"lr": 0.001}),
+    ("adamax-lr1", lambda: Adamax(1.0, beta_2=0.5), keras_adamax, {"lr": 1.0, "beta_2": 0.5}),
+    ("adadelta", lambda: Adadelta(), keras_adadelta, {"lr": 0.001}),
+    ("adadelta-lr1", lambda: Adadelta(1.0, rho=0.9), keras_adadelta, {"lr": 1.0, "rho": 0.9}),
+    ("lion", lambda: Lion(), keras_lion, {"lr": 0.001}),
+    ("lion-betas-wd", lambda: Lion(0.1, beta_1=0.5, beta_2=0.9, weight_decay=0.1), keras_lion,
+     {"lr": 0.1, "beta_1": 0.5, "beta_2": 0.9, "weight_decay": 0.1}),
+    ("ftrl", lambda: Ftrl(), keras_ftrl, {"lr": 0.001}),
+    ("ftrl-all-terms", lambda: Ftrl(0.5, **FTRL_ALL), keras_ftrl, {"lr": 0.5, **FTRL_ALL}),
+    ("nadam-schedule", lambda: Nadam(schedules.ExponentialDecay(0.1, 2, 0.5)), keras_nadam,
+     {"lr": lambda step: 0.1 * 0.5 ** (step / 2)}),
+]
+
+
+@pytest.mark.parametrize("make, update, hyper", [c[1:] for c in MORE_CASES], ids=[c[0] for c in MORE_CASES])
+def test_more_optimizers_match_keras_formula(make, update, hyper):
+    w0, grads = scripted_gradients()
+    expected = keras_run(update, w0, grads, **hyper)
+    actual = trainwell_run(make(), w0, grads)
+    np.testing.assert_allclose(actual - w0, expected - w0, rtol=1e-6, atol=1e-15)
+
+
+@pytest.mark.parametrize("make, update, rtol", [
+    # torch's default momentum_decay=0.004 is another momentum schedule: far off.
+    (lambda p: torch.optim.NAdam(p, lr=0.1, eps=1e-7), keras_nadam, 1e-3),
+    # eps inside the maximum: off by (1 - beta_2) * eps in the norm, visible on 1e-6 gradients.
+    (lambda p: torch.optim.Adamax(p, lr=0.1, eps=1e-7), keras_adamax, 1e-6),
+], ids=["nadam", "adamax"])
+def test_torch_adamax_and_default_nadam_differ_so_the_mappings_matter(make, update, rtol):
+    w0, grads = scripted_gradients()
+    w = torch.nn.Parameter(torch.tensor(w0))
+    opt = make([w])
+    for g in grads:
+        w.grad = torch.tensor(g)
+        opt.step()
+    expected = keras_run(update, w0, grads, lr=0.1)[-1]
+    assert not np.allclose(w.detach().numpy() - w0, expected - w0, rtol=rtol, atol=0)
+
+
+MORE_STATE_CASES = {
+    "nadam": lambda: Nadam(0.05, clipnorm=1.0),
+    "adamax": lambda: Adamax(0.05),
+    "adadelta": lambda: Adadelta(1.0),
+    "lion": lambda: Lion(0.01, weight_decay=0.1),
+    "ftrl": lambda: Ftrl(0.1, l1_regularization_strength=0.01),
+    "legacy-sgd-decay": lambda: optimizers.legacy.SGD(lr=0.1, momentum=0.9, decay=0.01),
+}
+
+
+@pytest.mark.parametrize("make", MORE_STATE_CASES.values(), ids=MORE_STATE_CASES.keys())
+def test_more_optimizers_export_import_continue_exactly(make):
+    test_export_import_continues_exactly(make)
+
+
+@pytest.mark.parametrize("name, cls, defaults", [
+    ("nadam", Nadam, {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}),
+    ("Adamax", Adamax, {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}),
+    ("adadelta", Adadelta, {"learning_rate": 0.001, "rho": 0.95, "epsilon": 1e-7}),
+    ("lion", Lion, {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.99}),
+    ("ftrl", Ftrl, {"learning_rate": 0.001, "learning_rate_power": -0.5, "initial_accumulator_value": 0.1,
+                    "l1_regularization_strength": 0.0, "l2_regularization_strength": 0.0,
+                    "l2_shrinkage_regularization_strength": 0.0, "beta": 0.0}),
+])
+def test_more_optimizers_by_name_have_keras_defaults(name, cls, defaults):
+    test_get_by_name_has_keras_defaults(name, cls, defaults)
+
+
+@pytest.mark.parametrize("opt", [Nadam(0.01, beta_1=0.8), Adamax(epsilon=1e-6, clipvalue=1.0),
+                                 Adadelta(rho=0.9),
+                                 Lion(beta_1=1.0), Ftrl(0.1, **FTRL_ALL)], ids=lambda o: type(o).__name__)
+def test_more_optimizers_config_round_trip(opt):
+    test_config_round_trip(opt)
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: Nadam(beta_1=1.0), "Nadam: `beta_1` expects a number in \\[0, 1\\), received 1.0"),
+    (lambda: Adamax(epsilon=0), "Adamax: `epsilon` expects a positive number"),
+    (lambda: Adadelta(rho=-0.1), "Adadelta: `rho`.*received -0.1"),
+    (lambda: Lion(beta_1=0), "Lion: `beta_1` expects a number in \\(0, 1\\].*signSGD.*received 0"),
+    (lambda: Ftrl(learning_rate_power=0.5), "`learning_rate_power` expects a number <= 0, received 0.5"),
+    (lambda: Ftrl(l1_regularization_strength=-1), "Ftrl: `l1_regularization_strength` expects a number >= 0"),
+    (lambda: optimizers.legacy.Adam(decay=-1.0), "Adam: `decay` expects a positive number, received -1.0"),
+])
+def test_more_optimizers_invalid_arguments(make, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        make()
+
+
+def test_keras2_legacy_optimizers_importable_with_lr_and_decay():
+    # Keras 2.11+ course code: `from keras.optimizers.legacy import SGD; SGD(lr=0.1, decay=0.5)`.
+    from trainwell.optimizers.legacy import SGD as LegacySGD
+    from trainwell.optimizers.legacy import Adam as LegacyAdam
+
+    opt = LegacySGD(lr=0.1, decay=0.5)
+    assert isinstance(opt, SGD) and opt.learning_rate == 0.1
+    w0, grads = scripted_gradients(steps=4)
+    expected = keras_run(keras_sgd, w0, grads, lr=lambda step: 0.1 / (1 + 0.5 * step))
+    np.testing.assert_allclose(trainwell_run(opt, w0, grads), expected, rtol=1e-12)
+    assert optimizers.serialize(opt)["class_name"] == "SGD"  # saved as the Keras 3 class
+    assert LegacyAdam().get_config() == Adam().get_config()
+    assert {"Adadelta", "Adamax", "Nadam", "Ftrl", "RMSprop", "Adagrad", "Optimizer"} <= set(
+        vars(optimizers.legacy))

@@ -19,6 +19,7 @@ from trainwell.report import (
     RunReport,
     classification_metrics,
     data_summary,
+    plot_doctor,
     regression_metrics,
     render_report,
     write_report,
@@ -198,3 +199,77 @@ def test_report_renders_in_headless_chromium_with_its_plots(tmp_path):
     # The training curves are drawn in matplotlib's blue: only a rendered plot image holds it.
     blue = np.abs(pixels - PLOT_BLUE).max(axis=-1) < 0.08
     assert blue.sum() > 500
+
+
+# ----------------------------------------------------------------------------- the doctor's pictures
+
+
+def sick_diagnosis():
+    """A real sick fit (Titanic's raw features, SGD at 0.5) probed every epoch."""
+    from trainwell.datasets import load_titanic
+    from trainwell.layers import Dense, Input
+    from trainwell.models import Sequential
+    from trainwell.optimizers import SGD
+    from trainwell.utils import set_random_seed
+
+    set_random_seed(0)
+    x, y = load_titanic()
+    model = Sequential([Input(shape=(x.shape[1],)), Dense(32, activation="relu"),
+                        Dense(32, activation="relu"), Dense(1, activation="sigmoid")])
+    model.compile(optimizer=SGD(learning_rate=0.5), loss="binary_crossentropy")
+    return model.fit(x, y, validation_split=0.3, epochs=12, verbose=0, diagnostics="full").diagnosis
+
+
+def test_diagnosis_plot_draws_the_evidence_per_layer(tmp_path):
+    diagnosis = sick_diagnosis()
+    assert [f.code for f in diagnosis][:1] == ["unscaled_inputs"]
+    fig = diagnosis.plot(tmp_path / "doctor.png")
+    assert (tmp_path / "doctor.png").read_bytes().startswith(PNG_MAGIC)
+    loss_ax, grad_ax, unit_ax, ratio_ax = fig.axes
+    # one gradient curve and one update-ratio curve per Dense layer, one dead-share curve per ReLU layer
+    names = [layer.name for layer in diagnosis.record.dense_layers]
+    curves = [line for line in grad_ax.lines if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in curves] == names
+    assert len(unit_ax.lines) == 2
+    assert [line.get_label() for line in ratio_ax.lines if not line.get_label().startswith("_")] == names + [
+        "about healthy (1e-3)"]
+    dead_share = unit_ax.lines[0].get_ydata()
+    assert dead_share[0] < 1.0 and dead_share[-1] == 1.0  # the first layer dies during training
+    # each gradient before training and then every epoch; once the layers die it is exactly 0,
+    # drawn at the bottom of the log axis (with an x)
+    assert all(list(line.get_xdata()) == list(range(0, 13)) for line in curves)
+    assert min(curves[0].get_ydata()) < 1e-3 * max(curves[0].get_ydata())
+    # the findings' epochs are marked on the loss curves: unscaled_inputs before training (epoch 0)
+    marks = [text.get_text() for text in loss_ax.texts]
+    assert "unscaled_inputs" in marks and any(mark.endswith(" *") for mark in marks)
+
+
+def test_report_shows_the_doctor_section_with_its_picture():
+    runs = make_runs()
+    runs[0].doctor_plot = plot_doctor(sick_diagnosis())
+    text = render_report(runs)
+    parser = ImageAndLinkParser()
+    parser.feed(text)
+    assert len(parser.images) == 5 and '<div class="plots doctor">' in text
+    assert plot_doctor([]) is None  # diagnostics off: no evidence, no picture
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium package on PATH")
+def test_doctor_picture_renders_in_headless_chromium(tmp_path):
+    runs = make_runs()[:1]
+    runs[0].doctor_plot = plot_doctor(sick_diagnosis())
+    # The page reports, once loaded, the size the browser decoded the doctor's image to.
+    script = ("<script>window.addEventListener('load', () => { const img = document.querySelector("
+              "'.doctor img'); document.body.dataset.decoded = img.naturalWidth + 'x' + img.naturalHeight; "
+              "});</script>")
+    page = tmp_path / "report.html"
+    page.write_text(render_report(runs).replace("</body>", script + "</body>"), encoding="utf-8")
+    command = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri(),
+    ]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False).stdout
+    decoded = dom.split('data-decoded="', 1)[1].split('"', 1)[0]
+    width, height = (int(v) for v in decoded.split("x"))
+    assert width > 800 and height > 500  # the 11 x 7 inch figure, decoded by the browser

@@ -80,7 +80,7 @@ def test_round_trip_keeps_everything(tmp_path):
     assert loaded.evaluate(X, Y, verbose=0) == model.evaluate(X, Y, verbose=0)
     assert optimizers.serialize(loaded.optimizer) == optimizers.serialize(model.optimizer)
     assert loaded.optimizer.iterations == model.optimizer.iterations == 15
-    assert losses.serialize(loaded.loss) == losses.serialize(model.loss)
+    assert losses.serialize(loaded.compiled_loss) == losses.serialize(model.compiled_loss)
     assert loaded.metrics_names == model.metrics_names == ["loss", "mae"]
     assert loaded.history.history == model.history.history and loaded.history.epoch == [0, 1, 2]
     assert (loaded.epochs_trained, loaded.shuffle_seed) == (3, model.shuffle_seed)
@@ -105,7 +105,7 @@ def test_every_loss_round_trips(tmp_path, name):
     y = LABELS if name == "SparseCategoricalCrossentropy" else ONE_HOT
     model.fit(X, y, epochs=1, verbose=0)
     loaded = reload(model, tmp_path)
-    assert losses.serialize(loaded.loss) == losses.serialize(model.loss)
+    assert losses.serialize(loaded.compiled_loss) == losses.serialize(model.compiled_loss)
     assert loaded.evaluate(X, y, verbose=0) == model.evaluate(X, y, verbose=0)
 
 
@@ -115,6 +115,11 @@ OPTIMIZERS = [
     optimizers.AdamW(learning_rate=schedules.ExponentialDecay(0.01, decay_steps=3, decay_rate=0.5)),
     optimizers.RMSprop(centered=True, momentum=0.5, global_clipnorm=2.0),
     optimizers.Adagrad(learning_rate=0.1, weight_decay=0.01),
+    optimizers.Nadam(learning_rate=0.01),
+    optimizers.Adamax(learning_rate=0.01, clipvalue=0.5),
+    optimizers.Adadelta(learning_rate=1.0),
+    optimizers.Lion(learning_rate=0.001, weight_decay=0.01),
+    optimizers.Ftrl(learning_rate=0.1, l1_regularization_strength=0.001),
 ]
 
 

@@ -274,7 +274,51 @@ def test_regression_target_kept_in_units():
     pre = Preprocessor(target="wage").fit(df)
     assert pre.task == "regression" and pre.classes is None
     np.testing.assert_array_equal(pre.transform_target(df["wage"]), np.float32([5.1, 4.95, 6.67]))
-    np.testing.assert_array_equal(pre.inverse_transform_target([[1.5], [2.0]]), np.float32([1.5, 2.0]))
+    unscaled = Preprocessor(target="wage", scale_target=False).fit(df)
+    assert unscaled.target_scale is None
+    np.testing.assert_array_equal(unscaled.inverse_transform_target([[1.5], [2.0]]), np.float32([1.5, 2.0]))
+
+
+def test_regression_target_standardised_for_training_and_back():
+    # Issue 18: a target in the thousands (penguins' body mass) trains on its standardised scale.
+    grams = np.array([3750.5, 3800.0, 3250.0, 4675.0, 5200.0])
+    df = pd.DataFrame({"x": np.arange(5.0), "mass": grams})  # a half gram: regression
+    pre = Preprocessor(target="mass").fit(df)
+    assert pre.target_scale == pytest.approx({"mean": grams.mean(), "std": grams.std()})
+    scaled = pre.to_training_scale(pre.transform_target(df["mass"]))
+    assert scaled.dtype == np.float32 and abs(scaled.mean()) < 1e-6
+    assert scaled.std() == pytest.approx(1, abs=1e-6)
+    np.testing.assert_allclose(pre.inverse_transform_target(scaled.reshape(-1, 1)), grams, rtol=1e-6)
+    assert any("standardised for training" in note for note in pre.notes)
+    again = Preprocessor.from_config(json.loads(json.dumps(pre.get_config())))
+    np.testing.assert_allclose(again.inverse_transform_target(scaled), grams, rtol=1e-6)
+
+
+def test_constant_regression_target_keeps_a_unit_std():
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [7.0, 7.0, 7.0]})
+    pre = Preprocessor(target="y", task="regression").fit(df)
+    assert pre.target_scale == {"mean": 7.0, "std": 1.0}
+
+
+@pytest.mark.parametrize(
+    "scale", [{"mean": 1.0}, {"mean": 0.0, "std": 0.0}, {"mean": "a", "std": 1.0}, [1, 2]]
+)
+def test_bad_stored_target_scale_is_a_clear_error(scale):
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [1.5, 2.0, 4.25]})
+    config = Preprocessor(target="y").fit(df).get_config()
+    config["target_scale"] = scale
+    with pytest.raises(ConfigError, match="target_scale"):
+        Preprocessor.from_config(config)
+
+
+def test_version_1_config_reads_without_target_scale():
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [1.5, 2.0, 4.25]})
+    config = Preprocessor(target="y").fit(df).get_config()
+    config["version"] = 1
+    del config["target_scale"]
+    old = Preprocessor.from_config(config)
+    assert old.target_scale is None
+    np.testing.assert_array_equal(old.inverse_transform_target([2.5]), np.float32([2.5]))
 
 
 # ----------------------------------------------------------------------------- streaming

@@ -326,7 +326,7 @@ def test_softmax_units_different_from_number_of_classes(n_classes):
 def test_sparse_labels_beyond_the_output_units():
     x = np.zeros((30, 3), dtype=np.float32)
     model = classifier(loss="sparse_categorical_crossentropy")
-    with pytest.raises(DataError, match=r"class labels 0..4, but the output layer has 3 units"):
+    with pytest.raises(DataError, match=r"class labels 0..4, but the output layer has 3 unit\(s\)"):
         model.fit(x, np.arange(30) % 5, verbose=0)
     with pytest.raises(DataError, match="integer class labels"):
         model.fit(x, np.full(30, 0.5), verbose=0)
@@ -340,7 +340,7 @@ def test_binary_crossentropy_targets_outside_0_1():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"optimizer": "adamm"}, "unknown optimizer 'adamm'.*Valid optimizer names.*Did you mean 'adam'"),
+    ({"optimizer": "adamm"}, r"unknown optimizer 'adamm'. Did you mean 'adam'\? trainwell.optimizers.names"),
     ({"loss": "mean_squared_eror"}, "unknown loss.*Did you mean 'mean_squared_error'"),
     ({"metrics": ["acuracy"]}, "unknown metric.*Did you mean 'accuracy'"),
 ])
@@ -634,7 +634,7 @@ def test_model_loss_gradient_matches_finite_differences(activation, loss):
     def keras_loss():
         reg = sum(float(layer.regularization_loss()) for layer in model.layers
                   if layer.regularization_loss() is not None)
-        return float(model.loss(y, model.call(x))) + reg
+        return float(model.compiled_loss(y, model.call(x))) + reg
 
     eps = 1e-6
     with torch.no_grad():

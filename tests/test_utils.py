@@ -80,3 +80,13 @@ def test_clear_session_restarts_auto_names():
     assert Dense(1).name == "dense_1"
     clear_session()
     assert Dense(1).name == "dense"
+
+
+def test_keras2_np_utils_spelling():
+    # Keras 2 course solutions: `from keras.utils.np_utils import to_categorical`.
+    from trainwell.utils.np_utils import normalize, to_categorical
+
+    np.testing.assert_array_equal(to_categorical([2, 0], num_classes=3), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_allclose(normalize([[3.0, 4.0], [0.0, 0.0]]), [[0.6, 0.8], [0.0, 0.0]])
+    np.testing.assert_allclose(normalize(np.array([[1.0, 1.0], [2.0, 0.0]]), axis=0, order=1),
+                               [[1 / 3, 1.0], [2 / 3, 0.0]])

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "activations", "callbacks", "csvio", "data", "datasets", "diagnostics", "distributed", "experiments",
     "initializers", "layers", "losses", "metrics", "models", "optimizers", "pipeline", "regularizers",
-    "report", "saving", "schedules", "tabular", "training", "utils",
+    "report", "saving", "schedules", "serve", "tabular", "training", "utils",
 }
 _NAMES = {
     "Sequential": "models", "load_model": "models",

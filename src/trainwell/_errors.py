@@ -57,14 +57,24 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     return lookup[matches[0]]
 
 
-def unknown_name(kind: str, name, choices: Iterable[str], argument: str | None = None) -> ConfigError:
-    """A ConfigError for an unknown string identifier, listing the choices and the nearest one."""
+def unknown_name(
+    kind: str, name, choices: Iterable[str], argument: str | None = None, names_helper: str | None = None
+) -> ConfigError:
+    """A ConfigError for an unknown string identifier that leads with the nearest valid name.
+
+    ``names_helper`` (e.g. ``"trainwell.losses.names()"``) is where the full list lives when it is
+    too long to paste into every message; without it, the valid names are listed.
+    """
     choices = sorted(set(choices))
     where = f"`{argument}`: " if argument else ""
-    msg = f"{where}unknown {kind} {name!r}. Valid {kind} names: {', '.join(choices)}."
+    msg = f"{where}unknown {kind} {name!r}."
     guess = closest(str(name), choices)
     if guess is not None:
         msg += f" Did you mean {guess!r}?"
+    if names_helper:
+        msg += f" {names_helper} lists all {len(choices)}."
+    else:
+        msg += f" Valid {kind} names: {', '.join(choices)}."
     return ConfigError(msg)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 
+from . import keras_files
 from ._container import read_header
 from ._errors import describe
 from ._file_checks import layer_from, model_config, parse_input_shape, weight_shapes
@@ -32,10 +33,12 @@ def summarize(filepath) -> str:
         ...
     """
     path = os.fspath(filepath)
-    header = read_header(path)
+    kind = keras_files.detect(path)
+    header = keras_files.read_model(path)[0] if kind else read_header(path)
     config = model_config(path, header)
-    lines = [f'Model "{config.get("name")}" (trainwell {header.get("trainwell_version")}, '
-             f'file format {header.get("format_version")})']
+    source = (f"Keras {'.keras archive' if kind == 'keras' else 'HDF5 file'}" if kind else
+              f"trainwell {header.get('trainwell_version')}, file format {header.get('format_version')}")
+    lines = [f'Model "{config.get("name")}" ({source})']
     lines += _architecture(path, config)
     lines += _compile_lines(header)
     lines += _training_lines(header)

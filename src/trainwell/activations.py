@@ -191,6 +191,16 @@ _CUSTOM_CALLABLE_MSG = (
 )
 
 
+def names() -> list[str]:
+    """Every activation name ``get`` accepts, sorted (``ALL`` in order).
+
+    Example:
+        >>> "relu" in names()
+        True
+    """
+    return sorted(ALL)
+
+
 def get(identifier: str | Activation | None, argument: str = "activation") -> Activation:
     """Resolve an activation identifier to a function.
 
@@ -219,7 +229,7 @@ def get(identifier: str | Activation | None, argument: str = "activation") -> Ac
         key = identifier.strip().lower()
         fn = _BY_NAME.get(key) or _ALIASES.get(key)
         if fn is None:
-            raise unknown_name("activation", identifier, ALL, argument)
+            raise unknown_name("activation", identifier, ALL, argument, "trainwell.activations.names()")
         return fn
     if callable(identifier):
         return identifier

@@ -94,7 +94,7 @@ def batch_key(model, fit_kwargs: dict) -> str | None:
         for reg in (layer.kernel_regularizer, layer.bias_regularizer)
     ):
         return None
-    opt, loss = model.optimizer, model.loss
+    opt, loss = model.optimizer, model.compiled_loss
     if type(opt) not in (SGD, Adam, AdamW) or isinstance(opt._learning_rate, LearningRateSchedule):
         return None
     if opt.clipnorm or opt.clipvalue or opt.global_clipnorm or getattr(opt, "amsgrad", False):
@@ -281,6 +281,7 @@ def fit_batched(models, x, y, fit_kwargs: dict, callbacks: list[list]) -> list[d
                                                 verbose=0, epochs=epochs, steps=steps)
         cb_list.on_train_begin()
         lists.append(cb_list)
+    doctors = _doctors(models, fit_kwargs, (x_tr, y_tr, val), epochs, steps)
     active = [True] * C
     diverged: list[str | None] = [None] * C
     metric_lists = [m.compiled_metrics for m in models]
@@ -317,6 +318,9 @@ def fit_batched(models, x, y, fit_kwargs: dict, callbacks: list[list]) -> list[d
             models[c].epochs_trained += 1
             models[c].optimizer.iterations += steps
             lists[c].on_epoch_end(epoch, logs[c])
+            if doctors:
+                doctors[c].on_epoch_begin(epoch)
+                doctors[c].on_epoch_end(epoch, logs[c])
             diverged[c] = training.divergence_message(lists[c].history.history["loss"])
             if diverged[c] or views[c].stop_training:
                 active[c] = False
@@ -324,6 +328,11 @@ def fit_batched(models, x, y, fit_kwargs: dict, callbacks: list[list]) -> list[d
         lists[c].on_train_end()
         model.set_weights(views[c].get_weights())
         model.history = lists[c].history
+        if doctors:
+            model.stop_training = views[c].stop_training
+            doctors[c].peers = list(lists[c])  # an EarlyStopping that restored the best weights
+            doctors[c].on_train_end()  # probes the trained weights, now back in the model
+            lists[c].history.diagnosis = doctors[c].findings()
     return [{"history": cbs.history, "diverged": d} for cbs, d in zip(lists, diverged)]
 
 
@@ -338,3 +347,20 @@ def _epoch_data(models, x, y, shuffle):
     if C * x.numel() <= training.EPOCH_GATHER_ELEMENTS:
         return x[order], y[order], None
     return None, None, order
+
+
+def _doctors(models, fit_kwargs: dict, data, epochs: int, steps: int) -> list:
+    """One training doctor per candidate, probing before and after training only: while the stack
+    trains, the candidates' weights are not in their models. Empty when diagnostics are off."""
+    if fit_kwargs.get("diagnostics", "auto") in (None, False, "off"):
+        return []
+    from .diagnostics import TrainingMonitor
+
+    doctors = []
+    for model in models:
+        doctor = TrainingMonitor("ends", data)
+        doctor.set_model(model)
+        doctor.set_params({"epochs": epochs, "steps": steps, "verbose": 0})
+        doctor.on_train_begin()
+        doctors.append(doctor)
+    return doctors

@@ -35,6 +35,7 @@ from .pipeline import (
     TrainedRun,
     check_output,
     finding_text,
+    repair_run,
     run_report,
     train_table,
 )
@@ -347,7 +348,7 @@ def evaluate(model_path, data, as_json):
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
 def summary(model_path):
-    """Describe MODEL (a .tw file): layers, training, preprocessing.
+    """Describe MODEL (a .tw, .keras or .h5 file): layers, training, preprocessing.
 
     \b
     Example:
@@ -365,11 +366,60 @@ def summary(model_path):
     model.summary(print_fn=click.echo)
 
 
+@cli.command("export")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", default="model.onnx", show_default=True, type=click.Path(path_type=Path),
+              help="The ONNX file to write.")
+@click.option("--no-preprocessing", is_flag=True,
+              help="Export the network alone, without the stored CSV preprocessing.")
+def export_command(model_path, output, no_preprocessing):
+    """Write MODEL (a .tw file) as an ONNX file for onnxruntime and other runtimes.
+
+    A model trained by `trainwell train` takes the raw CSV columns: its preprocessing is in the graph.
+
+    \b
+    Example:
+      trainwell export model.tw -o model.onnx
+    """
+    from .export import OPSET
+    from .models import load_model
+
+    output = check_output(output, "--output")
+    model = load_model(model_path)
+    model.export(output, preprocessing=not no_preprocessing)
+    kind = "raw columns in" if model.preprocessing and not no_preprocessing else "network only"
+    click.echo(f"Wrote {output} (ONNX opset {OPSET}, {kind})")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write; its suffix picks the format: .tw, .keras or .h5.")
+def convert(source, output):
+    """Convert a model file between trainwell's .tw and Keras's .keras and .h5.
+
+    SOURCE is read by content (never run); weights, compile settings and optimizer state carry over.
+    Keras files do not keep a .tw file's history, CSV preprocessing or random state.
+
+    \b
+    Examples:
+      trainwell convert model_file.h5 -o model.tw
+      trainwell convert model.tw -o model.keras
+    """
+    from .models import load_model
+
+    load_model(source).save(output)
+    click.echo(f"Wrote {output}")
+
+
 @cli.command()
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", "-t", required=True, help="The column to predict.")
+@click.option("--repair", "repair", is_flag=True,
+              help="Then try each fix the doctor suggests (and all together) on fresh copies, and print "
+              "a table: finding, fix, validation loss before and after, whether the finding is gone.")
 @_training_options(epochs_default=30)
-def diagnose(data, target, **options):
+def diagnose(data, target, repair=False, **options):
     """Train briefly on DATA with every check of the training doctor, and print its findings.
 
     Nothing is saved. Try the options you would give `trainwell train` to see how they behave.
@@ -377,6 +427,7 @@ def diagnose(data, target, **options):
     \b
     Example:
       trainwell diagnose data.csv --target price --learning-rate 1
+      trainwell diagnose data.csv --target price --learning-rate 1 --repair
     """
     settings = _settings(options)
     run = train_table(data, target, settings, diagnostics="full",
@@ -384,6 +435,10 @@ def diagnose(data, target, **options):
     for message in run.notes:
         _note(message)
     print_run(run)
+    if repair and any(f.is_problem for f in run.findings):
+        click.echo(f"\nRepairs ({settings.epochs} epochs per copy, seed {settings.seed}, the same validation "
+                   f"rows):")
+        click.echo(repair_run(run).table)
 
 
 @cli.command()
@@ -538,6 +593,52 @@ def compare_command(data, target, layer_sets, learning_rates, optimizer, activat
 
         write_compare_report(report_path, result, title=f"trainwell compare: {Path(data).name}")
         click.echo(f"Wrote the report to {report_path}")
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+@cli.command("serve")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes, each with its own copy of the model.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Torch threads per worker (more help large requests on idle cores).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=None,
+              help="Larger request bodies get a 413 [default: 16 MiB].")
+@click.option("--max-rows", type=click.IntRange(min=1), default=None,
+              help="Requests with more rows get a 413 [default: 10000].")
+@click.option("--max-batch-rows", type=click.IntRange(min=1), default=None,
+              help="Rows of concurrent requests predicted together at most [default: 1024].")
+@click.option("--batch-wait-ms", type=click.FloatRange(0, 1000), default=None,
+              help="How long a batch waits at most for requests still being read [default: 2].")
+@click.option("--extra-columns", type=click.Choice(["error", "ignore"]), default="error", show_default=True,
+              help="What a column the model does not know gets: a 422, or a warning in the answer.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
+def serve_command(model_path, host, port, workers, threads, log_level, access_log, **limits):
+    """Serve MODEL (a .tw file) over HTTP: POST /predict, GET /health, GET /metadata, /docs.
+
+    A model from `trainwell train` takes raw column values (JSON rows or CSV) and applies its
+    stored preprocessing; any other model takes {"inputs": [[...], ...]}. Bad requests get a
+    4xx JSON error naming the row and column. Stops cleanly on Ctrl+C or SIGTERM, answering
+    the requests in flight first.
+
+    \b
+    Example:
+      trainwell serve model.tw --port 8000
+      curl -s localhost:8000/predict -H 'Content-Type: application/json' -d '[{"age": 31, "city": "Oslo"}]'
+    """
+    from .serve import run
+
+    options = {key: value for key, value in limits.items() if value is not None}
+    run(model_path, host=host, port=port, workers=workers, threads=threads, log_level=log_level,
+        access_log=access_log, **options)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ._errors import DataError, DataFileNotFoundError, closest
 
-__all__ = ["read_csv", "DELIMITERS"]
+__all__ = ["read_csv", "read_csv_text", "DELIMITERS"]
 
 DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -67,23 +67,50 @@ def read_csv(path, *, allow_single_column: bool = False, chunksize: int | None =
         raw = handle.read(SNIFF_BYTES if chunksize else -1)
     complete = chunksize is None or len(raw) < SNIFF_BYTES
     encoding, text = _decode(raw, path, complete)
-    if not text.strip():
-        raise DataError(f"read_csv: {path} is empty. Expected a header line and data rows.")
-    delimiter = _detect_delimiter(text[:SNIFF_BYTES], complete=len(text) <= SNIFF_BYTES)
-    attrs = {"path": str(path), "delimiter": delimiter, "encoding": encoding, "notes": []}
-    if delimiter != ",":
-        name = DELIMITER_NAMES[delimiter]
-        attrs["notes"].append(f"{path.name}: detected the {name} delimiter {delimiter!r}")
-    options = {"sep": delimiter, "skipinitialspace": True}
     if chunksize:
-        return _read_chunks(path, options | {"encoding": encoding}, chunksize, attrs, allow_single_column)
+        delimiter, attrs = _sniff(text, path.name, str(path), encoding)
+        options = {"sep": delimiter, "skipinitialspace": True, "encoding": encoding}
+        return _read_chunks(path, options, chunksize, attrs, allow_single_column)
+    return _parse_text(text, path, path.name, encoding, allow_single_column)
+
+
+def read_csv_text(text: str, source: str = "the CSV text", *,
+                  allow_single_column: bool = False) -> pd.DataFrame:
+    """Parse CSV text already in memory (an HTTP request body, say) exactly as ``read_csv`` parses a file.
+
+    Args:
+        text: the whole CSV text, header line first.
+        source: how error messages name the text (e.g. ``"the request body"``).
+        allow_single_column: as for ``read_csv``.
+
+    Raises:
+        DataError: the text is empty or has no data rows, parses as a single column, or its rows
+            cannot be split into fields.
+    """
+    return _parse_text(text, source, source, None, allow_single_column)
+
+
+def _parse_text(text: str, where, name: str, encoding: str | None, allow_single_column: bool) -> pd.DataFrame:
+    """The DataFrame of a whole CSV text; ``where`` names it in errors, ``name`` in notes."""
+    delimiter, attrs = _sniff(text, where, name, encoding)
     try:
-        df = pd.read_csv(io.StringIO(text), **options)
+        df = pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise _parse_error(path, delimiter, exc) from exc
-    _check_parsed(df, path, attrs, allow_single_column)
+        raise _parse_error(where, delimiter, exc) from exc
+    _check_parsed(df, where, attrs, allow_single_column)
     df.attrs.update(attrs)
     return df
+
+
+def _sniff(text: str, where, name: str, encoding: str | None) -> tuple[str, dict]:
+    """The delimiter and the ``attrs`` of a CSV text; an empty text is a DataError."""
+    if not text.strip():
+        raise DataError(f"read_csv: {where} is empty. Expected a header line and data rows.")
+    delimiter = _detect_delimiter(text[:SNIFF_BYTES], complete=len(text) <= SNIFF_BYTES)
+    attrs = {"path": str(where), "delimiter": delimiter, "encoding": encoding, "notes": []}
+    if delimiter != ",":
+        attrs["notes"].append(f"{name}: detected the {DELIMITER_NAMES[delimiter]} delimiter {delimiter!r}")
+    return delimiter, attrs
 
 
 def _check_file(path: Path) -> None:
@@ -137,7 +164,7 @@ def _detect_delimiter(sample: str, complete: bool) -> str:
     return max(consistent, key=consistent.get)
 
 
-def _parse_error(path: Path, delimiter: str, exc: Exception) -> DataError:
+def _parse_error(path: Path | str, delimiter: str, exc: Exception) -> DataError:
     """A DataError for a file pandas could not split into rows of equal length."""
     return DataError(
         f"read_csv: cannot split {path} into columns with the {DELIMITER_NAMES[delimiter]} delimiter "
@@ -146,7 +173,7 @@ def _parse_error(path: Path, delimiter: str, exc: Exception) -> DataError:
     )
 
 
-def _check_parsed(df: pd.DataFrame, path: Path, attrs: dict, allow_single_column: bool) -> None:
+def _check_parsed(df: pd.DataFrame, path: Path | str, attrs: dict, allow_single_column: bool) -> None:
     """Reject a frame with one column (a missed delimiter) or no data rows."""
     if df.shape[1] == 1 and not allow_single_column:
         raise DataError(

@@ -184,7 +184,8 @@ def prepare_x(model, x, name: str = "x", device=None) -> torch.Tensor:
 
 def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
     """Targets shaped for the loss: one-hot/binary/regression as (n, units), sparse labels as (n,)."""
-    kind = losses_module.kind(model.loss)
+    model.resolve_loss(y)  # loss='crossentropy' becomes a concrete cross-entropy from y's shape
+    kind = losses_module.kind(model.compiled_loss)
     units = model.output_shape[-1]
     t = as_tensor(y, name, device=device, dtype=torch.float32)
     if t.dim() == 1:
@@ -197,9 +198,11 @@ def prepare_y(model, y, name: str = "y", device=None) -> torch.Tensor:
         labels = t[:, 0].long()
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= units:
-            raise DataError(f"`{name}` holds class labels {lo}..{hi}, but the output layer has {units} units "
-                            f"(labels 0..{units - 1}). Use Dense({hi + 1}, activation='softmax') "
-                            "as the last layer.")
+            binary = (" or, for two classes, keep Dense(1, activation='sigmoid') with "
+                      "loss='binary_crossentropy'") if units == 1 and hi == 1 else ""
+            raise DataError(f"loss='sparse_categorical_crossentropy': `{name}` holds class labels "
+                            f"{lo}..{hi}, but the output layer has {units} unit(s) (labels 0..{units - 1}). "
+                            f"Use Dense({hi + 1}, activation='softmax') as the last layer{binary}.")
         return labels
     if kind == "categorical" and t.shape[1] == 1 and units > 1:
         raise DataError(

@@ -484,10 +484,20 @@ ALL: tuple[str, ...] = tuple(_SNAKE_NAMES)
 """The snake_case names ``get`` accepts (CamelCase class names are accepted too)."""
 
 
+def names() -> list[str]:
+    """Every snake_case initializer name ``get`` accepts, sorted (class names work too).
+
+    Example:
+        >>> "glorot_uniform" in names()
+        True
+    """
+    return sorted(ALL)
+
+
 def _class_for(name: str, argument: str) -> type[Initializer]:
     cls = _LOOKUP.get(_key(name))
     if cls is None:
-        raise unknown_name("initializer", name, ALL, argument)
+        raise unknown_name("initializer", name, ALL, argument, "trainwell.initializers.names()")
     return cls
 
 

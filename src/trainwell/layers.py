@@ -55,6 +55,28 @@ def _as_shape(value, argument: str) -> tuple[int, ...]:
     return shape
 
 
+class Variable(nn.Parameter):
+    """A layer weight: a torch ``Parameter`` that also answers Keras's ``Variable`` calls.
+
+    torch's ``Tensor.numpy()`` refuses tensors that require grad or live on a GPU; Keras code
+    reads weights with ``model.weights[0].numpy()``, so here it returns a CPU copy (a snapshot:
+    later training does not change it). ``assign(value)`` copies a value in place, as Keras's.
+
+    Example:
+        >>> w = Variable(torch.zeros(2))
+        >>> w.assign([1.0, 2.0]).numpy()
+        array([1., 2.], dtype=float32)
+    """
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        return self.detach().cpu().numpy().copy()
+
+    def assign(self, value) -> Variable:
+        with torch.no_grad():
+            self.copy_(torch.as_tensor(np.asarray(value), dtype=self.dtype))
+        return self
+
+
 class Layer(nn.Module):
     """Base layer: a name, a ``trainable`` flag, lazy ``build`` and Keras's weight accessors.
 
@@ -77,6 +99,12 @@ class Layer(nn.Module):
         elif input_dim is not None:
             self.input_shape_arg = (check_positive_int(input_dim, "input_dim", self.name),)
         self.built_input_shape: tuple[int, ...] | None = None
+
+    def __setattr__(self, name: str, value) -> None:
+        # Every weight any layer creates becomes a Variable (``model.weights[i].numpy()`` works).
+        if type(value) is nn.Parameter:
+            value = Variable(value.data, value.requires_grad)
+        super().__setattr__(name, value)
 
     # -- building -------------------------------------------------------------------------
     def build(self, input_shape: tuple[int, ...]) -> None:

@@ -234,11 +234,14 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -
 def hinge(y_true, y_pred) -> torch.Tensor:
     """``mean(max(1 - y_true * y_pred, 0), axis=-1)``; 0/1 targets are first mapped to -1/1."""
     y_true, y_pred = _align(y_true, y_pred)
+    return (1.0 - _hinge_labels(y_true) * y_pred).clamp(min=0.0).mean(dim=-1)
+
+
+def _hinge_labels(y_true: torch.Tensor) -> torch.Tensor:
     # Keras maps {0, 1} labels to {-1, 1} when every label is 0 or 1. torch.where on a 0-d
     # tensor keeps that decision on the device (no host sync).
     is_binary = ((y_true == 0) | (y_true == 1)).all()
-    y_true = torch.where(is_binary, 2.0 * y_true - 1.0, y_true)
-    return (1.0 - y_true * y_pred).clamp(min=0.0).mean(dim=-1)
+    return torch.where(is_binary, 2.0 * y_true - 1.0, y_true)
 
 
 def kl_divergence(y_true, y_pred) -> torch.Tensor:
@@ -252,6 +255,71 @@ def poisson(y_true, y_pred) -> torch.Tensor:
     """``mean(y_pred - y_true * log(y_pred + 1e-7), axis=-1)``."""
     y_true, y_pred = _align(y_true, y_pred)
     return (y_pred - y_true * torch.log(y_pred + EPSILON)).mean(dim=-1)
+
+
+def squared_hinge(y_true, y_pred) -> torch.Tensor:
+    """``mean(max(1 - y_true * y_pred, 0) ** 2, axis=-1)``; 0/1 targets are first mapped to -1/1."""
+    y_true, y_pred = _align(y_true, y_pred)
+    return (1.0 - _hinge_labels(y_true) * y_pred).clamp(min=0.0).square().mean(dim=-1)
+
+
+def categorical_hinge(y_true, y_pred) -> torch.Tensor:
+    """``max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)`` over the last axis (one-hot)."""
+    y_true, y_pred = _as_tensors(y_true, y_pred)
+    positive = (y_true * y_pred).sum(dim=-1)
+    negative = ((1.0 - y_true) * y_pred).amax(dim=-1)
+    return (negative - positive + 1.0).clamp(min=0.0)
+
+
+def _l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
+    # Keras's normalize: x / sqrt(max(sum(x**2), 1e-12)), so a zero vector stays zero.
+    return x * torch.rsqrt(x.square().sum(dim=dim, keepdim=True).clamp(min=1e-12))
+
+
+def cosine_similarity(y_true, y_pred, axis: int = -1) -> torch.Tensor:
+    """``-sum(l2_normalize(y_true) * l2_normalize(y_pred), axis)``: -1 for parallel vectors, 0 for
+    orthogonal ones (Keras's loss sign: minimising it aligns the vectors)."""
+    y_true, y_pred = _align(y_true, y_pred)
+    return -(_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis)).sum(dim=axis)
+
+
+def binary_focal_crossentropy(
+    y_true, y_pred, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+    from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+) -> torch.Tensor:
+    """Binary cross-entropy scaled by ``(1 - p_t) ** gamma`` (Lin et al., https://arxiv.org/abs/1708.02002).
+
+    ``p_t = y * p + (1 - y) * (1 - p)`` uses the unclipped probability, the cross-entropy the
+    clipped one, as in Keras; with ``apply_class_balancing`` each term is also weighted by
+    ``alpha`` (positives) or ``1 - alpha`` (negatives). Mean over ``axis``.
+    """
+    y_true, y_pred = _align(y_true, y_pred)
+    y_true, y_pred = torch.broadcast_tensors(y_true, y_pred)
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        y_pred = torch.sigmoid(y_pred)
+    bce = F.binary_cross_entropy(_clip(y_pred), y_true, reduction="none")
+    p_t = y_true * y_pred + (1 - y_true) * (1 - y_pred)
+    focal = (1.0 - p_t).pow(gamma) * bce
+    if apply_class_balancing:
+        focal = (y_true * alpha + (1 - y_true) * (1 - alpha)) * focal
+    return focal.mean(dim=axis)
+
+
+def categorical_focal_crossentropy(
+    y_true, y_pred, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+    label_smoothing: float = 0.0, axis: int = -1,
+) -> torch.Tensor:
+    """``sum(-alpha * (1 - p) ** gamma * y_true * log(p), axis)`` over one-hot targets, with ``p``
+    rescaled to sum to 1 and clipped as in ``categorical_crossentropy``."""
+    y_true, y_pred = _as_tensors(y_true, y_pred)
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_true.shape[-1]
+    if from_logits:
+        y_pred = torch.softmax(y_pred, dim=axis)
+    p = _clip(y_pred / y_pred.sum(dim=axis, keepdim=True))
+    return (alpha * (1.0 - p).pow(gamma) * -(y_true * torch.log(p))).sum(dim=axis)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,8 +432,8 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
     def __radd__(self, other):
-        # Keras keeps `model.loss` as the string given to compile, and course code prints it with
-        # `"Loss function: " + model.loss`; our model.loss is a Loss, so it joins as its name.
+        # Course code prints `"Loss function: " + model.loss`; model.loss is what compile was given
+        # (as in Keras), and when that was a Loss object it joins as its name.
         if isinstance(other, str):
             return other + self.name
         return NotImplemented
@@ -532,10 +600,116 @@ class Poisson(LossFunctionWrapper):
         super().__init__(poisson, reduction=reduction, name=name)
 
 
+class SquaredHinge(LossFunctionWrapper):
+    """Squared hinge loss ``max(1 - y_true * y_pred, 0) ** 2`` for -1/1 targets (0/1 are mapped)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="squared_hinge"):
+        super().__init__(squared_hinge, reduction=reduction, name=name)
+
+
+class CategoricalHinge(LossFunctionWrapper):
+    """Categorical hinge loss for one-hot targets: ``max(max_wrong - true + 1, 0)``."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge"):
+        super().__init__(categorical_hinge, reduction=reduction, name=name)
+
+
+class CosineSimilarity(LossFunctionWrapper):
+    """Negative cosine similarity between targets and predictions along ``axis`` (in [-1, 1]).
+
+    Example:
+        >>> float(CosineSimilarity()(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])))
+        -1.0
+    """
+
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity"):
+        super().__init__(cosine_similarity, reduction=reduction, name=name, axis=int(axis))
+
+
+def _check_focal(gamma, alpha, where: str) -> tuple[float, float]:
+    for argument, value in (("gamma", gamma), ("alpha", alpha)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+            raise ConfigError(
+                f"{where}: `{argument}` expects a number >= 0, received {describe(value)}. "
+                f"Keras's default is {argument}={2.0 if argument == 'gamma' else 0.25}."
+            )
+    return float(gamma), float(alpha)
+
+
+class BinaryFocalCrossentropy(LossFunctionWrapper):
+    """Focal binary cross-entropy: easy examples count less (``gamma``), see ``binary_focal_crossentropy``.
+
+    Args:
+        apply_class_balancing: weight positives by ``alpha`` and negatives by ``1 - alpha``.
+        alpha: the positive-class weight when balancing. Defaults to 0.25.
+        gamma: the focusing exponent, >= 0 (0 gives plain binary cross-entropy). Defaults to 2.0.
+        from_logits, label_smoothing: as in ``BinaryCrossentropy``.
+        axis: the axis to average over. Defaults to -1.
+    """
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                 label_smoothing=0.0,
+                 axis=-1, reduction="sum_over_batch_size", name="binary_focal_crossentropy"):
+        gamma, alpha = _check_focal(gamma, alpha, "BinaryFocalCrossentropy")
+        super().__init__(binary_focal_crossentropy, reduction=reduction, name=name,
+                         apply_class_balancing=bool(apply_class_balancing), alpha=alpha, gamma=gamma,
+                         from_logits=bool(from_logits),
+                         label_smoothing=check_fraction(label_smoothing, "label_smoothing", allow_one=True),
+                         axis=int(axis))
+
+
+class CategoricalFocalCrossentropy(LossFunctionWrapper):
+    """Focal categorical cross-entropy for one-hot targets, see ``categorical_focal_crossentropy``.
+
+    Args:
+        alpha: weight of every class term. Defaults to 0.25.
+        gamma: the focusing exponent, >= 0. Defaults to 2.0.
+        from_logits, label_smoothing: as in ``CategoricalCrossentropy``.
+        axis: the class axis. Defaults to -1.
+    """
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy"):
+        gamma, alpha = _check_focal(gamma, alpha, "CategoricalFocalCrossentropy")
+        super().__init__(categorical_focal_crossentropy, reduction=reduction, name=name, alpha=alpha,
+                         gamma=gamma,
+                         from_logits=bool(from_logits),
+                         label_smoothing=check_fraction(label_smoothing, "label_smoothing", allow_one=True),
+                         axis=int(axis))
+
+
+class Crossentropy(Loss):
+    """``loss='crossentropy'`` (or ``'ce'``): Keras picks the cross-entropy from the data's shapes.
+
+    With one output unit it is binary; with integer labels (targets of rank below the output's,
+    or one column against several units) sparse categorical; otherwise categorical. The model
+    calls ``resolve`` when it first sees targets and trains with the loss it returns.
+    """
+
+    def __init__(self, name="crossentropy", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+
+    def resolve(self, y_shape, output_shape) -> Loss:
+        """The concrete cross-entropy for targets of ``y_shape`` and outputs of ``output_shape``."""
+        y_shape, output_shape = tuple(y_shape), tuple(output_shape)
+        if output_shape[-1] == 1:
+            cls = BinaryCrossentropy
+        elif len(y_shape) < len(output_shape) or (y_shape[-1] == 1 and output_shape[-1] > 1):
+            cls = SparseCategoricalCrossentropy
+        else:
+            cls = CategoricalCrossentropy
+        return cls(reduction=self.reduction)
+
+    def call(self, y_true, y_pred) -> torch.Tensor:
+        y_true, y_pred = torch.as_tensor(y_true), torch.as_tensor(y_pred)
+        return self.resolve(y_true.shape, y_pred.shape).call(y_true, y_pred)
+
+
 _CLASSES = {cls.__name__: cls for cls in (
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError,
     Huber, LogCosh, BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
-    Hinge, KLDivergence, Poisson,
+    Hinge, KLDivergence, Poisson, SquaredHinge, CategoricalHinge, CosineSimilarity, BinaryFocalCrossentropy,
+    CategoricalFocalCrossentropy, Crossentropy,
 )}
 _NAMES = {
     "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError, "MSE": MeanSquaredError,
@@ -549,7 +723,11 @@ _NAMES = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "hinge": Hinge, "kl_divergence": KLDivergence, "kld": KLDivergence, "KLD": KLDivergence,
-    "poisson": Poisson,
+    "poisson": Poisson, "squared_hinge": SquaredHinge, "categorical_hinge": CategoricalHinge,
+    "cosine_similarity": CosineSimilarity, "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
+    # Keras resolves these from the shapes of the targets and outputs (Crossentropy.resolve).
+    "crossentropy": Crossentropy, "ce": Crossentropy,
 }
 # A per-sample function passed as a loss resolves to its class, so it stays serialisable.
 _BY_FUNCTION = {
@@ -558,10 +736,24 @@ _BY_FUNCTION = {
     mean_squared_logarithmic_error: MeanSquaredLogarithmicError, huber: Huber, log_cosh: LogCosh,
     binary_crossentropy: BinaryCrossentropy, categorical_crossentropy: CategoricalCrossentropy,
     sparse_categorical_crossentropy: SparseCategoricalCrossentropy, hinge: Hinge,
-    kl_divergence: KLDivergence, poisson: Poisson,
+    kl_divergence: KLDivergence, poisson: Poisson, squared_hinge: SquaredHinge,
+    categorical_hinge: CategoricalHinge, cosine_similarity: CosineSimilarity,
+    binary_focal_crossentropy: BinaryFocalCrossentropy,
+    categorical_focal_crossentropy: CategoricalFocalCrossentropy,
 }
 _KINDS = {BinaryCrossentropy: "binary", CategoricalCrossentropy: "categorical",
-          SparseCategoricalCrossentropy: "sparse"}
+          SparseCategoricalCrossentropy: "sparse", BinaryFocalCrossentropy: "binary",
+          CategoricalFocalCrossentropy: "categorical"}
+
+
+def names() -> list[str]:
+    """Every loss name, alias and class name ``get`` accepts, sorted.
+
+    Example:
+        >>> "mse" in names() and "MeanSquaredError" in names()
+        True
+    """
+    return sorted({*_NAMES, *_CLASSES})
 
 
 def get(identifier, argument: str = "loss") -> Loss | None:
@@ -588,9 +780,9 @@ def get(identifier, argument: str = "loss") -> Loss | None:
     if identifier is None or isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):
-        cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
+        cls = _NAMES.get(identifier) or _CLASSES.get(identifier) or _NAMES.get(identifier.lower())
         if cls is None:
-            raise unknown_name("loss", identifier, list(_NAMES) + list(_CLASSES), argument=argument)
+            raise unknown_name("loss", identifier, names(), argument, "trainwell.losses.names()")
         return cls()
     if isinstance(identifier, dict):
         return _from_dict(identifier, argument)
@@ -613,7 +805,7 @@ def _from_dict(config: dict, argument: str) -> Loss:
         )
     cls = _CLASSES.get(config["class_name"]) or _NAMES.get(config["class_name"])
     if cls is None:
-        raise unknown_name("loss", config["class_name"], _CLASSES, argument=argument)
+        raise unknown_name("loss", config["class_name"], _CLASSES, argument, "trainwell.losses.names()")
     return cls.from_config(dict(config.get("config") or {}))
 
 

@@ -334,7 +334,7 @@ def _flat_pair(y_true, y_pred, sample_weight):
 
 
 class _ThresholdMetric(Metric):
-    """Precision and recall at one threshold: counts of true/false positives and false negatives.
+    """Counts of true/false positives/negatives at one threshold (precision, recall, the counts).
 
     A prediction is positive when ``y_pred > thresholds`` (strictly, as Keras); a label is
     positive when non-zero.
@@ -358,6 +358,7 @@ class _ThresholdMetric(Metric):
             self._add("tp", (weight * (predicted & actual)).sum(), y_pred.device)
             self._add("fp", (weight * (predicted & ~actual)).sum(), y_pred.device)
             self._add("fn", (weight * (~predicted & actual)).sum(), y_pred.device)
+            self._add("tn", (weight * (~predicted & ~actual)).sum(), y_pred.device)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "thresholds": self.thresholds}
@@ -489,6 +490,264 @@ class AUC(Metric):
                 "summation_method": self.summation_method, "from_logits": self.from_logits}
 
 
+class TruePositives(_ThresholdMetric):
+    """Weighted count of positive labels predicted positive (``y_pred > thresholds``, default 0.5)."""
+
+    def result(self) -> torch.Tensor:
+        return self._get("tp")
+
+
+class FalsePositives(_ThresholdMetric):
+    """Weighted count of negative labels predicted positive."""
+
+    def result(self) -> torch.Tensor:
+        return self._get("fp")
+
+
+class TrueNegatives(_ThresholdMetric):
+    """Weighted count of negative labels predicted negative."""
+
+    def result(self) -> torch.Tensor:
+        return self._get("tn")
+
+
+class FalseNegatives(_ThresholdMetric):
+    """Weighted count of positive labels predicted negative."""
+
+    def result(self) -> torch.Tensor:
+        return self._get("fn")
+
+
+def _check_top_k(k, where: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ConfigError(f"{where}: `k` expects a positive integer, received {describe(k)}. "
+                          "Pass for example k=5.")
+    return int(k)
+
+
+def _in_top_k(labels: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:
+    """1.0 where the label's score is at least the k-th largest (ties count as in, as Keras)."""
+    y_pred = y_pred.reshape(-1, y_pred.shape[-1])
+    k = min(k, y_pred.shape[-1])
+    kth = y_pred.topk(k, dim=-1).values[:, -1]
+    return (y_pred.gather(-1, labels.reshape(-1, 1).long()).squeeze(-1) >= kth).float()
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> torch.Tensor:
+    """1.0 where the one-hot target's class is among the ``k`` largest predictions."""
+    y_true, y_pred = losses._as_tensors(y_true, y_pred)
+    return _in_top_k(y_true.argmax(dim=-1), y_pred, k).reshape(y_true.shape[:-1])
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> torch.Tensor:
+    """1.0 where the integer label is among the ``k`` largest predictions; labels (batch,) or (batch, 1)."""
+    y_true, y_pred = losses._as_tensors(y_true, y_pred, true_dtype=torch.long)
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+        y_true = y_true.squeeze(-1)
+    return _in_top_k(y_true, y_pred, k).reshape(y_true.shape)
+
+
+class TopKCategoricalAccuracy(MeanMetricWrapper):
+    """Share of samples whose one-hot target is among the ``k`` (default 5) largest predictions."""
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy"):
+        super().__init__(top_k_categorical_accuracy, name=name, k=_check_top_k(k, "TopKCategoricalAccuracy"))
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """Share of samples whose integer label is among the ``k`` (default 5) largest predictions."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy"):
+        super().__init__(sparse_top_k_categorical_accuracy, name=name,
+                         k=_check_top_k(k, "SparseTopKCategoricalAccuracy"))
+
+
+def cosine_similarity(y_true, y_pred, axis: int = -1) -> torch.Tensor:
+    """Cosine of the angle between target and prediction vectors (the loss's value, negated)."""
+    return -losses.cosine_similarity(y_true, y_pred, axis=axis)
+
+
+class CosineSimilarity(MeanMetricWrapper):
+    """Mean cosine similarity between targets and predictions along ``axis``: 1 when aligned."""
+
+    def __init__(self, name="cosine_similarity", axis=-1):
+        super().__init__(cosine_similarity, name=name, axis=int(axis))
+
+
+def _two_dimensional(y_true, y_pred, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    y_true, y_pred = losses._as_tensors(y_true, y_pred)
+    if y_true.ndim == 1 and y_pred.ndim == 2 and y_pred.shape[1] == 1:
+        y_true = y_true.unsqueeze(1)
+    if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
+        raise DataError(
+            f"{where} expects y_true and y_pred of one shape (batch_size, output_dim), received "
+            f"{tuple(y_true.shape)} and {tuple(y_pred.shape)}. For class labels pass one-hot targets "
+            "(trainwell.utils.to_categorical)."
+        )
+    return y_true.float(), y_pred.float()
+
+
+def _per_row_weight(sample_weight, y: torch.Tensor) -> torch.Tensor:
+    if sample_weight is None:
+        return torch.ones((y.shape[0], 1), device=y.device)
+    return torch.as_tensor(sample_weight, dtype=torch.float32, device=y.device).reshape(-1, 1)
+
+
+class FBetaScore(Metric):
+    """F-beta score per class, or averaged: ``(1 + b**2) * p * r / (b**2 * p + r)``.
+
+    A prediction counts as positive when above ``threshold``; with ``threshold=None`` only each
+    row's largest prediction does (Keras's default). The counts accumulate per class.
+
+    Args:
+        average: None (one score per class), ``'micro'`` (counts pooled over classes),
+            ``'macro'`` (mean of the class scores) or ``'weighted'`` (mean weighted by each class's
+            number of true instances).
+        beta: the weight of recall against precision, a positive number. Defaults to 1.0.
+        threshold: a number in [0, 1], or None (argmax). Defaults to None.
+        name: defaults to ``'fbeta_score'``.
+
+    Example:
+        >>> m = FBetaScore(beta=2.0, threshold=0.5)
+        >>> m.update_state(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.9, 0.8], [0.2, 0.6]]))
+        >>> [round(v, 4) for v in m.result().tolist()]
+        [0.5556, 0.8333]
+    """
+
+    AVERAGES = (None, "micro", "macro", "weighted")
+
+    def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score"):
+        super().__init__(name=name)
+        if average not in self.AVERAGES:
+            raise unknown_name("average", average, ["micro", "macro", "weighted"], argument="average")
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0:
+            raise ConfigError(f"{type(self).__name__}: `beta` expects a positive number, received "
+                              f"{describe(beta)}. Pass for example beta=1.0.")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+                                      or not 0 <= threshold <= 1):
+            raise ConfigError(f"{type(self).__name__}: `threshold` expects None or a number in [0, 1], "
+                              "received "
+                              f"{describe(threshold)}. Pass for example threshold=0.5.")
+        self.average, self.beta = average, float(beta)
+        self.threshold = None if threshold is None else float(threshold)
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        with torch.no_grad():
+            y_true, y_pred = _two_dimensional(y_true, y_pred, type(self).__name__)
+            if self.threshold is None:
+                # Only the row maximum is positive; an all-zero row predicts nothing (Keras's |x| > 1e-9).
+                predicted = (y_pred >= y_pred.amax(dim=-1, keepdim=True)) & (y_pred.abs() > 1e-9)
+            else:
+                predicted = y_pred > self.threshold
+            predicted = predicted.float()
+            weight = _per_row_weight(sample_weight, y_true)
+            axis = None if self.average == "micro" else 0
+
+            def total(values):
+                values = values * weight
+                return values.sum() if axis is None else values.sum(dim=0)
+
+            self._add("tp", total(predicted * y_true), y_pred.device)
+            self._add("fp", total(predicted * (1 - y_true)), y_pred.device)
+            self._add("fn", total((1 - predicted) * y_true), y_pred.device)
+            self._add("support", total(y_true), y_pred.device)
+
+    def result(self) -> torch.Tensor:
+        eps = losses.EPSILON
+        tp, fp, fn = self._get("tp"), self._get("fp"), self._get("fn")
+        precision, recall = tp / (tp + fp + eps), tp / (tp + fn + eps)
+        b2 = self.beta**2
+        score = (1 + b2) * precision * recall / (b2 * precision + recall + eps)
+        if self.average == "weighted":
+            support = self._get("support")
+            return (score * support / (support.sum() + eps)).sum()
+        if self.average is not None:
+            return score.mean()
+        return score
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "average": self.average, "beta": self.beta,
+                "threshold": self.threshold}
+
+
+class F1Score(FBetaScore):
+    """F1 score, ``2 * p * r / (p + r)``: ``FBetaScore`` with ``beta=1``; same arguments otherwise."""
+
+    def __init__(self, average=None, threshold=None, name="f1_score"):
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["beta"]
+        return config
+
+
+class R2Score(Metric):
+    """Coefficient of determination ``1 - SS_res / SS_tot`` per output column, accumulated exactly.
+
+    Args:
+        class_aggregation: ``'uniform_average'`` (mean over columns, default),
+            ``'variance_weighted_average'`` (weighted by each column's total variance) or None
+            (one score per column).
+        num_regressors: if > 0, the adjusted R2 ``1 - (1 - R2) (n - 1) / (n - p - 1)`` with
+            ``n`` the number of target values seen (Keras counts every entry).
+        name: defaults to ``'r2_score'``.
+
+    Example:
+        >>> m = R2Score()
+        >>> m.update_state(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[1.0], [2.0], [4.0]]))
+        >>> float(m.result())
+        0.5
+    """
+
+    AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score"):
+        super().__init__(name=name)
+        if class_aggregation not in self.AGGREGATIONS:
+            raise unknown_name("class_aggregation", class_aggregation, ["uniform_average",
+                               "variance_weighted_average"], argument="class_aggregation")
+        integral = isinstance(num_regressors, numbers.Integral) and not isinstance(num_regressors, bool)
+        if not integral or num_regressors < 0:
+            raise ConfigError(f"R2Score: `num_regressors` expects an integer >= 0, received "
+                              f"{describe(num_regressors)}.")
+        self.class_aggregation, self.num_regressors = class_aggregation, int(num_regressors)
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        with torch.no_grad():
+            y_true, y_pred = _align(y_true, y_pred)
+            y_true, y_pred = _two_dimensional(y_true, y_pred, "R2Score")
+            weight = _per_row_weight(sample_weight, y_true).expand_as(y_true)
+            device = y_pred.device
+            self._add("sum", (y_true * weight).sum(dim=0), device)
+            self._add("squared_sum", (y_true * y_true * weight).sum(dim=0), device)
+            self._add("residual", ((y_true - y_pred).square() * weight).sum(dim=0), device)
+            self._add("count", weight.sum(dim=0), device)
+            self._add("entries", y_true.numel(), device)
+
+    def result(self) -> torch.Tensor:
+        total_sum, count = self._get("sum"), self._get("count")
+        total = self._get("squared_sum") - total_sum * (total_sum / count)
+        raw = 1 - self._get("residual") / total
+        raw = torch.where(torch.isinf(raw), torch.zeros_like(raw), raw)  # constant targets: 0, as Keras
+        if self.class_aggregation == "uniform_average":
+            score = raw.mean()
+        elif self.class_aggregation == "variance_weighted_average":
+            score = (total * raw).sum() / total.sum()
+        else:
+            score = raw
+        if self.num_regressors:
+            n, p = self._get("entries"), self.num_regressors
+            # Keras falls back to the plain score (with a warning) when n - p - 1 <= 0.
+            adjusted = 1 - (1 - score) * (n - 1) / (n - p - 1)
+            score = torch.where(n - p - 1 > 0, adjusted, score)
+        return score
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
+
+
 # ---------------------------------------------------------------------------------------------
 # Resolution and serialisation
 # ---------------------------------------------------------------------------------------------
@@ -496,7 +755,9 @@ class AUC(Metric):
 _CLASSES = {cls.__name__: cls for cls in (
     Mean, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, MeanAbsoluteError,
     MeanSquaredError, RootMeanSquaredError, MeanAbsolutePercentageError, AUC, Precision, Recall,
-    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
+    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, TruePositives, FalsePositives,
+    TrueNegatives, FalseNegatives, TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, CosineSimilarity,
+    FBetaScore, F1Score, R2Score,
 )}
 _NAMES = {
     "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
@@ -509,6 +770,12 @@ _NAMES = {
     "auc": AUC, "precision": Precision, "recall": Recall,
     "binary_crossentropy": BinaryCrossentropy, "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "cosine_similarity": CosineSimilarity, "f1_score": F1Score, "fbeta_score": FBetaScore,
+    "r2_score": R2Score,
+    "true_positives": TruePositives, "false_positives": FalsePositives, "true_negatives": TrueNegatives,
+    "false_negatives": FalseNegatives,
 }
 # Functions passed as metrics resolve to their class so they stay serialisable.
 _BY_FUNCTION = {
@@ -518,6 +785,8 @@ _BY_FUNCTION = {
     losses.mean_absolute_percentage_error: MeanAbsolutePercentageError,
     losses.binary_crossentropy: BinaryCrossentropy, losses.categorical_crossentropy: CategoricalCrossentropy,
     losses.sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+    top_k_categorical_accuracy: TopKCategoricalAccuracy,
+    sparse_top_k_categorical_accuracy: SparseTopKCategoricalAccuracy, cosine_similarity: CosineSimilarity,
 }
 
 
@@ -545,6 +814,16 @@ def accuracy_class(loss=None, output_shape=None) -> type:
     if kind == "sparse":
         return SparseCategoricalAccuracy
     return CategoricalAccuracy
+
+
+def names() -> list[str]:
+    """Every metric name and class name ``get`` accepts, sorted.
+
+    Example:
+        >>> "auc" in names() and "AUC" in names()
+        True
+    """
+    return sorted({*_NAMES, *_CLASSES, "accuracy", "acc"})
 
 
 def get(identifier, loss=None, output_shape=None) -> Metric | None:
@@ -576,13 +855,13 @@ def get(identifier, loss=None, output_shape=None) -> Metric | None:
             return accuracy_class(loss, output_shape)(name=identifier)
         cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
         if cls is None:
-            choices = [*_NAMES, *_CLASSES, "accuracy", "acc"]
-            raise unknown_name("metric", identifier, choices, argument="metrics")
+            raise unknown_name("metric", identifier, names(), "metrics", "trainwell.metrics.names()")
         return cls(name=identifier)
     if isinstance(identifier, dict):
         cls = _CLASSES.get(identifier.get("class_name"))
         if cls is None:
-            raise unknown_name("metric", identifier.get("class_name"), _CLASSES, argument="metrics")
+            raise unknown_name("metric", identifier.get("class_name"), _CLASSES, "metrics",
+                               "trainwell.metrics.names()")
         return cls.from_config(dict(identifier.get("config") or {}))
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()

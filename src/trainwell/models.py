@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import diagnostics as diagnostics_module
-from . import distributed, saving, training
+from . import distributed, keras_files, saving, training
 from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
@@ -47,7 +47,8 @@ class Sequential(nn.Module):
         self._version = 0
         self._input_shape: tuple[int, ...] | None = None
         self.optimizer = None
-        self.loss = None
+        self.loss = None  # what was passed to compile, as Keras keeps it
+        self.compiled_loss = None  # the Loss the loop uses (resolved from `loss`)
         self.loss_weights = None
         self.metrics_identifiers: list = []
         self.compiled_metrics: list = []
@@ -229,7 +230,8 @@ class Sequential(nn.Module):
             raise ConfigError("compile() needs a loss, e.g. loss='mean_squared_error' for regression or "
                               "loss='categorical_crossentropy' for classification.")
         self.optimizer = optimizers_module.get(optimizer)
-        self.loss = losses_module.get(loss)
+        self.loss = loss
+        self.compiled_loss = losses_module.get(loss)
         if loss_weights is not None and not isinstance(loss_weights, numbers.Real):
             raise ConfigError(f"`loss_weights` expects a number for a single-output model, received "
                               f"{describe(loss_weights)}.")
@@ -238,7 +240,7 @@ class Sequential(nn.Module):
             metrics = [metrics]
         self.metrics_identifiers = list(metrics or []) + list(weighted_metrics or [])
         for identifier in self.metrics_identifiers:  # fail early on unknown names
-            metrics_module.get(identifier, loss=self.loss, output_shape=(None, 2))
+            metrics_module.get(identifier, loss=self.compiled_loss, output_shape=(None, 2))
         self._reset_compiled_metrics()
         if precision is not None:
             self.precision = distributed.check_precision(precision)
@@ -260,6 +262,21 @@ class Sequential(nn.Module):
                 "training.")
         self.optimizer.build(params)
 
+    def resolve_loss(self, y) -> None:
+        """Make ``loss='crossentropy'`` the cross-entropy Keras picks for targets ``y`` and this output.
+
+        Binary for one output unit, sparse for one label per sample, categorical otherwise
+        (``losses.Crossentropy.resolve``); 'accuracy' is then resolved again to match.
+        """
+        if isinstance(self.compiled_loss, losses_module.Crossentropy):
+            shape = getattr(y, "shape", None)
+            self.compiled_loss = self.compiled_loss.resolve(np.shape(y) if shape is None else shape,
+                                                            self.output_shape)
+            had_metrics = bool(self.compiled_metrics)
+            self._reset_compiled_metrics()
+            if had_metrics:
+                self.compile_metrics()
+
     def _reset_compiled_metrics(self) -> None:
         self.compiled_metrics = []
 
@@ -269,10 +286,22 @@ class Sequential(nn.Module):
             return
         resolved = []
         for identifier in self.metrics_identifiers:
-            metric = metrics_module.get(identifier, loss=self.loss, output_shape=self.output_shape)
+            metric = metrics_module.get(identifier, loss=self.compiled_loss, output_shape=self.output_shape)
             name = identifier if isinstance(identifier, str) else metric.name
             resolved.append((name, metric))
         self.compiled_metrics = resolved
+
+    @property
+    def metrics(self) -> list:
+        """The compiled metrics as ``Metric`` objects, once the model is built ([] before).
+
+        Their state is that of the last epoch, validation or ``evaluate``. Keras lists its loss
+        tracker first; trainwell's loop tracks the loss itself (``metrics_names`` starts with it).
+        """
+        if not self.built:
+            return []
+        self.compile_metrics()
+        return [metric for _, metric in self.compiled_metrics]
 
     @property
     def metrics_names(self) -> list[str]:
@@ -389,6 +418,36 @@ class Sequential(nn.Module):
         return diagnostics_module.diagnose(self, x, y, epochs=epochs, batch_size=batch_size,
                                           validation_split=validation_split, validation_data=validation_data,
                                           verbose=0 if verbose == 0 else 1)
+
+    def repair(self, x, y, findings=None, epochs=None, batch_size=None, validation_split: float = 0.2,
+               validation_data=None, seed: int = 0, verbose="auto"):
+        """Prove the doctor's fixes: train fresh copies with each fix, then all of them, and compare.
+
+        Copies are built from this model's config (its own weights are not touched), trained with
+        the same seed, validation rows and epoch budget: one unchanged, one per root finding with
+        its fix, one with every fix.
+
+        Args:
+            x, y: the data, as for ``fit``.
+            findings: the findings to repair; None: those of the last ``fit`` (``history.diagnosis``).
+            epochs: the epoch budget; None: that of the last ``fit`` (20 when there was none).
+            batch_size, validation_split, validation_data: as for ``fit`` (the split defaults to 0.2).
+            seed: the seed of every copy.
+            verbose: 'auto'/1 prints the table; 0 is silent.
+
+        Returns:
+            A ``trainwell.diagnostics.RepairResult``: ``table``, ``rows``, ``best_model``, ``best_fix``.
+
+        Example:
+            >>> history = model.fit(X, y, validation_split=0.3, epochs=20)
+            >>> result = model.repair(X, y, validation_split=0.3)
+            >>> result.best_model.save("repaired.tw")
+        """
+        from .diagnostics import repair
+
+        return repair(self, x, y, findings=findings, epochs=epochs, batch_size=batch_size,
+                      validation_split=validation_split, validation_data=validation_data, seed=seed,
+                      verbose=0 if verbose == 0 else 1)
 
     def find_learning_rate(self, x, y, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100,
                            batch_size=None):
@@ -507,22 +566,62 @@ class Sequential(nn.Module):
             model._build_layers()
         return model
 
+    def to_json(self, **kwargs) -> str:
+        """The architecture (no weights) as Keras's JSON, which Keras's and trainwell's
+        ``model_from_json`` read back; ``kwargs`` go to ``json.dumps``."""
+        return keras_files.model_to_json(self.get_config(), **kwargs)
+
     def save(self, filepath, overwrite: bool = True) -> None:
         """Write the model (architecture, weights, optimizer state, history, preprocessing) to one file.
 
+        The suffix picks the format: ``.keras`` writes a Keras 3 archive and ``.h5`` Keras's legacy
+        HDF5 file (both open in Keras; neither keeps the history, the CSV preprocessing or the
+        random state); anything else, ``.tw`` suggested, trainwell's own file, which keeps everything.
         In a distributed run only rank 0 writes (the ranks hold the same weights); the others return.
         """
         if not distributed.is_main_process():
             return
         saving.save_model(self, filepath, overwrite=overwrite)
 
+    def export(self, filepath, format: str = "onnx", verbose=None, input_signature=None, *,
+               preprocessing: bool = True) -> str:
+        """Write the model for other runtimes: ``format='onnx'`` (Keras's spelling; the only format).
+
+        Traced by ``torch.onnx`` at opset ``trainwell.export.OPSET`` with a dynamic batch axis; input
+        ``input``, output ``output``. A model trained from a table (``trainwell train``) takes the raw
+        columns and carries its preprocessing in the graph unless ``preprocessing=False`` (see
+        ``trainwell.export``). Needs the ``onnx`` extra.
+
+        Raises:
+            ConfigError: another format, an ``input_signature`` (the shape comes from the model),
+                or a model that is not built.
+
+        Example:
+            >>> model.export("model.onnx")
+        """
+        from ._errors import unknown_name
+        from .export import export_onnx
+
+        if format != "onnx":
+            raise unknown_name("export format", format, ("onnx",), argument="format")
+        if input_signature is not None:
+            raise ConfigError("export: `input_signature` is not supported: the input shape comes from the "
+                              "model itself (batch axis dynamic). Remove the argument.")
+        path = export_onnx(self, filepath, preprocessing=preprocessing)
+        if verbose:
+            print(f"Saved the model as ONNX to {path}")
+        return path
+
     def save_weights(self, filepath, overwrite: bool = True) -> None:
-        """Write the weights alone as a ``.safetensors`` file (on rank 0 only in a distributed run)."""
+        """Write the weights alone (on rank 0 only in a distributed run): ``.weights.h5`` in Keras 3's
+        layout, another ``.h5`` in Keras's legacy one, anything else as a ``.safetensors`` file."""
         if not distributed.is_main_process():
             return
         saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
+        """Copy weights from a trainwell weights or model file, or a Keras ``.weights.h5``, ``.h5``
+        or ``.keras`` file (told apart by content)."""
         saving.load_weights(self, filepath)
 
     def __repr__(self) -> str:
@@ -538,11 +637,30 @@ def _size(n_params: int) -> str:
     return f"{b:.2f} GB"
 
 
+def model_from_json(json_string, custom_objects=None) -> Sequential:
+    """A model from Keras's ``model.to_json()`` text (architecture only, new weights).
+
+    The JSON is read as data against the allow-list of ``trainwell.keras_files``; nothing in it is run.
+
+    Raises:
+        ModelFileError: invalid JSON, or a layer or object trainwell does not read (the message names it).
+        ConfigError: ``custom_objects`` is not empty.
+    """
+    if custom_objects:
+        raise ConfigError("model_from_json: `custom_objects` is not supported: trainwell runs no code from a "
+                          "model description. Remove the argument.")
+    return Sequential.from_config(keras_files.model_config_from_json(json_string))
+
+
 def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True) -> Sequential:
     """Load a model written by ``model.save``: ready to predict, evaluate and continue training.
 
+    Keras files open too: ``.keras`` archives and legacy ``.h5`` files (Keras 2, tf.keras, Keras 3),
+    told apart by content; their weights, compile settings and optimizer state are carried over, and
+    nothing from them is run (see ``trainwell.keras_files`` for what is read and what is refused).
+
     Args:
-        filepath: a file written by ``model.save``.
+        filepath: a file written by ``model.save``, or a Keras model file.
         custom_objects: Keras's argument, accepted for compatibility; must be empty, because
             trainwell model files hold no code (custom functions cannot be stored).
         compile: restore the compile settings and optimizer state.
@@ -558,7 +676,7 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
     if custom_objects:
         raise ConfigError("load_model: `custom_objects` is not supported: trainwell model files hold "
                           "no code, so they never need custom objects. Remove the argument.")
-    saved = saving.read_model_file(filepath)  # every check, before anything is built
+    saved = saving.read_model_file(filepath, compile=compile)  # every check, before anything is built
     with saving.file_errors(saved.path):
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's stream
             model = Sequential.from_config(saved.config)

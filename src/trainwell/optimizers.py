@@ -9,6 +9,8 @@ compute different numbers, the mapping lives in one place with a comment saying 
 - Adagrad epsilon inside the square root: ``Adagrad._make_torch_optimizer``.
 - RMSprop epsilon inside the square root: ``_KerasRMSpropEngine`` (torch cannot express it).
 - SGD momentum keeps ``lr`` outside the buffer: ``SGD`` (equal to Keras at constant lr).
+- Nadam's momentum schedule ``0.96**t``: ``Nadam`` (torch's ``momentum_decay=1``).
+- Adamax (eps outside the maximum), Lion and Ftrl (not in torch.optim): ``_KerasRule`` subclasses.
 
 Learning-rate schedules are in ``trainwell.optimizers.schedules``.
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+import types
+import warnings
 
 import torch
 
@@ -56,12 +60,12 @@ def _check_unit(value, argument: str, where: str, example) -> float:
 
 
 def _check_learning_rate(value, where: str):
-    """A LearningRateSchedule as is, or a positive number as float."""
+    """A LearningRateSchedule as is, or a number >= 0 as float (0 freezes the weights, as in Keras)."""
     if isinstance(value, LearningRateSchedule):
         return value
-    if not (_is_real(value) and value > 0):
+    if not (_is_real(value) and value >= 0):
         raise ConfigError(
-            f"{where}: `learning_rate` expects a positive number or a LearningRateSchedule, received "
+            f"{where}: `learning_rate` expects a number >= 0 or a LearningRateSchedule, received "
             f"{describe(value)}. Pass for example learning_rate=0.001."
         )
     return float(value)
@@ -105,6 +109,11 @@ class Optimizer:
             # Keras 2 spelling, still written by course material (``SGD(lr=0.01)``); Keras 3 dropped it.
             learning_rate = lr
         self._learning_rate = _check_learning_rate(learning_rate, where)
+        if self._learning_rate == 0:
+            # Legal in Keras (course code uses it to freeze training or to test callbacks), but
+            # easy to type by mistake, so say what it does.
+            warnings.warn(f"{where}: learning_rate=0 leaves the weights unchanged by training. Pass a "
+                          "positive rate such as 0.001 to train.", UserWarning, stacklevel=3)
         if weight_decay is not None and not (_is_real(weight_decay) and weight_decay >= 0):
             raise ConfigError(
                 f"{where}: `weight_decay` expects None or a number >= 0, received {describe(weight_decay)}. "
@@ -786,13 +795,321 @@ class StackedOptimizer:
 
 
 _OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+class Nadam(Optimizer):
+    """Nadam: Adam with Nesterov momentum (Dozat, 2016, https://cs229.stanford.edu/proj2015/054_report.pdf).
+
+    Keras, at step t, with ``u_t = b1 * (1 - 0.5 * 0.96**t)`` and ``U_t = u_1 * ... * u_t``:
+    ``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g**2``,
+    ``m_hat = u_{t+1} * m / (1 - U_{t+1}) + (1 - u_t) * g / (1 - U_t)``, ``v_hat = v / (1 - b2**t)``,
+    ``w -= lr * m_hat / (sqrt(v_hat) + epsilon)``.
+    torch.optim.NAdam computes the same with ``0.96**(t * momentum_decay)``, so it runs with
+    ``momentum_decay=1`` (torch's default, 0.004, is a different schedule).
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001.
+        beta_1, beta_2: in [0, 1). Default to 0.9 and 0.999.
+        epsilon: positive. Defaults to 1e-7.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Example:
+        >>> Nadam().get_config()["beta_2"]
+        0.999
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_unit(beta_1, "beta_1", "Nadam", 0.9)
+        self.beta_2 = _check_unit(beta_2, "beta_2", "Nadam", 0.999)
+        self.epsilon = _check_positive(epsilon, "epsilon", "Nadam", 1e-7)
+
+    def _make_torch_optimizer(self, params, lr):
+        return torch.optim.NAdam(
+            params, lr=lr, betas=(self.beta_1, self.beta_2), eps=self.epsilon, momentum_decay=1.0,
+            foreach=True,
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler, 2012, https://arxiv.org/abs/1212.5701).
+
+    Keras: ``a = rho*a + (1-rho)*g**2``, ``d = -sqrt(D + eps) / sqrt(a + eps) * g``,
+    ``D = rho*D + (1-rho)*d**2``, ``w += lr * d``: torch.optim.Adadelta's formula, with Keras's
+    defaults (torch's are lr=1.0, rho=0.9, eps=1e-6).
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001 (Keras's; the paper uses 1.0).
+        rho: decay rate, in [0, 1). Defaults to 0.95.
+        epsilon: positive. Defaults to 1e-7.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Example:
+        >>> Adadelta().get_config()["rho"]
+        0.95
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _check_unit(rho, "rho", "Adadelta", 0.95)
+        self.epsilon = _check_positive(epsilon, "epsilon", "Adadelta", 1e-7)
+
+    def _make_torch_optimizer(self, params, lr):
+        return torch.optim.Adadelta(params, lr=lr, rho=self.rho, eps=self.epsilon, foreach=True)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class _KerasRule(torch.optim.Optimizer):
+    """A torch optimizer that runs a Keras update rule torch.optim lacks or computes differently.
+
+    Subclasses write ``update(param, grad, group)`` for one tensor; ``group["step"]`` is the
+    1-based step number, set by the trainwell optimizer before each step. Slots are created on
+    first use under Keras's names, so ``export_state`` saves them like torch's own.
+    """
+
+    def __init__(self, params, **hyper):
+        super().__init__(params, {"step": 0, **hyper})
+
+    def slot(self, param: torch.Tensor, name: str, fill: float = 0.0) -> torch.Tensor:
+        state = self.state[param]
+        if name not in state:
+            state[name] = torch.full_like(param, fill, memory_format=torch.preserve_format)
+        return state[name]
+
+    def update(self, param: torch.Tensor, grad: torch.Tensor, group: dict) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    self.update(param, param.grad, group)
+
+
+class _AdamaxRule(_KerasRule):
+    def update(self, param, grad, group):
+        m, u = self.slot(param, "momentum"), self.slot(param, "norm")
+        m.lerp_(grad, 1 - group["beta_1"])
+        torch.maximum(u * group["beta_2"], grad.abs(), out=u)
+        step_size = group["lr"] / (1 - group["beta_1"] ** group["step"])
+        param.addcdiv_(m, u + group["epsilon"], value=-step_size)
+
+
+class Adamax(Optimizer):
+    """Adamax, Adam's infinity-norm variant (Kingma & Ba, https://arxiv.org/abs/1412.6980, section 7).
+
+    Keras: ``m = b1*m + (1-b1)*g``, ``u = max(b2*u, |g|)``, ``w -= lr * m / ((1 - b1**t) * (u + eps))``.
+    torch.optim.Adamax puts eps inside the maximum (``max(b2*u, |g| + eps)``), which no choice of
+    its arguments turns into Keras's numbers, so this optimizer runs the Keras rule (``_AdamaxRule``).
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001.
+        beta_1, beta_2: in [0, 1). Default to 0.9 and 0.999.
+        epsilon: positive. Defaults to 1e-7.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = Adamax(learning_rate=0.1)
+        >>> opt.build([w])
+        >>> w.grad = torch.tensor([0.5])
+        >>> opt.step()
+        >>> round(w.item(), 5)  # 1 - 0.1 * 0.05 / (0.1 * (0.5 + 1e-7))
+        0.9
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_unit(beta_1, "beta_1", "Adamax", 0.9)
+        self.beta_2 = _check_unit(beta_2, "beta_2", "Adamax", 0.999)
+        self.epsilon = _check_positive(epsilon, "epsilon", "Adamax", 1e-7)
+
+    def _make_torch_optimizer(self, params, lr):
+        return _AdamaxRule(params, lr=lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+
+    def _prepare_step(self, step: int) -> None:
+        for group in self.torch_optimizer.param_groups:
+            group["step"] = step
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class _LionRule(_KerasRule):
+    def update(self, param, grad, group):
+        m = self.slot(param, "momentum")
+        param.add_(torch.sign(m * group["beta_1"] + grad * (1 - group["beta_1"])), alpha=-group["lr"])
+        m.mul_(group["beta_2"]).add_(grad, alpha=1 - group["beta_2"])
+
+
+class Lion(Optimizer):
+    """Lion, sign momentum (Chen et al., 2023, https://arxiv.org/abs/2302.06675).
+
+    Keras: ``w -= lr * sign(b1*m + (1-b1)*g)``, then ``m = b2*m + (1-b2)*g``. torch.optim has no
+    Lion, so this optimizer runs the Keras rule (``_LionRule``). Every weight moves by exactly
+    ``lr`` per step, so Lion wants a rate 3-10 times smaller than Adam's.
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001.
+        beta_1: in (0, 1] (0 would make it signSGD). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.99.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+        >>> opt = Lion(learning_rate=0.1)
+        >>> opt.build([w])
+        >>> w.grad = torch.tensor([3.0, -1e-6])
+        >>> opt.step()
+        >>> w.data
+        tensor([0.9000, 1.1000])
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not (_is_real(beta_1) and 0 < beta_1 <= 1):
+            raise ConfigError(
+                f"Lion: `beta_1` expects a number in (0, 1] (0 would make it signSGD), received "
+                f"{describe(beta_1)}. Pass for example beta_1=0.9."
+            )
+        self.beta_1 = float(beta_1)
+        self.beta_2 = _check_unit(beta_2, "beta_2", "Lion", 0.99)
+
+    def _make_torch_optimizer(self, params, lr):
+        return _LionRule(params, lr=lr, beta_1=self.beta_1, beta_2=self.beta_2)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
+class _FtrlRule(_KerasRule):
+    def update(self, param, grad, group):
+        lr, power = group["lr"], -group["learning_rate_power"]
+        accumulator = self.slot(param, "accumulator", group["initial_accumulator_value"])
+        linear = self.slot(param, "linear")
+        new_accumulator = accumulator + grad * grad
+        sigma = (new_accumulator.pow(power) - accumulator.pow(power)) / lr
+        linear.add_(grad + 2 * group["l2_shrinkage_regularization_strength"] * param - sigma * param)
+        l2 = group["l2_regularization_strength"] + group["beta"] / (2 * lr)
+        quadratic = new_accumulator.pow(power) / lr + 2 * l2
+        l1 = group["l1_regularization_strength"]
+        param.copy_((linear.clamp(-l1, l1) - linear) / quadratic)
+        accumulator.copy_(new_accumulator)
+
+
+class Ftrl(Optimizer):
+    """FTRL-Proximal (McMahan et al., 2013, https://research.google.com/pubs/archive/41159.pdf).
+
+    Keras, per weight, with ``p = -learning_rate_power``:
+    ``n' = n + g**2``; ``z += g + 2*l2_shrinkage*w - (n'**p - n**p) / lr * w``;
+    ``w = (clip(z, -l1, l1) - z) / (n'**p / lr + 2*(l2 + beta / (2*lr)))``; ``n = n'``.
+    torch.optim has no FTRL, so this optimizer runs the Keras rule (``_FtrlRule``).
+
+    Args:
+        learning_rate: float or schedule. Defaults to 0.001.
+        learning_rate_power: <= 0. Defaults to -0.5.
+        initial_accumulator_value: >= 0. Defaults to 0.1.
+        l1_regularization_strength, l2_regularization_strength,
+        l2_shrinkage_regularization_strength, beta: >= 0. Default to 0.0.
+        **kwargs: ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    Example:
+        >>> Ftrl().get_config()["learning_rate_power"]
+        -0.5
+    """
+
+    _NON_NEGATIVE = (
+        "initial_accumulator_value", "l1_regularization_strength", "l2_regularization_strength",
+        "l2_shrinkage_regularization_strength", "beta",
+    )
+
+    def __init__(
+        self, learning_rate=0.001, learning_rate_power=-0.5, initial_accumulator_value=0.1,
+        l1_regularization_strength=0.0, l2_regularization_strength=0.0,
+        l2_shrinkage_regularization_strength=0.0, beta=0.0, **kwargs,
+    ):
+        super().__init__(learning_rate, **kwargs)
+        if self._learning_rate == 0:
+            raise ConfigError("Ftrl: `learning_rate` expects a positive number (FTRL divides by it), "
+                              "received 0. Pass for example learning_rate=0.001.")
+        if not (_is_real(learning_rate_power) and learning_rate_power <= 0):
+            raise ConfigError(
+                "Ftrl: `learning_rate_power` expects a number <= 0, received "
+                f"{describe(learning_rate_power)}. "
+                "Pass for example learning_rate_power=-0.5."
+            )
+        self.learning_rate_power = float(learning_rate_power)
+        values = locals()
+        for argument in self._NON_NEGATIVE:
+            value = values[argument]
+            if not (_is_real(value) and value >= 0):
+                raise ConfigError(
+                    f"Ftrl: `{argument}` expects a number >= 0, received {describe(value)}. "
+                    f"Pass for example {argument}=0.1."
+                )
+            setattr(self, argument, float(value))
+
+    def _make_torch_optimizer(self, params, lr):
+        hyper = {key: getattr(self, key) for key in ("learning_rate_power", *self._NON_NEGATIVE)}
+        return _FtrlRule(params, lr=lr, **hyper)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            **{key: getattr(self, key) for key in ("learning_rate_power", *self._NON_NEGATIVE)},
+        }
+
+
+_OPTIMIZERS = {
+    cls.__name__.lower(): cls
+    for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax, Adadelta, Lion, Ftrl)
+}
+
+
+def _legacy(cls: type[Optimizer]) -> type[Optimizer]:
+    """Keras 2's ``optimizers.legacy.<cls>``: the same optimizer, also taking ``decay``.
+
+    Keras 2 divided the rate by ``1 + decay * iterations``; that is ``InverseTimeDecay(lr, 1, decay)``,
+    so the legacy class builds that schedule and saves as the modern class with it.
+    """
+
+    def __init__(self, *args, decay=0.0, **kwargs):
+        cls.__init__(self, *args, **kwargs)
+        if decay:
+            rate = _check_positive(decay, "decay", cls.__name__, 1e-6)
+            self._learning_rate = schedules.InverseTimeDecay(self._learning_rate, 1, rate)
+
+    doc = _legacy.__doc__.replace("<cls>", cls.__name__)
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__doc__": doc})
+
+
+# Course solutions written for Keras 2.11-2.15 import `keras.optimizers.legacy.SGD` and friends.
+legacy = types.ModuleType(__name__ + ".legacy", "Keras 2's optimizer names: ``optimizers.legacy.Adam`` etc.")
+legacy.Optimizer = Optimizer
+for _cls in (SGD, Adam, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Ftrl):
+    setattr(legacy, _cls.__name__, _legacy(_cls))
+sys.modules[legacy.__name__] = legacy
 
 
 def _lookup(name) -> type[Optimizer]:
     cls = _OPTIMIZERS.get(str(name).lower())
     if cls is None:
-        raise unknown_name("optimizer", name, _OPTIMIZERS, argument="optimizer")
+        raise unknown_name("optimizer", name, _OPTIMIZERS, "optimizer", "trainwell.optimizers.names()")
     return cls
+
+
+def names() -> list[str]:
+    """Every optimizer name ``get`` accepts (case-insensitive), sorted.
+
+    Example:
+        >>> names()[:3]
+        ['adadelta', 'adagrad', 'adam']
+    """
+    return sorted(_OPTIMIZERS)
 
 
 def get(identifier) -> Optimizer:

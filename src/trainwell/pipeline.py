@@ -31,7 +31,7 @@ from pathlib import Path
 __all__ = ["Settings", "TrainedRun", "PreparedTable", "Evaluation", "DEFAULT_CHUNK_ROWS", "train_csv",
            "train_table", "prepare_table", "build_model", "predict_csv", "evaluate_csv", "compare_csv",
            "compare_table", "predict_table", "table_metrics", "run_report", "finding_text", "check_output",
-           "load_with_preprocessing"]
+           "load_with_preprocessing", "onnx_inputs", "repair_run"]
 
 DEFAULT_CHUNK_ROWS = 10_000
 
@@ -50,6 +50,7 @@ class Settings:
     validation_split: float = 0.2
     patience: int = 10
     seed: int = 0
+    scale_target: bool = True  # standardise a regression target for training (predictions stay in units)
 
 
 @dataclass
@@ -69,11 +70,13 @@ class TrainedRun:
     best_epoch: int | None
     findings: list = field(default_factory=list)
     settings: Settings | None = None
+    table: PreparedTable | None = None  # the arrays it trained on (``repair_run`` retrains on them)
 
 
 @dataclass
 class PreparedTable:
-    """A CSV file after the preprocessing of ``train``: training arrays, validation pair or None."""
+    """A CSV file after the preprocessing of ``train``: training arrays (a regression target on its
+    standardised training scale, ``preprocessor.to_training_scale``), validation pair or None."""
 
     frame: object
     X: object
@@ -124,7 +127,8 @@ def prepare_table(data_path, target: str, settings: Settings) -> PreparedTable:
 
     df = read_csv(data_path)
     notes = list(df.attrs.get("notes", []))
-    preprocessor = Preprocessor(target=target, task=None if settings.task == "auto" else settings.task)
+    preprocessor = Preprocessor(target=target, task=None if settings.task == "auto" else settings.task,
+                                scale_target=settings.scale_target)
     labelled, n_dropped = preprocessor.drop_missing_target(df)
     if n_dropped:
         notes.append(f"dropped {n_dropped} of {len(df)} row(s) whose target {target!r} is missing")
@@ -139,9 +143,19 @@ def prepare_table(data_path, target: str, settings: Settings) -> PreparedTable:
                          f"training rows")
             val_df = val_df[known]
         if len(val_df):
-            validation = (preprocessor.transform(val_df), preprocessor.transform_target(val_df[target]))
-    X, y = preprocessor.transform(train_df), preprocessor.transform_target(train_df[target])
+            validation = (preprocessor.transform(val_df), _training_target(preprocessor, val_df[target]))
+    X, y = preprocessor.transform(train_df), _training_target(preprocessor, train_df[target])
     return PreparedTable(frame=df, X=X, y=y, validation=validation, preprocessor=preprocessor, notes=notes)
+
+
+def _training_target(preprocessor, series):
+    """The target as the network trains on it: class indices, or a standardised regression target."""
+    return preprocessor.to_training_scale(preprocessor.transform_target(series))
+
+
+def _target_units(preprocessor, y):
+    """Training targets back in the target's units (class indices stay indices)."""
+    return preprocessor.inverse_transform_target(y) if preprocessor.task == "regression" else y
 
 
 def build_model(n_features: int, n_outputs: int, settings: Settings):
@@ -169,9 +183,10 @@ def build_model(n_features: int, n_outputs: int, settings: Settings):
 
 
 def predict_table(model, preprocessor, X):
-    """Model outputs for features ``X``: values of shape (n,) or probabilities of shape (n, k)."""
+    """Model outputs for features ``X``: values of shape (n,) in the target's units, or probabilities
+    of shape (n, k)."""
     out = model.predict(X, verbose=0)
-    return out.reshape(-1) if preprocessor.task == "regression" else out
+    return preprocessor.inverse_transform_target(out) if preprocessor.task == "regression" else out
 
 
 def table_metrics(preprocessor, y_true, y_pred) -> dict:
@@ -217,6 +232,7 @@ def train_table(data_path, target: str, settings: Settings, diagnostics: str = "
     history = model.fit(X, y, batch_size=settings.batch_size, epochs=settings.epochs, verbose=0,
                         validation_data=validation, callbacks=[stopper, *extra], diagnostics=diagnostics)
     eval_x, eval_y = validation if validation is not None else (X, y)
+    eval_y = _target_units(preprocessor, eval_y)
     y_pred = predict_table(model, preprocessor, eval_x)
     where = "validation rows" if validation is not None else "training rows (no validation split)"
     model.preprocessing = preprocessor.get_config()
@@ -225,7 +241,8 @@ def train_table(data_path, target: str, settings: Settings, diagnostics: str = "
                       metrics=table_metrics(preprocessor, eval_y, y_pred),
                       metrics_on=f"{where} ({len(eval_y)})", y_true=eval_y, y_pred=y_pred,
                       best_epoch=_kept_epoch(stopper, history),
-                      findings=list(getattr(history, "diagnosis", None) or []), settings=settings)
+                      findings=list(getattr(history, "diagnosis", None) or []), settings=settings,
+                      table=table)
 
 
 def train_csv(path, target: str, *, diagnostics: str = "auto", callbacks=(), **settings) -> TrainedRun:
@@ -260,6 +277,22 @@ def train_csv(path, target: str, *, diagnostics: str = "auto", callbacks=(), **s
     return train_table(path, target, Settings(**settings), diagnostics=diagnostics, callbacks=callbacks)
 
 
+def repair_run(run: TrainedRun):
+    """``model.repair`` on the rows ``run`` trained on: each finding's fix tried on a fresh copy.
+
+    Every copy trains for ``run.settings.epochs`` epochs with its seed and validation rows (no early
+    stopping, so that the copies are compared on the same budget). A regression target stays on
+    its standardised training scale, so ``val_mse`` is in units of the target's std.
+
+    Returns:
+        The ``diagnostics.RepairResult``.
+    """
+    table, settings = run.table, run.settings or Settings()
+    return run.model.repair(table.X, table.y, findings=run.findings, epochs=settings.epochs,
+                            batch_size=settings.batch_size, validation_data=table.validation,
+                            validation_split=settings.validation_split or 0.2, seed=settings.seed, verbose=0)
+
+
 def _kept_epoch(stopper, history) -> int | None:
     """The 0-based epoch whose weights the model holds after EarlyStopping restored the best."""
     if stopper.best_weights is None or not history.epoch:
@@ -275,6 +308,8 @@ def finding_text(finding) -> str:
     layer = getattr(finding, "layer", None)
     head = f"[{getattr(finding, 'severity', 'info')}] {getattr(finding, 'code', '')}"
     head += f" (layer {layer})" if layer else ""
+    cause = getattr(finding, "caused_by", None)
+    head += f" (caused by {cause}: fix that first)" if cause else ""
     fix = getattr(finding, "fix", None)
     return f"{head}: {message}" + (f" Fix: {fix}" if fix else "")
 
@@ -283,7 +318,7 @@ def run_report(run: TrainedRun, title: str, settings: Settings | None = None, fi
     """The ``report.RunReport`` of a trained run (``settings`` default to the run's own)."""
     from dataclasses import asdict
 
-    from .report import RunReport, data_summary
+    from .report import RunReport, data_summary, plot_doctor
 
     settings = settings or run.settings or Settings()
     columns, class_counts = data_summary(run.frame, run.model.preprocessing)
@@ -300,7 +335,8 @@ def run_report(run: TrainedRun, title: str, settings: Settings | None = None, fi
                      y_true=run.y_true, y_pred=run.y_pred, classes=run.preprocessor.classes,
                      findings=[finding_text(f) for f in run.findings], notes=run.notes, columns=columns,
                      class_counts=class_counts, architecture=architecture, settings=shown, files=files or {},
-                     best_epoch=run.best_epoch)
+                     best_epoch=run.best_epoch,
+                     doctor_plot=plot_doctor(getattr(run.history, "diagnosis", None)))
 
 
 # ----------------------------------------------------------------------------- predicting and evaluating
@@ -319,14 +355,17 @@ def check_output(path, argument: str) -> Path:
     return path
 
 
-def load_with_preprocessing(model_path):
-    """``(model, preprocessor)`` from a .tw file trained from a table."""
+def load_with_preprocessing(model_path, required: bool = True):
+    """``(model, preprocessor)`` from a .tw file trained from a table; ``(model, None)`` for a model
+    without one (a Keras file) when not ``required``."""
     from ._errors import ModelFileError
     from .models import load_model
     from .tabular import Preprocessor
 
     model = load_model(model_path)
     config = getattr(model, "preprocessing", None)
+    if not config and not required:
+        return model, None
     if not config:
         raise ModelFileError(f"{model_path}: the model holds no CSV preprocessing (it was not trained with "
                              f"`trainwell train`). Use it from Python: model.predict(X).")
@@ -370,6 +409,26 @@ def _predicted_chunks(model, preprocessor, data_path, chunk_size: int, seen: dic
         yield len(chunk), _prediction_frame(preprocessor, predict_table(model, preprocessor, X))
 
 
+def _raw_chunks(model, data_path, chunk_size: int):
+    """Yield ``(rows, prediction frame)`` for a model without a stored preprocessing (a Keras file):
+    the CSV's columns are its features, as they are."""
+    import numpy as np
+    import pandas as pd
+
+    from ._errors import DataError
+    from .tabular import read_csv
+
+    for chunk in read_csv(data_path, chunksize=chunk_size):
+        text = [c for c in chunk.columns if not pd.api.types.is_numeric_dtype(chunk[c])]
+        if text:
+            raise DataError(f"{data_path}: column {text[0]!r} is not numeric; this model holds no CSV "
+                            "preprocessing (a Keras file), so every column must be a number, in the model's "
+                            "feature order.")
+        out = model.predict(chunk.to_numpy(np.float32), verbose=0)
+        names = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}" for i in range(out.shape[1])]
+        yield len(chunk), pd.DataFrame(out.astype(np.float64), columns=names)
+
+
 def _warn_grouped(seen: dict) -> None:
     """One warning per kind met in the chunks, saying in how many more chunks it recurred."""
     for message, count in seen.values():
@@ -383,8 +442,12 @@ def predict_csv(model_path, data_path, out=None, chunk_size: int = DEFAULT_CHUNK
     The file is read in chunks of ``chunk_size`` rows through the stored preprocessing, so memory
     stays bounded. Each kind of preprocessing warning (e.g. unseen categories) is raised once.
 
+    A model without a stored preprocessing (a Keras ``.keras``/``.h5`` file, a model built in
+    Python) takes the CSV's columns as its features, as they are; the output columns are then
+    ``prediction`` (or ``prediction_<i>`` per output unit).
+
     Args:
-        model_path: the .tw file (it must hold the CSV preprocessing).
+        model_path: the model file (.tw with its CSV preprocessing, or a Keras file).
         data_path: the CSV file to predict.
         out: None to return the predictions; a path to write them as CSV (whole or not at all:
             a temporary file beside it, renamed at the end); ``"-"`` for stdout.
@@ -399,9 +462,10 @@ def predict_csv(model_path, data_path, out=None, chunk_size: int = DEFAULT_CHUNK
         ModelFileError: the model holds no CSV preprocessing.
         DataError: the file cannot be read or lacks columns the model was trained on.
     """
-    model, preprocessor = load_with_preprocessing(model_path)
+    model, preprocessor = load_with_preprocessing(model_path, required=False)
     seen: dict = {}
-    chunks = _predicted_chunks(model, preprocessor, data_path, chunk_size, seen)
+    chunks = _raw_chunks(model, data_path, chunk_size) if preprocessor is None else \
+        _predicted_chunks(model, preprocessor, data_path, chunk_size, seen)
     if out is None:
         import pandas as pd
 
@@ -526,3 +590,61 @@ def compare_csv(path, target: str, layers=None, learning_rates=None, *, task: st
     """
     settings = Settings(task=task, validation_split=validation_split, seed=seed)
     return compare_table(prepare_table(path, target, settings), layers, learning_rates, **options)
+
+
+# ----------------------------------------------------------------------------- exported ONNX files
+
+
+def onnx_inputs(source, frame) -> dict:
+    """The input feed of an ONNX file exported from a table model (``trainwell export``) for ``frame``.
+
+    Args:
+        source: the ``.onnx`` path, or an ``onnxruntime.InferenceSession`` of it.
+        frame: a DataFrame with (at least) the columns the model was trained on.
+
+    Returns:
+        ``{column: array of shape (n, 1)}``: float64 for numbers (NaN where missing), for the
+        other columns the text training stored each category under (``''`` where missing), ready
+        for ``session.run(None, feed)``.
+
+    Raises:
+        DataError: a column the model takes is absent, or a number column holds text.
+
+    Example:
+        >>> session = onnxruntime.InferenceSession("model.onnx")  # doctest: +SKIP
+        >>> session.run(None, onnx_inputs(session, pd.read_csv("new.csv")))  # doctest: +SKIP
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ._errors import DataError
+    from .tabular import category_text
+
+    inputs = _onnx_input_types(source)
+    absent = [name for name, _ in inputs if name not in frame.columns]
+    if absent:
+        raise DataError(f"onnx_inputs: the model takes column(s) {absent}, absent from the frame (columns: "
+                        f"{list(frame.columns)[:20]}).")
+    feed = {}
+    for name, is_text in inputs:
+        series = frame[name]
+        if is_text:
+            feed[name] = category_text(series).to_numpy(dtype=object).reshape(-1, 1)
+            continue
+        values = pd.to_numeric(series, errors="coerce")
+        bad = values.isna() & series.notna()
+        if bad.any():
+            raise DataError(f"onnx_inputs: column {name!r} holds text where the model takes numbers, "
+                            f"e.g. {series[bad].iloc[0]!r} in row {series[bad].index[0]!r}.")
+        feed[name] = values.to_numpy(dtype=np.float64).reshape(-1, 1)
+    return feed
+
+
+def _onnx_input_types(source) -> list[tuple[str, bool]]:
+    """``[(input name, takes text)]`` of an ONNX file or an onnxruntime session."""
+    if hasattr(source, "get_inputs"):
+        return [(i.name, i.type == "tensor(string)") for i in source.get_inputs()]
+    import onnx
+
+    graph = onnx.load(os.fspath(source), load_external_data=False).graph
+    return [(i.name, i.type.tensor_type.elem_type == onnx.TensorProto.STRING) for i in graph.input]

@@ -196,6 +196,7 @@ class RunReport:
         settings: name → value (optimizer, epochs, seed, ...).
         files: what the run wrote, name → path.
         best_epoch: the 0-based epoch whose weights were kept, or None.
+        doctor_plot: the training doctor's evidence (``Diagnosis.figure()``) as a data URI, or None.
     """
 
     title: str
@@ -215,6 +216,7 @@ class RunReport:
     settings: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
     best_epoch: int | None = None
+    doctor_plot: str | None = None
 
 
 # ----------------------------------------------------------------------------- plots
@@ -252,6 +254,12 @@ def plot_curves(history: dict, best_epoch: int | None) -> str:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _png(fig)
+
+
+def plot_doctor(diagnosis) -> str | None:
+    """The training doctor's evidence figure as a data URI, or None without a record (diagnostics off)."""
+    figure = getattr(diagnosis, "figure", None)
+    return _png(figure()) if figure is not None and getattr(diagnosis, "record", None) is not None else None
 
 
 def plot_predicted_vs_actual(y_true, y_pred, target: str) -> str:
@@ -355,6 +363,10 @@ def _section(run: RunReport) -> str:
         parts.append('<ul class="findings">' + "".join(f"<li>{_e(f)}</li>" for f in run.findings) + "</ul>")
     else:
         parts.append('<p class="muted">No problems found.</p>')
+    if run.doctor_plot:
+        alt = ("the doctor's evidence: loss with finding epochs, gradient norms, dead or saturated units, "
+               "update ratios")
+        parts.append(f'<div class="plots doctor">{_image(run.doctor_plot, alt)}</div>')
     if run.notes:
         notes = "".join(f"<li>{_e(note)}</li>" for note in run.notes)
         parts.append(f"<h3>Notes on the data</h3><ul>{notes}</ul>")

@@ -52,6 +52,8 @@ import numpy as np
 import safetensors
 import torch
 
+from . import keras_files
+from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
@@ -116,7 +118,10 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
     path = os.fspath(filepath)
     _check_overwrite(path, overwrite)
     header, tensors = model_state(model)
-    write_container(path, header, tensors)
+    if keras_files.suffix_kind(path):  # .keras, .h5: Keras's own formats
+        keras_files.write_model(path, header, tensors)
+    else:
+        write_container(path, header, tensors)
 
 
 def model_state(model) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -147,12 +152,12 @@ def model_state(model) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def _compile_config(model) -> dict | None:
-    if model.optimizer is None or model.loss is None:
+    if model.optimizer is None or model.compiled_loss is None:
         return None
     try:
         return {
             "optimizer": optimizers_module.serialize(model.optimizer),
-            "loss": losses_module.serialize(model.loss),
+            "loss": losses_module.serialize(model.compiled_loss),
             "metrics": [metrics_module.serialize(m) for m in model.metrics_identifiers],
             "loss_weights": model.loss_weights,
             "precision": getattr(model, "precision", "32-true"),
@@ -192,6 +197,9 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     """
     path = os.fspath(filepath)
     _check_overwrite(path, overwrite)
+    if keras_files.suffix_kind(path) == "h5":  # Keras's weight files: .weights.h5 and legacy .h5
+        keras_files.write_weights(path, *model_state(model))
+        return
     order = [[layer.name, type(layer).__name__] for layer in model.layers]
     metadata = {"format": "trainwell.weights", "layers": json.dumps(order)}
     save_tensors(path, {f"{LAYERS}{k}": w for k, w in _named_weights(model).items()}, metadata)
@@ -217,7 +225,7 @@ class ModelFile:
     config: dict
 
 
-def read_model_file(filepath, *, max_params: int = MAX_PARAMS) -> ModelFile:
+def read_model_file(filepath, *, compile: bool = True, max_params: int = MAX_PARAMS) -> ModelFile:
     """Read a file written by ``model.save`` and check everything before anything is built.
 
     Layer types, a parameter count computed from the config (refused above ``max_params`` before any
@@ -226,7 +234,9 @@ def read_model_file(filepath, *, max_params: int = MAX_PARAMS) -> ModelFile:
     ``restore_model`` fills it.
 
     Args:
-        filepath: a file written by ``model.save``.
+        filepath: a file written by ``model.save``, or a Keras ``.keras``/``.h5`` model file (told by
+            its content; ``keras_files`` turns it into the same header and tensors).
+        compile: read the compile settings and optimizer state (a Keras file's are otherwise not read).
         max_params: refuse configs declaring more weight elements than this (default 2**31).
 
     Returns:
@@ -238,7 +248,11 @@ def read_model_file(filepath, *, max_params: int = MAX_PARAMS) -> ModelFile:
             weights that disagree with the config, or absurd sizes; the message names the entry.
     """
     path = os.fspath(filepath)
-    header, tensors = read_container(path)
+    # A Keras file (told by its content) becomes the same header and tensors, checked the same way.
+    if keras_files.detect(path):
+        header, tensors = keras_files.read_model(path, compile)
+    else:
+        header, tensors = read_container(path)
     with file_errors(path):
         config = model_config(path, header)
         stack = [layer_from(path, i, entry) for i, entry in enumerate(config["layers"])]
@@ -308,8 +322,9 @@ def saved_history(saved: ModelFile) -> dict | None:
 def _compile_from(path: str, model, header: dict, tensors: dict) -> None:
     settings = header["compile"]
     try:
-        model.compile(optimizer=optimizers_module.get(settings["optimizer"]), loss=settings["loss"],
-                      metrics=settings.get("metrics") or None, loss_weights=settings.get("loss_weights"),
+        model.compile(optimizer=optimizers_module.get(settings["optimizer"]),
+                      loss=losses_module.get(settings["loss"]), metrics=settings.get("metrics") or None,
+                      loss_weights=settings.get("loss_weights"),
                       precision=settings.get("precision"))  # absent in files written before it was kept
     except Exception as exc:  # unknown names, bad arguments: the component's message says which
         raise ModelFileError(f"{path}: header entry `compile` cannot be restored: {exc}") from exc
@@ -391,8 +406,11 @@ def load_weights(model, filepath) -> None:
     if not model.built:
         raise ModelFileError(f"{path}: model '{model.name}' is not built, so its weights do not exist yet. "
                              "Give the first layer an input_shape (or call model.build(input_shape)) first.")
-    found, order = _read_weights(path)
-    found = _match_layer_names(found, order, model)
+    if keras_files.detect(path):
+        found = keras_files.read_weights(path, [layers_module.serialize(layer) for layer in model.layers])
+    else:
+        found, order = _read_weights(path)
+        found = _match_layer_names(found, order, model)
     weights = _named_weights(model)
     match_weights(path, {LAYERS + k: tuple(w.shape) for k, w in weights.items()}, found)
     for key, weight in weights.items():

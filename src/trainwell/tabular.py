@@ -50,7 +50,7 @@ MAX_CLASS_VALUES = 10
 # A text column where at least this share of values parse as numbers is "numbers with typos".
 NUMERIC_TEXT_SHARE = 0.9
 DEFAULT_MAX_CATEGORIES = 50
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 SHOWN_ROWS = 5
 
 
@@ -75,6 +75,12 @@ def _category_key(value) -> str | None:
 def _keys(series: pd.Series) -> pd.Series:
     """``_category_key`` of every value (object Series, None where missing)."""
     return series.astype(object).map(_category_key)
+
+
+def category_text(series: pd.Series) -> pd.Series:
+    """The text each value is one-hot encoded under ('' where missing): an exported ONNX file's input."""
+    keys = _keys(series)
+    return keys.where(keys.notna(), "")
 
 
 def _json_value(value):
@@ -347,13 +353,18 @@ class Preprocessor:
       columns whose values all differ (identifiers), and other dtypes (dates, ...).
 
     The target keeps its units for regression (float32) and becomes class indices 0..k-1 for
-    classification, with ``classes`` the sorted labels. Rows with a missing target are left out of
+    classification, with ``classes`` the sorted labels. A regression target is also standardised
+    for training (``to_training_scale``, with the training mean and std kept in ``target_scale``):
+    a target in the thousands makes the first losses millions and the gradients huge, so the
+    network trains on ``(y - mean) / std`` and ``inverse_transform_target`` turns its outputs back
+    into the target's units. Rows with a missing target are left out of
     ``fit``; drop them from other frames with ``drop_missing_target``.
 
     Args:
         target: name of the target column, or None for features only.
         task: ``'regression'``, ``'classification'`` or None to detect it (``detect_task``).
         max_categories: the most one-hot columns per categorical column.
+        scale_target: standardise a regression target for training (True) or keep its units.
 
     Example:
         >>> df = pd.DataFrame({"age": [20.0, None, 40.0], "city": ["A", "B", "A"], "y": [1.0, 2.5, 4.0]})
@@ -363,7 +374,8 @@ class Preprocessor:
         (['age', 'age_missing', 'city=A', 'city=B'], 'regression')
     """
 
-    def __init__(self, target=None, task: str | None = None, max_categories: int = DEFAULT_MAX_CATEGORIES):
+    def __init__(self, target=None, task: str | None = None, max_categories: int = DEFAULT_MAX_CATEGORIES,
+                 scale_target: bool = True):
         if target is not None:
             _json_name(target, "Preprocessor: `target`")
         if task is not None and task not in TASKS:
@@ -372,7 +384,9 @@ class Preprocessor:
         self.task = task
         self._task_argument = task
         self.max_categories = check_positive_int(max_categories, "max_categories", "Preprocessor")
+        self.scale_target = bool(scale_target)
         self.classes: list | None = None
+        self.target_scale: dict | None = None  # {"mean", "std"} of a standardised regression target
         self.columns: list[dict] | None = None
         self.notes: list[str] = []
 
@@ -396,7 +410,7 @@ class Preprocessor:
         notes: list[str] = []
         if df.empty:
             raise DataError("Preprocessor.fit: the DataFrame has no rows. Pass the training rows.")
-        task, classes = None, None
+        task, classes, scale = None, None, None
         if self.target is not None:
             df, n_dropped = self.drop_missing_target(df)
             if df.empty:
@@ -404,6 +418,8 @@ class Preprocessor:
             if n_dropped:
                 notes.append(f"dropped {n_dropped} row(s) whose target {self.target!r} is missing")
             task, classes = self._fit_target(df[self.target], notes)
+            if task == "regression" and self.scale_target:
+                scale = _target_scale(df[self.target], notes, self.target)
         features = [name for name in df.columns if name != self.target]
         columns = [_fit_column(name, df[name], self.max_categories, notes) for name in features]
         if all(spec["kind"] == "dropped" for spec in columns):
@@ -412,6 +428,7 @@ class Preprocessor:
                 f"Add columns with numbers or categories."
             )
         self.task, self.classes, self.columns, self.notes = task, classes, columns, notes
+        self.target_scale = scale
         return self
 
     def _fit_target(self, series: pd.Series, notes: list) -> tuple[str, list | None]:
@@ -543,6 +560,21 @@ class Preprocessor:
             )
         return codes.to_numpy(dtype=np.int64)
 
+    def to_training_scale(self, y) -> np.ndarray:
+        """What the network trains on: ``(y - mean) / std`` for a standardised regression target.
+
+        Args:
+            y: target values in their units (``transform_target``'s output).
+
+        Returns:
+            float32 array of the same shape; ``y`` unchanged when the target is not standardised.
+        """
+        self._check_fitted("to_training_scale")
+        if self.target_scale is None:
+            return np.asarray(y)
+        scale = self.target_scale
+        return ((np.asarray(y, dtype=np.float64) - scale["mean"]) / scale["std"]).astype(np.float32)
+
     def known_target_rows(self, y) -> np.ndarray:
         """Boolean mask, shape (n,): rows whose target is present and (classification) a known class.
 
@@ -566,7 +598,8 @@ class Preprocessor:
         """Model outputs → target values: class labels for classification, values for regression.
 
         Args:
-            y_pred: regression: shape (n,) or (n, 1). Classification: probabilities of shape
+            y_pred: regression: shape (n,) or (n, 1), on the training scale (``to_training_scale``).
+                Classification: probabilities of shape
                 (n, n_classes) (argmax), or for two classes one probability per row, shape (n,)
                 or (n, 1) (class 1 when > 0.5, Keras's threshold), or int class indices (n,).
 
@@ -583,7 +616,10 @@ class Preprocessor:
             if not single:
                 raise DataError(f"Preprocessor.inverse_transform_target: expected shape (n,) or (n, 1), "
                                 f"received {pred.shape}.")
-            return pred.reshape(-1).astype(np.float32)
+            values = pred.reshape(-1).astype(np.float64)
+            if self.target_scale is not None:  # back from the standardised training scale
+                values = values * self.target_scale["std"] + self.target_scale["mean"]
+            return values.astype(np.float32)
         k = len(self.classes)
         is_index = pred.ndim == 1 and np.issubdtype(pred.dtype, np.integer)
         if is_index and (pred.size == 0 or (pred.min() >= 0 and pred.max() < k)):
@@ -635,6 +671,7 @@ class Preprocessor:
             "task": self.task,
             "max_categories": self.max_categories,
             "classes": None if self.classes is None else list(self.classes),
+            "target_scale": None if self.target_scale is None else dict(self.target_scale),
             "columns": None if self.columns is None else [_copy_spec(spec) for spec in self.columns],
             "notes": list(self.notes),
         }
@@ -665,6 +702,8 @@ class Preprocessor:
                 )
         pre = cls(target=config["target"], task=config["task"], max_categories=config["max_categories"])
         pre.classes = None if config["classes"] is None else list(config["classes"])
+        pre.target_scale = _checked_scale(config.get("target_scale"))  # absent from version 1 files
+        pre.scale_target = pre.target_scale is not None
         pre.columns = None if config["columns"] is None else [_copy_spec(spec) for spec in config["columns"]]
         pre.notes = list(config.get("notes", []))
         return pre
@@ -672,6 +711,29 @@ class Preprocessor:
     def __repr__(self) -> str:
         state = f"{self.n_features_out} features out" if self.columns is not None else "not fitted"
         return f"Preprocessor(target={self.target!r}, task={self.task!r}, {state})"
+
+
+def _target_scale(series: pd.Series, notes: list, target) -> dict:
+    """Mean and std (ddof=0) of a regression target's training values; std 1 for a constant target."""
+    values = _numbers(series, f"Preprocessor.fit: target column {target!r}").astype(np.float64)
+    mean, std = float(values.mean()), float(values.std())
+    std = std if std > 1e-12 * max(1.0, abs(mean)) else 1.0
+    notes.append(f"target {target!r} standardised for training (mean {mean:.4g}, std {std:.4g}); "
+                 f"predictions and metrics are in its units")
+    return {"mean": mean, "std": std}
+
+
+def _checked_scale(scale) -> dict | None:
+    """A stored target scale, checked: None, or finite numbers with a positive std."""
+    if scale is None:
+        return None
+    ok = isinstance(scale, dict) and all(isinstance(scale.get(k), (int, float)) for k in ("mean", "std"))
+    if not ok or not (np.isfinite(scale["mean"]) and np.isfinite(scale["std"]) and scale["std"] > 0):
+        raise ConfigError(
+            f"Preprocessor.from_config: `target_scale` expects {{'mean': number, 'std': positive number}}, "
+            f"received {describe(scale)}. Pass get_config()'s dict, or retrain the model."
+        )
+    return {"mean": float(scale["mean"]), "std": float(scale["std"])}
 
 
 def _copy_spec(spec: dict) -> dict:

@@ -63,7 +63,7 @@ def fused_loss(model) -> tuple[object, bool]:
     1e-7 instead; results differ only beyond that clip. The loop, the doctor's probes and the
     learning-rate finder all take the loss from here, so they see the same gradients.
     """
-    loss = model.loss
+    loss = model.compiled_loss
     last = model.layers[-1]
     act = getattr(last, "activation_name", None) if hasattr(last, "linear") else None
     kind = losses_module.kind(loss)
@@ -146,8 +146,8 @@ class BatchStepCache:
     @staticmethod
     def _key(model, weighted: bool) -> tuple:
         # The optimizer's iteration count tells whether anything else (a fit) stepped in between.
-        return (model._version, model.optimizer, model.optimizer.iterations, model.loss, model.loss_weights,
-                tuple(map(id, model.compiled_metrics)), model.precision, weighted)
+        return (model._version, model.optimizer, model.optimizer.iterations, model.compiled_loss,
+                model.loss_weights, tuple(map(id, model.compiled_metrics)), model.precision, weighted)
 
     def get(self, model, weighted: bool):
         """The StepContext and step for one ``train_on_batch`` call."""
@@ -404,6 +404,7 @@ def _make_callbacks(model, callbacks, verbose, epochs, steps, diagnostics, docto
     extra = []
     monitor = _diagnostics_callback(model, diagnostics, doctor, data)
     if monitor is not None:
+        monitor.peers = user  # the doctor reads what they did (EarlyStopping restoring the best weights)
         extra.append(monitor)
     if verbose:
         extra.append(ProgbarLogger(verbose=verbose))

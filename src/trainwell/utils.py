@@ -1,8 +1,11 @@
-"""Small helpers with Keras's names: ``to_categorical``, ``set_random_seed``, ``clear_session``."""
+"""Small helpers with Keras's names: ``to_categorical``, ``normalize``, ``set_random_seed``,
+``clear_session``; ``np_utils`` is Keras 2's module of the first two."""
 
 from __future__ import annotations
 
 import random
+import sys
+import types
 
 import numpy as np
 import torch
@@ -46,6 +49,26 @@ def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.nda
     out = np.zeros(labels.shape + (int(num_classes),), dtype=dtype)
     np.put_along_axis(out, labels[..., None], 1, axis=-1)
     return out
+
+
+def normalize(x, axis: int = -1, order: int = 2) -> np.ndarray:
+    """Scale ``x`` to unit ``order``-norm along ``axis`` (rows of zeros stay zeros).
+
+    Example:
+        >>> normalize([[3.0, 4.0], [0.0, 0.0]])
+        array([[0.6, 0.8],
+               [0. , 0. ]])
+    """
+    x = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+    norm = np.atleast_1d(np.linalg.norm(x, order, axis))
+    norm[norm == 0] = 1
+    return x / np.expand_dims(norm, axis)
+
+
+# Course solutions written for Keras 2 import `keras.utils.np_utils.to_categorical`.
+np_utils = types.ModuleType(__name__ + ".np_utils", "Keras 2 names: to_categorical, normalize.")
+np_utils.to_categorical, np_utils.normalize = to_categorical, normalize
+sys.modules[np_utils.__name__] = np_utils
 
 
 def set_random_seed(seed: int) -> None:

@@ -67,12 +67,15 @@ class CallbackList(Callback):
         self._introduce()
 
     def _introduce(self) -> None:
-        # BackupAndRestore saves and restores the state of the callbacks beside it, so at an
-        # epoch's end it runs after them (a stable sort keeps everyone else's order).
+        # At an epoch's end, callbacks that add to the logs (the learning-rate ones add
+        # 'learning_rate', as Keras's do) run first, so History and the others record it;
+        # BackupAndRestore saves and restores the state of the callbacks beside it, so it runs
+        # after them. A stable sort keeps everyone else's order.
         for callback in self.callbacks:
             if hasattr(callback, "set_siblings"):
                 callback.set_siblings(self.callbacks)
-        self._epoch_end_order = sorted(self.callbacks, key=lambda c: hasattr(c, "set_siblings"))
+        self._epoch_end_order = sorted(
+            self.callbacks, key=lambda c: (not getattr(c, "adds_to_logs", False), hasattr(c, "set_siblings")))
 
     def __iter__(self):
         return iter(self.callbacks)

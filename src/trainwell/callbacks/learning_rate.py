@@ -89,7 +89,10 @@ class ReduceLROnPlateau(MonitorCallback):
         """Whether a recent reduction is still cooling down."""
         return self.cooldown_counter > 0
 
+    adds_to_logs = True  # 'learning_rate': CallbackList runs it before History at an epoch's end
+
     def on_epoch_end(self, epoch, logs=None):
+        _log_learning_rate(self.model, logs)
         current = self._monitor_value(logs)
         if current is None:
             return
@@ -164,6 +167,18 @@ class LearningRateScheduler(Callback):
         optimizer.learning_rate = new_lr
         if self.verbose > 0:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
+
+    adds_to_logs = True  # 'learning_rate': CallbackList runs it before History at an epoch's end
+
+    def on_epoch_end(self, epoch, logs=None):
+        _log_learning_rate(self.model, logs)
+
+
+def _log_learning_rate(model, logs) -> None:
+    # As Keras 3: the rate this epoch trained with joins the epoch's logs, so History gets a
+    # 'learning_rate' list (and CSVLogger a column) whenever a learning-rate callback runs.
+    if logs is not None:
+        logs["learning_rate"] = float(model.optimizer.learning_rate)
 
 
 def _accepts_two_args(fn) -> bool:

@@ -18,19 +18,25 @@ from __future__ import annotations
 
 from .checkup import diagnose
 from .detectors import DETECTORS, detector, run_detectors
+from .evidence import Diagnosis
 from .findings import CODES, SEVERITIES, Finding, format_findings
+from .fixes import REPAIRS
 from .lr_finder import LRFinderResult, find_learning_rate
 from .monitor import TrainingMonitor, monitor_for_fit, probe_epochs
 from .record import LayerInfo, Probe, RunRecord
+from .repair import RepairResult, repair
 
 __all__ = [
     "CODES",
     "DETECTORS",
+    "Diagnosis",
     "SEVERITIES",
     "Finding",
     "LRFinderResult",
     "LayerInfo",
     "Probe",
+    "REPAIRS",
+    "RepairResult",
     "RunRecord",
     "TrainingMonitor",
     "detector",
@@ -39,5 +45,6 @@ __all__ = [
     "format_findings",
     "monitor_for_fit",
     "probe_epochs",
+    "repair",
     "run_detectors",
 ]

@@ -74,7 +74,11 @@ def loss_output_mismatch(record: RunRecord) -> list[Finding]:
 
 
 def _mismatch(record: RunRecord, severity: str, evidence: dict, message: str, fix: str) -> list[Finding]:
-    return [Finding("loss_output_mismatch", severity, record.output.name, evidence, message, fix)]
+    return [
+        Finding(
+            "loss_output_mismatch", severity, record.output.name, evidence, message, fix, ("match_output",)
+        )
+    ]
 
 
 def _continuous_target(record: RunRecord, evidence: dict) -> list[Finding]:
@@ -138,16 +142,77 @@ def unscaled_inputs(record: RunRecord) -> list[Finding]:
         "median_std": typical,
         "largest_std_ratio": max(record.x_std) / typical,
     }
+    if _pixels(record):
+        fix = (
+            "Divide the pixels by 255 inside the model: put Normalization(mean=0.0, variance=255.0**2) "
+            "first. Not Normalization().adapt(X): pixels that are constant in the training images get "
+            "a std of almost 0 and blow up on new images."
+        )
+    else:
+        fix = (
+            "Standardise the inputs inside the model: norm = Normalization(); norm.adapt(X_train); "
+            "then put norm first: Sequential([Input(shape=(n_features,)), norm, Dense(...), ...])."
+        )
     return [
         Finding(
             "unscaled_inputs",
             "warning",
             None,
-            evidence,
+            {**evidence, "pixels": _pixels(record)},
             f"Input features are on very different or large scales: {described}{more}, while the "
             f"median feature's std is {typical:.3g}. Large inputs saturate or kill units and force a small "
             "learning rate.",
-            "Standardise the inputs inside the model: norm = Normalization(); norm.adapt(X_train); "
-            "then put norm first: Sequential([Input(shape=(n_features,)), norm, Dense(...), ...]).",
+            fix,
+            repairs=("normalize_inputs",),
+        )
+    ]
+
+
+PIXEL_COLUMNS = 64
+"""Inputs of at least this many columns, all whole numbers in [0, 255], are taken as pixels."""
+
+
+def _pixels(record: RunRecord) -> bool:
+    return (
+        record.x_integer
+        and record.n_features >= PIXEL_COLUMNS
+        and record.x_min >= 0
+        and 1 < record.x_max <= 255
+    )
+
+
+TARGET_SIZE = 100.0
+"""A regression target whose typical magnitude sqrt(mean² + std²) reaches this is 'unscaled': a freshly
+initialised network outputs values of about 1, so it must first grow its weights a hundredfold."""
+
+
+@detector
+def unscaled_target(record: RunRecord) -> list[Finding]:
+    """A regression target far from the scale of about 1 a fresh network outputs."""
+    if record.loss_kind != "regression" or not math.isfinite(record.y_std):
+        return []
+    size = math.hypot(record.y_mean, record.y_std)
+    if size < TARGET_SIZE:
+        return []
+    start = record.first_probe.loss if record.first_probe else math.nan
+    evidence = {
+        "y_mean": record.y_mean,
+        "y_std": record.y_std,
+        "loss_before_training": start,
+        "constant_prediction_loss": record.baseline_loss,
+    }
+    at_start = f"the loss starts at {start:.3g}, " if math.isfinite(start) else ""
+    return [
+        Finding(
+            "unscaled_target",
+            "warning",
+            None,
+            evidence,
+            f"The target's scale is far from the network's (mean {record.y_mean:.4g}, std "
+            f"{record.y_std:.4g}): {at_start}the gradients are huge and the output layer must first "
+            "grow its weights by orders of magnitude; units die and the learning rate looks too high.",
+            "Standardise the target: train on (y - y.mean()) / y.std() and turn predictions back with "
+            "y_pred * std + mean (`trainwell train` does this by default).",
+            repairs=("standardize_target",),
         )
     ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 # Import order is run order: static checks, then the network's internals, then the curves, so that
 # later detectors can tell whether an earlier finding already explains what they see.
-from .data_checks import loss_output_mismatch, unscaled_inputs
+from .data_checks import loss_output_mismatch, unscaled_inputs, unscaled_target
 from .network_checks import dead_units, exploding_gradients, vanishing_gradients
 from .registry import DETECTORS, detector, run_detectors
 from .training_checks import lr_too_high, lr_too_low, overfitting, stalled, underfitting
@@ -37,5 +37,6 @@ __all__ = [
     "stalled",
     "underfitting",
     "unscaled_inputs",
+    "unscaled_target",
     "vanishing_gradients",
 ]

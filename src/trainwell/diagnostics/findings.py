@@ -22,6 +22,7 @@ CODES = (
     "lr_too_high",
     "lr_too_low",
     "unscaled_inputs",
+    "unscaled_target",
     "overfitting",
     "underfitting",
     "loss_output_mismatch",
@@ -42,6 +43,10 @@ class Finding:
         evidence: the numbers behind the finding, as a dict of JSON-friendly values.
         message: what is wrong, in plain words, with the key numbers.
         fix: what to change, concretely (argument names and values).
+        repairs: the names of the changes ``model.repair`` can apply for this finding, in the
+            fix's order of preference (see ``trainwell.diagnostics.fixes.REPAIRS``).
+        caused_by: the code of the finding this one follows from (its root cause), or None for a
+            root. Set by the doctor (``causes.link_causes``): fix the root first.
 
     Raises:
         ConfigError: for an unknown severity.
@@ -59,6 +64,8 @@ class Finding:
     evidence: dict = field(default_factory=dict)
     message: str = ""
     fix: str = ""
+    repairs: tuple[str, ...] = ()
+    caused_by: str | None = None
 
     def __post_init__(self):
         if self.severity not in SEVERITIES:
@@ -78,7 +85,8 @@ class Finding:
 
     def __str__(self) -> str:
         where = f" (layer '{self.layer}')" if self.layer else ""
-        return f"[{self.severity}] {self.code}{where}: {self.message} Fix: {self.fix}"
+        cause = f" (caused by {self.caused_by})" if self.caused_by else ""
+        return f"[{self.severity}] {self.code}{where}{cause}: {self.message} Fix: {self.fix}"
 
 
 def _jsonable(value):
@@ -100,6 +108,9 @@ def sort_findings(findings) -> list[Finding]:
 def format_findings(findings, limit: int = 5) -> str:
     """The printed summary: a header and two lines per warning or error; '' when there is none.
 
+    Linked findings (``caused_by`` set) are printed in their order, each root cause first and its
+    consequences indented under it.
+
     Args:
         findings: a list of ``Finding``.
         limit: show at most this many problems (the rest are counted).
@@ -111,13 +122,19 @@ def format_findings(findings, limit: int = 5) -> str:
         >>> format_findings([])
         ''
     """
-    problems = sort_findings([f for f in findings if f.is_problem])
+    problems = [f for f in findings if f.is_problem]
     if not problems:
         return ""
+    if not any(f.caused_by for f in problems):
+        problems = sort_findings(problems)  # not yet linked: errors first
     plural = "s" if len(problems) > 1 else ""
     lines = [f"Training doctor: {len(problems)} problem{plural} found (details in history.diagnosis)"]
     for f in problems[:limit]:
         where = f" [{f.layer}]" if f.layer else ""
+        if f.caused_by:  # a consequence: indented under its root, whose fix comes first
+            lines.append(f"    <- caused by {f.caused_by}: {f.severity.upper()} {f.code}{where}: {f.message}")
+            lines.append(f"        Fix (once {f.caused_by} is fixed, if it remains): {f.fix}")
+            continue
         lines.append(f"  {f.severity.upper()} {f.code}{where}: {f.message}")
         lines.append(f"      Fix: {f.fix}")
     if len(problems) > limit:

@@ -20,10 +20,12 @@ import math
 from .. import losses as losses_module
 from ..callbacks import Callback
 from .detectors import run_detectors
+from .evidence import Diagnosis
 from .findings import format_findings
 from .probes import (
     baseline_loss,
     describe_layers,
+    input_range,
     input_stats,
     kernel_snapshot,
     plan_probe,
@@ -34,7 +36,7 @@ from .probes import (
 )
 from .record import RunRecord
 
-MODES = ("auto", "full")
+MODES = ("auto", "full", "ends")
 
 
 def probe_epochs(first: int, last: int, mode: str = "auto") -> set[int]:
@@ -43,13 +45,15 @@ def probe_epochs(first: int, last: int, mode: str = "auto") -> set[int]:
     'auto' probes after epochs first + 0, 7, 63, 511 (offsets 8**k - 1) and after ``last``:
     about log8(epochs) probes, denser early when most problems show, so that the doctor costs a
     few percent of a fit (each probe costs about one forward and backward pass on 256 rows).
-    'full' probes every epoch up to 100 epochs, then about 100 evenly spaced ones.
+    'full' probes every epoch up to 100 epochs, then about 100 evenly spaced ones. 'ends' probes
+    none in between (only before and after training): for runs whose weights are out of the
+    model's reach while they train (``compare``'s batched runs).
 
     Example:
         >>> sorted(probe_epochs(0, 29))
         [0, 7, 29]
     """
-    if last < first:
+    if last < first or mode == "ends":
         return set()
     if mode == "full":
         stride = max(1, (last - first + 1) // 100)
@@ -65,7 +69,8 @@ class TrainingMonitor(Callback):
     """Collects the training doctor's evidence during ``fit``; ``findings()`` runs the detectors.
 
     Args:
-        mode: 'auto' (a few probes) or 'full' (a probe every epoch, up to about 100).
+        mode: 'auto' (a few probes), 'full' (a probe every epoch, up to about 100) or 'ends'
+            (before and after training only).
         data: ``(x_train, y_train, val)`` tensors on the model's device, as the loop holds them.
         detectors: the detector functions to run; ``DETECTORS`` by default.
 
@@ -90,6 +95,7 @@ class TrainingMonitor(Callback):
         self._probe_plan = None
         self._findings = None
         self._last_probed = None
+        self.peers = []  # the fit's other callbacks, set by the loop
 
     # -- hooks ------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -105,11 +111,11 @@ class TrainingMonitor(Callback):
         self._guard("on_train_end", self._end)
 
     # -- results ----------------------------------------------------------------------------
-    def findings(self) -> list:
-        """The findings of this fit (the detectors run once, on first call)."""
+    def findings(self) -> Diagnosis:
+        """The findings of this fit, with their evidence (the detectors run once, on first call)."""
         if self._findings is None:
             self._findings = run_detectors(self.record, self.detectors)
-        return list(self._findings)
+        return Diagnosis(self._findings, self.record)
 
     def summary(self) -> str:
         """The printed summary: a few lines per problem, '' for a healthy run."""
@@ -127,20 +133,21 @@ class TrainingMonitor(Callback):
         model, rec = self.model, self.record
         rec.steps_per_epoch = int((self.params or {}).get("steps", 0) or 0)
         rec.layers = describe_layers(model)
-        rec.loss_name = getattr(model.loss, "name", type(model.loss).__name__)
-        rec.loss_kind = losses_module.kind(model.loss)
-        rec.from_logits = bool(getattr(model.loss, "from_logits", False))
+        rec.loss_name = getattr(model.compiled_loss, "name", type(model.compiled_loss).__name__)
+        rec.loss_kind = losses_module.kind(model.compiled_loss)
+        rec.from_logits = bool(getattr(model.compiled_loss, "from_logits", False))
         rec.optimizer = type(model.optimizer).__name__
         rec.n_params = sum(p.numel() for p in model.trainable_parameters())
         if self.x is None:
             return
         rec.n_train, rec.n_features = int(self.x.shape[0]), int(self.x.shape[-1])
         rec.x_mean, rec.x_std, rec.inputs_normalized_in_model = input_stats(model, self.x)
-        for key, value in target_stats(self.y).items():
+        for key, value in {**input_range(self.x), **target_stats(self.y)}.items():
             setattr(rec, key, value)
         rows = probe_rows(self.x.shape[0], device=self.x.device)
         self._probe_x, self._probe_y = self.x[rows], self.y[rows]
         rec.baseline_loss = baseline_loss(model, self._probe_y, rec.loss_kind)
+        rec.penalty_start = regularization_penalty(model)
         self._probe(-1)
 
     def _epoch_begin(self, epoch: int) -> None:
@@ -158,6 +165,7 @@ class TrainingMonitor(Callback):
 
     def _end(self) -> None:
         self.record.stopped_early = bool(getattr(self.model, "stop_training", False))
+        self.record.restored_epoch = restored_epoch(self.peers)
         # A last probe of the final weights, unless the last epoch was just probed.
         if self.record.epochs and self._last_probed != self.record.epochs[-1]:
             self._probe(self.record.epochs[-1])
@@ -182,6 +190,25 @@ class TrainingMonitor(Callback):
             take_probe(self.model, self._probe_x, self._probe_y, epoch, self._probe_plan)
         )
         self._last_probed = epoch
+
+
+def restored_epoch(callbacks) -> int | None:
+    """The epoch whose weights an EarlyStopping(restore_best_weights=True) put back at the end, or None."""
+    for cb in callbacks:
+        if getattr(cb, "restore_best_weights", False) and getattr(cb, "best_weights", None) is not None:
+            return int(cb.best_epoch)
+    return None
+
+
+def regularization_penalty(model) -> float:
+    """The regularizers' penalty on the current weights (0.0 without regularizers)."""
+    terms = [p for layer in model.layers if (p := _penalty(layer)) is not None]
+    return float(sum(term.detach() for term in terms)) if terms else 0.0
+
+
+def _penalty(layer):
+    fn = getattr(layer, "regularization_loss", None)
+    return fn() if fn is not None else None
 
 
 def _learning_rate(model) -> float:

@@ -31,11 +31,6 @@ def dead_units(record: RunRecord) -> list[Finding]:
         since = _dead_since(record, name, n_dead)
         severity = "error" if n_dead == n else "warning"
         lr = record.learning_rate
-        lower = (
-            f"e.g. learning_rate={_lower_lr(lr, record.optimizer):g}"
-            if math.isfinite(lr)
-            else "e.g. 10x lower"
-        )
         evidence = {
             "dead": n_dead,
             "units": n,
@@ -44,6 +39,7 @@ def dead_units(record: RunRecord) -> list[Finding]:
             "dead_by_epoch": None if since < 0 else since + 1,
             "learning_rate": lr,
         }
+        fix, repairs = _dead_fix(record, died, lr)
         found.append(
             Finding(
                 "dead_units",
@@ -54,11 +50,29 @@ def dead_units(record: RunRecord) -> list[Finding]:
                 f"({'from the start' if since < 0 else f'dead by epoch {since + 1}'}; {died} of them were "
                 "alive at the start). Dead units get no gradient and "
                 "never recover.",
-                f"Lower the learning rate ({lower}), use kernel_initializer='he_uniform' with "
-                "bias_initializer='zeros', or activation='leaky_relu'.",
+                fix,
+                repairs=repairs,
             )
         )
     return found
+
+
+def _dead_fix(record: RunRecord, died: int, lr: float) -> tuple[str, tuple[str, ...]]:
+    """The fix for dead units: a lower rate only when units died during training (else it cannot help)."""
+    init = (
+        "use kernel_initializer='he_uniform' with bias_initializer='zeros' (the default initializers "
+        "for ReLU)"
+    )
+    if died == 0:  # dead from the first step: the initialisation did it, at any learning rate
+        return f"Units were dead before training: {init}, or activation='leaky_relu'.", (
+            "default_initializers",
+        )
+    lower = f"learning_rate={_lower_lr(lr, record.optimizer):g}" if math.isfinite(lr) else "10x lower"
+    return (
+        f"Lower the learning rate ({lower}; the units died during training), {init}, or "
+        "activation='leaky_relu'.",
+        ("lower_learning_rate", "default_initializers"),
+    )
 
 
 def _dead_since(record: RunRecord, name: str, n_dead_end: int) -> int:
@@ -78,6 +92,8 @@ SIGNAL_GROWTH = 1e2
 """The same ratio above which gradients explode."""
 SATURATED_FRACTION = 0.5
 """A tanh/sigmoid hidden layer with at least this fraction of outputs on its flat part is saturated."""
+SATURATION_SHRINK = 0.1
+"""Saturation is reported only when the first Dense layer's gradient is below this fraction of the last's."""
 GRAD_TO_WEIGHT = 1e3
 """A kernel gradient this many times larger than the kernel itself (norms) has exploded."""
 
@@ -109,44 +125,106 @@ def _signal_evidence(record: RunRecord, ratio: float) -> dict:
 
 @detector
 def exploding_gradients(record: RunRecord) -> list[Finding]:
-    """Gradients that grow by orders of magnitude towards the input or over time, or become inf/NaN."""
+    """Gradients that grow by orders of magnitude towards the input or over time, or become inf/NaN.
+
+    ``evidence['at_start']`` says whether they were already too large before the first step: then the
+    initialisation is the cause (a lower learning rate does not help), else the steps made them so.
+    """
     ratios = _signal_ratios(record)
-    if ratios and statistics.median(ratios) > SIGNAL_GROWTH:
-        ratio = statistics.median(ratios)
+    first = record.first_probe
+    # Growth before the first step is the initialisation's doing, even if the optimiser (Adam's
+    # per-weight scaling) tames it later; growth in most probes is a problem at any time.
+    at_start = bool(ratios and ratios[0] > SIGNAL_GROWTH and first is not None and first.epoch < 0)
+    if ratios and (statistics.median(ratios) > SIGNAL_GROWTH or at_start):
+        ratio = ratios[0] if at_start else statistics.median(ratios)
+        evidence = {**_signal_evidence(record, ratio), "at_start": at_start}
         return [
             Finding(
                 "exploding_gradients",
                 "warning",
                 None,
-                _signal_evidence(record, ratio),
-                f"Gradients grow {ratio:.2g}x from the last Dense layer back to the first: each "
-                "layer "
-                "amplifies them, so early layers take huge, unstable steps.",
-                _EXPLODING_FIX,
+                evidence,
+                f"Gradients grow {ratio:.2g}x from the last Dense layer back to the first"
+                f"{' from the start' if at_start else ''}: each layer amplifies them, so the early "
+                "layers take huge, unstable steps.",
+                *_exploding_fix(record, at_start),
             )
         ]
     broken = [p for p in record.probes if p.weights_finite and not p.grads_finite]
     if broken:
+        at_start = broken[0].epoch < 0
         return [
             Finding(
                 "exploding_gradients",
                 "error",
                 None,
-                {"epoch": broken[0].epoch + 1},
+                {"epoch": broken[0].epoch + 1, "at_start": at_start},
                 f"Gradients became inf or NaN at {_epoch(broken[0].epoch)} while the weights were "
                 "still finite.",
-                _EXPLODING_FIX,
+                *_exploding_fix(record, at_start),
             )
         ]
-    return _oversized_gradients(record)
+    return _oversized_gradients(record) or _large_initial_outputs(record)
 
 
-_EXPLODING_FIX = (
-    "Clip the gradients (e.g. optimizer=Adam(clipnorm=1.0)), keep the default "
-    "kernel_initializer='glorot_uniform' (he_uniform for relu) instead of large initial "
-    "weights, "
-    "and lower the learning rate 10x."
+START_LOSS = 20.0
+"""A loss before training this many times the constant-prediction loss, from non-default initial
+weights, means the outputs (and so the gradients) start far too large. Healthy course runs start
+at 1-6 times it (wages' unscaled target gives the 6)."""
+DEFAULT_INITIALIZERS = (
+    "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunNormal", "LecunUniform"
 )
+
+
+def _large_initial_outputs(record: RunRecord) -> list[Finding]:
+    first = record.first_probe
+    custom = [layer.name for layer in record.dense_layers
+              if layer.initializer is not None and layer.initializer not in DEFAULT_INITIALIZERS]
+    if first is None or first.epoch >= 0 or not custom or not record.baseline_loss > 0:
+        return []
+    ratio = first.loss / record.baseline_loss
+    if not ratio >= START_LOSS:  # also False for nan
+        return []
+    evidence = {"loss_before_training": first.loss, "constant_prediction_loss": record.baseline_loss,
+                "ratio": ratio, "layers": custom, "at_start": True,
+                "kernel_grad_norms": dict(first.grad_norms), "kernel_norms": dict(first.weight_norms)}
+    return [
+        Finding(
+            "exploding_gradients",
+            "warning",
+            None,
+            evidence,
+            f"Before training the loss is {ratio:.3g} times that of a constant prediction "
+            f"({first.loss:.4g} vs {record.baseline_loss:.4g}): the initial weights of "
+            f"{', '.join(custom)} make the outputs, "
+            "and with them the gradients, far too large.",
+            *_exploding_fix(record, True),
+        )
+    ]
+
+
+def _exploding_fix(record: RunRecord, at_start: bool) -> tuple[str, str, tuple[str, ...]]:
+    """(fix, repairs): the initialisation first when the gradients were too large before any step."""
+    large_init = [
+        layer.name
+        for layer in record.dense_layers
+        if layer.initializer not in (None, *DEFAULT_INITIALIZERS)
+    ]
+    if at_start:
+        which = f" (layers {', '.join(large_init)} use another)" if large_init else ""
+        return (
+            f"Use the default initializers{which}: kernel_initializer='glorot_uniform' "
+            "(he_uniform for relu) and bias_initializer='zeros'; clip the gradients too (e.g. "
+            "optimizer=Adam(clipnorm=1.0)). A lower learning rate alone does not help: the gradients "
+            "are too large before the first step.",
+            ("default_initializers", "clip_gradients"),
+        )
+    return (
+        "Clip the gradients (e.g. optimizer=Adam(clipnorm=1.0)) and lower the learning rate 10x; keep "
+        "the default kernel_initializer='glorot_uniform' (he_uniform for relu) instead of large "
+        "initial weights.",
+        ("clip_gradients", "lower_learning_rate"),
+    )
 
 
 def _oversized_gradients(record: RunRecord) -> list[Finding]:
@@ -160,34 +238,47 @@ def _oversized_gradients(record: RunRecord) -> list[Finding]:
             if probe.weight_norms.get(name, 0) > 0 and math.isfinite(g)
         }
         name = max(ratios, key=ratios.get, default=None)
-        if name is not None and probe.weights_finite and ratios[name] > GRAD_TO_WEIGHT:
-            evidence = {
-                "grad_norm": probe.grad_norms[name],
-                "weight_norm": probe.weight_norms[name],
-                "ratio": ratios[name],
-                "epoch": probe.epoch + 1,
-            }
-            return [
-                Finding(
-                    "exploding_gradients",
-                    "warning",
-                    name,
-                    evidence,
-                    f"At {_epoch(probe.epoch)} the kernel's gradient is {ratios[name]:.2g} times "
-                    "larger "
-                    f"than the kernel itself ({probe.grad_norms[name]:.3g} vs "
-                    f"{probe.weight_norms[name]:.3g}).",
-                    _EXPLODING_FIX,
-                )
-            ]
+        if name is None or not probe.weights_finite or ratios[name] <= GRAD_TO_WEIGHT:
+            continue
+        over = [layer for layer, r in ratios.items() if r > GRAD_TO_WEIGHT]
+        evidence = {
+            "grad_norm": probe.grad_norms[name],
+            "weight_norm": probe.weight_norms[name],
+            "ratio": ratios[name],
+            "ratios_by_layer": ratios,
+            "layers_over": over,
+            "epoch": probe.epoch + 1,
+            "at_start": probe.epoch < 0,
+        }
+        # Say what the evidence shows: one layer, several, or every layer.
+        where = (
+            "every layer's kernel gradient is"
+            if len(over) == len(ratios) and len(ratios) > 1
+            else f"the kernel gradient of {', '.join(over)} is"
+        )
+        return [
+            Finding(
+                "exploding_gradients",
+                "warning",
+                name if len(over) == 1 else None,
+                evidence,
+                f"At {_epoch(probe.epoch)} {where} over {GRAD_TO_WEIGHT:.0e} times larger than the kernel "
+                f"(largest: {name}, {probe.grad_norms[name]:.3g} vs {probe.weight_norms[name]:.3g}, "
+                f"{ratios[name]:.2g}x): one step throws the weights far away.",
+                *_exploding_fix(record, probe.epoch < 0),
+            )
+        ]
     return []
 
 
 @detector
 def vanishing_gradients(record: RunRecord) -> list[Finding]:
     """Gradients that shrink by orders of magnitude towards the input, or saturated tanh/sigmoid units."""
-    found = _saturation(record)
     ratios = _signal_ratios(record)
+    # Saturated units only matter when the gradient does shrink on its way back: in a shallow net
+    # whose first layer gets about the gradient of the last, saturation alone is no problem.
+    shrinks = not ratios or statistics.median(ratios) < SATURATION_SHRINK
+    found = _saturation(record) if shrinks else []
     # Dead ReLU layers also stop the gradient; dead_units already explains that.
     if ratios and not record.has("dead_units", "exploding_gradients"):
         ratio = statistics.median(ratios)
@@ -204,6 +295,7 @@ def vanishing_gradients(record: RunRecord) -> list[Finding]:
                     "Use activation='relu' with kernel_initializer='he_uniform' in the hidden layers, keep "
                     "the default glorot_uniform rather than tiny initial weights, use fewer layers, or add "
                     "BatchNormalization() between them.",
+                    repairs=("relu_activations", "default_initializers"),
                 ),
             )
     return found
@@ -226,7 +318,8 @@ def _saturation(record: RunRecord) -> list[Finding]:
                     f"{fraction:.0%} of its {act} outputs sit on the flat part of the curve, where the "
                     "gradient is almost zero.",
                     "Scale the inputs (a Normalization layer first), keep the default glorot_uniform "
-                    "initialisation, lower the learning rate, or use activation='relu'.",
+                    "initialisation, or use activation='relu' with kernel_initializer='he_uniform'.",
+                    repairs=("normalize_inputs", "default_initializers", "relu_activations"),
                 )
             )
     return found

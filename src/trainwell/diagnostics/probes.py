@@ -116,13 +116,25 @@ def input_stats(model, x: torch.Tensor) -> tuple[list[float], list[float], bool]
     return both[0], both[1], normalized
 
 
+def input_range(x: torch.Tensor) -> dict:
+    """The smallest and largest raw input and whether they are whole numbers (pixels are; 1% may not be)."""
+    rows = x[probe_rows(x.shape[0], STATS_ROWS, x.device)].float()
+    lo, hi, whole = torch.stack([rows.min(), rows.max(), (rows == rows.round()).float().mean()]).tolist()
+    return {"x_min": lo, "x_max": hi, "x_integer": whole >= 0.99}
+
+
 def target_stats(y: torch.Tensor) -> dict:
-    """min, max, number of distinct values, whether all are whole numbers, and the column count."""
+    """min, max, mean, std, number of distinct values, whether all are whole numbers, the column count."""
     rows = y[probe_rows(y.shape[0], STATS_ROWS, y.device)].float()
-    lo, hi, whole = torch.stack([rows.min(), rows.max(), (rows == rows.round()).all().float()]).tolist()
+    whole = (rows == rows.round()).all().float()
+    lo, hi, mean, std, whole = torch.stack(
+        [rows.min(), rows.max(), rows.mean(), rows.std(unbiased=False), whole]
+    ).tolist()
     return {
         "y_min": lo,
         "y_max": hi,
+        "y_mean": mean,
+        "y_std": std,
         "y_distinct": int(torch.unique(rows).numel()),
         "y_integer": whole == 1.0,
         "y_columns": 1 if rows.dim() == 1 else int(rows.shape[1]),
@@ -148,7 +160,7 @@ def baseline_loss(model, y: torch.Tensor, kind: str) -> float:
             p = yf.mean(0).clamp(eps, 1 - eps)
             return float(-(yf * p.log() + (1 - yf) * (1 - p).log()).mean())
         pred = yf.mean(0, keepdim=True).expand_as(yf)
-        return float(model.loss(yf, pred))
+        return float(model.compiled_loss(yf, pred))
 
 
 @dataclass

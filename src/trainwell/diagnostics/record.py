@@ -79,15 +79,23 @@ class RunRecord:
     # Statistics of what enters the first Dense layer (after leading Normalization layers).
     x_mean: list[float] = field(default_factory=list)
     x_std: list[float] = field(default_factory=list)
+    # The raw inputs' range (before any layer): 0-255 whole numbers over many columns are pixels.
+    x_min: float = math.nan
+    x_max: float = math.nan
+    x_integer: bool = False
     # Statistics of the targets (from the probe rows).
     y_min: float = math.nan
     y_max: float = math.nan
+    y_mean: float = math.nan
+    y_std: float = math.nan
     y_distinct: int = 0
     y_integer: bool = False
     y_columns: int = 1
     baseline_loss: float = math.nan  # loss of predicting the mean / the class frequencies
     epochs_planned: int = 0
     stopped_early: bool = False  # a callback (EarlyStopping, ...) ended the fit before epochs_planned
+    restored_epoch: int | None = None  # 0-based epoch whose weights EarlyStopping restored at the end
+    penalty_start: float = 0.0  # the regularizers' penalty before training (the probe loss leaves it out)
     steps_per_epoch: int = 0
     epochs: list[int] = field(default_factory=list)
     logs: list[dict[str, float]] = field(default_factory=list)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 
-from .findings import Finding, sort_findings
+from .causes import link_causes
+from .findings import Finding
 from .record import RunRecord
 
 DETECTORS: list = []
@@ -24,7 +25,12 @@ def detector(fn):
 
 
 def run_detectors(record: RunRecord, detectors=None) -> list[Finding]:
-    """Run every detector on ``record``; failures become 'info' findings. Returns them sorted by severity."""
+    """Run every detector on ``record``; failures become 'info' findings.
+
+    Returns:
+        The findings, linked by ``causes.link_causes``: each root cause first, its consequences
+        after it with ``caused_by`` set.
+    """
     record.findings = [_failure(where, error) for where, error in record.failures]
     for fn in DETECTORS if detectors is None else detectors:
         try:
@@ -33,7 +39,7 @@ def run_detectors(record: RunRecord, detectors=None) -> list[Finding]:
             record.findings.append(
                 _failure(getattr(fn, "__name__", repr(fn)), f"{type(exc).__name__}: {exc}")
             )
-    return sort_findings(record.findings)
+    return link_causes(record.findings)
 
 
 def _failure(where: str, error: str) -> Finding:

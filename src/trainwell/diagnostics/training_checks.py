@@ -57,17 +57,25 @@ def lr_too_high(record: RunRecord) -> list[Finding]:
                 f"The training loss became {losses[bad]} at epoch {evidence['nan_epoch']} "
                 f"(learning_rate={lr:g}): the steps overshoot until the numbers overflow.",
                 fix,
+                ("lower_learning_rate",),
             )
         ]
     reason = _unstable_loss(losses, record)
     if reason is None:
         return []
-    return [Finding("lr_too_high", "warning", None, evidence, f"{reason} (learning_rate={lr:g}).", fix)]
+    return [
+        Finding(
+            "lr_too_high", "warning", None, evidence, f"{reason} (learning_rate={lr:g}).", fix,
+            ("lower_learning_rate",),
+        )
+    ]
 
 
 def _unstable_loss(losses: list[float], record: RunRecord) -> str | None:
     """Why the loss curve looks like a learning rate that is too high, or None."""
-    best, start = min(losses), record.first_probe.loss if record.first_probe else math.nan
+    # The epoch losses include the regularizers' penalty; the probe's loss does not: add it back.
+    best = min(losses)
+    start = record.first_probe.loss + record.penalty_start if record.first_probe else math.nan
     if math.isfinite(start) and start > 0 and losses[0] > FIRST_EPOCH_JUMP * start:
         return (
             f"The loss jumped from {start:.4g} before training to an average of {losses[0]:.4g} in "
@@ -134,6 +142,7 @@ def lr_too_low(record: RunRecord) -> list[Finding]:
             f"Raise the learning rate, e.g. learning_rate={suggest:g}; model.find_learning_rate(x, "
             "y) "
             "suggests a value.",
+            ("raise_learning_rate",),
         )
     ]
 
@@ -144,6 +153,8 @@ def lr_too_low(record: RunRecord) -> list[Finding]:
 
 OVERFIT_RISE = 0.2
 """Validation loss this fraction above its best, while the training loss keeps falling, is overfitting."""
+OVERFIT_GAP = 0.1
+"""...and only with a gap: the last epochs' validation loss at least this fraction above the training loss."""
 
 
 @detector
@@ -162,6 +173,12 @@ def overfitting(record: RunRecord) -> list[Finding]:
     rise = recent / smooth[best] - 1 if smooth[best] > 0 else 0.0
     if since < max(5, len(val) // 5) or rise < OVERFIT_RISE or train[-1] > 0.9 * train[best]:
         return []
+    # Overfitting means a gap: validation loss well above the training loss at the end.
+    gap = recent / statistics.mean(train[-3:]) - 1 if statistics.mean(train[-3:]) > 0 else math.inf
+    if gap < OVERFIT_GAP:
+        return []
+    if record.restored_epoch is not None:  # EarlyStopping already put the best weights back
+        return []
     epoch = record.epochs[best] + 1 if best < len(record.epochs) else best + 1
     evidence = {
         "best_epoch": epoch,
@@ -170,6 +187,7 @@ def overfitting(record: RunRecord) -> list[Finding]:
         "loss_at_best": train[best],
         "loss_last": train[-1],
         "epochs": len(val),
+        "gap": gap,
     }
     return [
         Finding(
@@ -182,12 +200,16 @@ def overfitting(record: RunRecord) -> list[Finding]:
             f"({train[best]:.4g} to {train[-1]:.4g}): the model memorises the training rows.",
             "Add EarlyStopping(monitor='val_loss', patience=5, restore_best_weights=True); use fewer "
             "units, Dropout(0.3) between layers, or more data.",
+            ("early_stopping",),
         )
     ]
 
 
 UNDERFIT_LEVEL = 0.5
-"""A final training loss above this fraction of the constant-prediction loss is high."""
+"""A final training loss above this fraction of the constant-prediction loss is high (R² < 0.5)."""
+UNDERFIT_LEVEL_CLASSES = 0.8
+"""The same for cross-entropy: noisy labels leave a good classifier well above half the constant loss
+(Titanic's course model ends near 0.7 of it), so only a loss this close to the constant one is 'high'."""
 FLAT_CHANGE = 0.05
 """Less than this relative fall of the training loss over the last third of the epochs is flat."""
 
@@ -208,7 +230,8 @@ def underfitting(record: RunRecord) -> list[Finding]:
     level = last.loss / record.baseline_loss
     k = max(3, len(losses) // 3)
     fall = (losses[-k] - losses[-1]) / abs(losses[-k]) if losses[-k] else 0.0
-    if level < UNDERFIT_LEVEL or fall > FLAT_CHANGE or not _is_small(record):
+    high = UNDERFIT_LEVEL if record.loss_kind == "regression" else UNDERFIT_LEVEL_CLASSES
+    if level < high or fall > FLAT_CHANGE or not _is_small(record):
         return []
     hidden = [layer.units for layer in record.dense_layers[:-1]]
     evidence = {
@@ -232,6 +255,7 @@ def underfitting(record: RunRecord) -> list[Finding]:
             f"({shape}, {record.n_params} weights) is too small for {record.n_train} samples.",
             "Give it more capacity: a hidden layer or more units, e.g. Dense(64, activation='relu'), "
             "then train for more epochs.",
+            ("more_capacity",),
         )
     ]
 
@@ -264,6 +288,13 @@ def stalled(record: RunRecord) -> list[Finding]:
     stuck = train_gain < STALL_GAIN
     if not stuck and record.stopped_early:  # the wasted epochs were already cut by early stopping
         return []
+    # Flat and smooth: converged (at the data's noise floor); a lower rate would not help, only
+    # early stopping saves the epochs. Flat but bouncing from epoch to epoch: the rate is too large
+    # to settle, so lowering it on the plateau helps.
+    jitter = _jitter(train[-window:])
+    converged = stuck and jitter < STALL_JITTER
+    if converged and record.stopped_early:
+        return []
     best = min(range(len(values)), key=values.__getitem__)
     evidence = {
         "monitor": key,
@@ -275,26 +306,50 @@ def stalled(record: RunRecord) -> list[Finding]:
         "train_gain": train_gain,
         "learning_rate": record.learning_rate,
     }
-    words = (
-        f"the training loss is flat too, so the optimiser is stuck at learning_rate={record.learning_rate:g}"
-        if stuck
-        else "the training loss still falls, but that no longer helps"
-    )
+    evidence["jitter"] = jitter
+    if converged:
+        words = "the training loss is flat and smooth too: the run converged, and the epochs since are wasted"
+    elif stuck:
+        words = (
+            f"the training loss is flat too but bounces from epoch to epoch ({jitter:.1%}): the optimiser "
+            f"cannot settle at learning_rate={record.learning_rate:g}"
+        )
+    else:
+        words = "the training loss still falls, but that no longer helps"
+    stop = f"EarlyStopping(monitor='{key}', patience=10, restore_best_weights=True)"
+    if stuck and not converged:
+        fix = (
+            f"Add ReduceLROnPlateau(monitor='{key}', factor=0.5, patience=5) so the learning rate drops "
+            f"when progress stops, and {stop} to skip the wasted epochs."
+        )
+        repairs = ("reduce_lr_on_plateau", "early_stopping")
+    else:
+        fix = f"Add {stop} to stop when progress stops."
+        repairs = ("early_stopping",)
     return [
         Finding(
             "stalled",
-            "warning" if stuck else "info",
+            "warning" if stuck and not converged else "info",
             None,
             evidence,
             f"The mean {key} of the last {window} epochs is no better than that of the {window} "
-            "before "
-            f"({gain:+.1%}; best {values[best]:.4g} at epoch {best + 1}); {words}.",
-            f"Add ReduceLROnPlateau(monitor='{key}', factor=0.5, patience=5) so the learning rate "
-            "drops "
-            f"when progress stops, and EarlyStopping(monitor='{key}', patience=10, "
-            "restore_best_weights=True) to skip the wasted epochs.",
+            f"before ({gain:+.1%}; best {values[best]:.4g} at epoch {best + 1}); {words}.",
+            fix,
+            repairs,
         )
     ]
+
+
+STALL_JITTER = 0.05
+"""Mean epoch-to-epoch change of the training loss, relative to its level, below which it is smooth.
+Dropout's noise moves it by 1-2%; an optimiser bouncing on a plateau by tens of percent."""
+
+
+def _jitter(values: list[float]) -> float:
+    """Mean absolute change between consecutive values, relative to their mean."""
+    level = statistics.mean(values)
+    steps = [abs(b - a) for a, b in zip(values, values[1:])]
+    return statistics.mean(steps) / abs(level) if steps and level else 0.0
 
 
 def _window_gain(values: list[float], window: int) -> float:

@@ -1,0 +1,89 @@
+"""Compile settings: Keras's ``compile_config`` (``training_config`` in legacy files) ↔ trainwell's.
+
+Reading resolves every name through trainwell's own tables (``optimizers.get``, ``losses.get``,
+``metrics.get``): a component trainwell does not have loads the model uncompiled with a warning, and
+a custom one (a module outside the allow-list) is refused, as for layers.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+from .._errors import ConfigError, ModelFileError, describe
+from . import configs, state
+
+# Keras optimizer settings without a trainwell counterpart that change nothing at their defaults.
+_OPTIMIZER_IGNORED = ("ema_momentum", "ema_overwrite_frequency", "jit_compile", "is_legacy_optimizer",
+                      "loss_scale_factor", "gradient_accumulation_steps", "use_ema", "decay")
+
+
+def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
+    """trainwell's compile settings from Keras's, or None (with a warning) for a component trainwell
+    does not have. Custom code (a module outside the allow-list) is refused outright."""
+    where = f"{path}: the compile config"
+    name, config = configs.check_object(optimizer_entry, "optimizer", where)
+    unsupported = [f"{k}={config[k]!r}" for k in ("use_ema", "gradient_accumulation_steps",
+                                                  "loss_scale_factor", "decay")
+                   if config.get(k) not in (None, False, 0)]
+    config = {k: v for k, v in config.items() if k not in _OPTIMIZER_IGNORED}
+    if isinstance(config.get("learning_rate"), dict):
+        config["learning_rate"] = configs.plain(config["learning_rate"], "learning-rate schedule", where)
+    loss = configs.plain(compile_entry.get("loss"), "loss", where)
+    metrics = compile_entry.get("metrics") or []
+    if isinstance(metrics, list) and len(metrics) == 1 and isinstance(metrics[0], list):
+        metrics = metrics[0]  # Keras 2 wrote one list per output
+    if not isinstance(metrics, list):
+        metrics = [metrics]
+    metrics = [configs.plain(m, "metric", where) for m in metrics]
+    loss_weights = compile_entry.get("loss_weights")
+    try:
+        if unsupported:
+            raise ConfigError(f"optimizer {name} uses {', '.join(unsupported)}, "
+                              "which trainwell does not have")
+        optimizer_class = type(optimizers_module.get(name.lower()))
+        optimizer = {"class_name": optimizer_class.__name__,
+                     "config": configs.keep_known(optimizer_class, config, f"{where}: optimizer {name}")}
+        optimizers_module.get(optimizer)
+        losses_module.get(loss)
+        for metric in metrics:
+            metrics_module.get(metric, output_shape=(None, 2))
+        if isinstance(loss_weights, list) and len(loss_weights) == 1:
+            loss_weights = loss_weights[0]
+        if loss_weights is not None and not isinstance(loss_weights, (int, float)):
+            raise ConfigError(f"loss_weights {describe(loss_weights)} is not one number")
+    except (ModelFileError, ConfigError, TypeError, ValueError) as exc:
+        warnings.warn(f"{path}: the model loads uncompiled, because its compile settings cannot be "
+                      f"restored ({exc}). Call model.compile(...) before training.", UserWarning,
+                      stacklevel=4)
+        return None
+    return {"optimizer": optimizer, "loss": loss, "metrics": metrics, "loss_weights": loss_weights,
+            "precision": None}
+
+
+def to_keras(header: dict, tensors: dict):
+    """Keras's ``compile_config`` and the optimizer's variable list (None when not compiled or unbuilt)."""
+    settings = header.get("compile")
+    config = header["model"]["config"]
+    if settings is None:
+        return None, None
+    optimizer = dict(settings["optimizer"])
+    opt_config = dict(optimizer.get("config", {}))
+    if isinstance(opt_config.get("learning_rate"), dict):
+        opt_config["learning_rate"] = configs.keras_object(opt_config["learning_rate"],
+                                                            "keras.optimizers.schedules")
+    compile_config = {
+        "optimizer": {"module": "keras.optimizers", "class_name": optimizer["class_name"],
+                      "config": opt_config, "registered_name": None},
+        "loss": configs.keras_object(settings.get("loss"), "keras.losses"),
+        "loss_weights": settings.get("loss_weights"),
+        "metrics": [configs.keras_object(m, "keras.metrics") for m in settings.get("metrics") or []] or None,
+        "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+    values = None
+    if config.get("input_shape"):
+        params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
+        if params:
+            values = state.optimizer_to_keras(optimizer, header.get("optimizer"), tensors, params)
+    return compile_config, values
