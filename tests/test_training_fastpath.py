@@ -274,7 +274,10 @@ def test_sample_and_class_weights_match(monkeypatch, caplog, loss, kind, units, 
     lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, clipvalue=0.05),
     lambda: optimizers.RMSprop(learning_rate=0.01, global_clipnorm=0.2, weight_decay=0.01),
     lambda: optimizers.Adagrad(learning_rate=0.05),
-], ids=["adamw", "adam-clipnorm", "sgd-clipvalue", "rmsprop-global-clipnorm-decay", "adagrad-own-step"])
+    lambda: optimizers.Nadam(learning_rate=0.01),
+    lambda: optimizers.legacy.Adam(learning_rate=0.02, decay=0.01),
+], ids=["adamw", "adam-clipnorm", "sgd-clipvalue", "rmsprop-global-clipnorm-decay", "adagrad-own-step",
+        "nadam-own-step", "legacy-adam-decay"])
 def test_more_optimizers_match(monkeypatch, caplog, make):
     _assert_fused(monkeypatch, caplog, optimizer=make)
 

@@ -186,18 +186,20 @@ def select_step(ctx: StepContext, optimizer=None, weighted: bool = False):
     Returns:
         A callable ``step(ctx, optimizer, xb, yb, wb) -> loss``.
     """
+    flat_update = False
     if ctx.dist.parallel or ctx.autocast_dtype is not None:
         reason = "DDP averages gradients in autograd hooks; autocast needs autograd too"
     elif not FUSED_STEP:
         reason = "training.FUSED_STEP is False"
     else:
         reason = fastpath.unsupported(ctx, optimizer or ctx.model.optimizer, weighted)
+        flat_update = ctx.model.device.type == "cpu"
     if reason is None:
         _log.debug("fit: fused step (no autograd graph)")
         return fastpath.FusedStep(ctx)
     _log.debug("fit: plain autograd step, because %s", reason)
-    if FUSED_STEP and not ctx.dist.parallel and ctx.model.device.type == "cpu":
-        return fastpath.FlatUpdateStep(train_step)  # autograd's gradients, the flat update
+    if flat_update:  # one CPU process, float32: autograd's gradients, the flat optimizer update
+        return fastpath.FlatUpdateStep(train_step)
     return train_step
 
 
