@@ -99,6 +99,16 @@ def test_normalization_statistics_and_layer_settings_are_read():
     assert type(model.layers[5].kernel_regularizer).__name__ == "L2"
 
 
+def test_a_keras_convnet_predicts_as_keras_did():
+    model = load_model(FIXTURES / "convnet.keras")
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+    x = load_mnist()[0][: EXPECTED["rows"]].reshape(-1, 28, 28, 1)
+    expected = np.array(EXPECTED["predictions"]["convnet"], dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=0, atol=1e-5)
+    assert type(model.optimizer).__name__ == "Adam" and model.optimizer.iterations > 0
+
+
 @pytest.mark.xfail(reason="needs the functional API (issue 20); until then a clear ModelFileError",
                    raises=ModelFileError, strict=True)
 def test_functional_model_predicts_as_keras_did():
@@ -451,6 +461,55 @@ def test_cli_converts_in_every_direction_and_describes_keras_files(tmp_path, cap
         cli_main(["convert", str(FIXTURES / "lambda.keras"), "-o", str(tmp_path / "x.tw")])
     assert exit_info.value.code == 1 and "Lambda" in capsys.readouterr().err
     assert not (tmp_path / "x.tw").exists()
+
+
+_KERAS_PREDICTS = textwrap.dedent("""
+    import os, sys, json
+    os.environ["KERAS_BACKEND"] = "torch"
+    import numpy as np, keras
+    folder, out = sys.argv[1], {}
+    for name in sys.argv[2:]:
+        model = keras.saving.load_model(os.path.join(folder, name + ".keras"))
+        out[name] = model.predict(np.load(os.path.join(folder, name + ".npy")), verbose=0).tolist()
+    print(json.dumps(out))
+""")
+
+
+def _keras_predictions(folder, models: dict) -> dict:
+    """Each trainwell model of ``models`` (name -> (model, x)) saved as .keras and predicted by Keras."""
+    for name, (model, x) in models.items():
+        model.save(folder / f"{name}.keras")
+        np.save(folder / f"{name}.npy", x)
+    env = {**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-c", _KERAS_PREDICTS, str(folder), *models], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {k: np.array(v) for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _keras_installed(), reason="keras is not installed (optional 'keras' extra)")
+def test_trainwell_convnets_load_in_keras_with_the_same_predictions(tmp_path):
+    from trainwell import layers
+
+    rng = np.random.default_rng(0)
+    image = Sequential([Input((12, 12, 3)), layers.Rescaling(0.5, offset=-1.0),
+                        layers.Conv2D(4, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+                        layers.Conv2D(6, 2, strides=2), layers.LayerNormalization(), layers.ReLU(),
+                        layers.ZeroPadding2D(1), layers.AveragePooling2D(2), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")])
+    image.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x_image = rng.normal(size=(16, 12, 12, 3)).astype("float32")
+    image.fit(x_image, rng.integers(0, 3, 16), epochs=1, verbose=0)
+    text = Sequential([Input((7,)), layers.Embedding(20, 4), layers.Conv1D(5, 3, activation="tanh"),
+                       layers.GlobalMaxPooling1D(), layers.Dense(1)])
+    x_text = rng.integers(0, 20, (16, 7)).astype("float32")
+    text.predict(x_text, verbose=0)
+    found = _keras_predictions(tmp_path, {"image": (image, x_image), "text": (text, x_text)})
+    for name, model, x in [("image", image, x_image), ("text", text, x_text)]:
+        np.testing.assert_allclose(found[name], model.predict(x, verbose=0), atol=1e-5, rtol=1e-6)
+        back = load_model(tmp_path / f"{name}.keras")
+        np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 _KERAS_ROUND_TRIP = textwrap.dedent("""

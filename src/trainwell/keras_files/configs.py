@@ -201,6 +201,26 @@ def _normalization_in(config, where, rank):
     return config
 
 
+def _embedding_in(config, where, rank):
+    config = dict(config)
+    config["embeddings_initializer"] = _initializer(config.get("embeddings_initializer"), where)
+    config["embeddings_regularizer"] = _regularizer(config.get("embeddings_regularizer"), where)
+    config.pop("input_length", None)  # Keras 2's shape hint, read from the input shape instead
+    return config
+
+
+def _layernorm_in(config, where, rank):
+    config = dict(config)
+    for key in ("beta", "gamma"):
+        config[f"{key}_initializer"] = _initializer(config.get(f"{key}_initializer"), where)
+        if config.get(f"{key}_regularizer") is not None or config.get(f"{key}_constraint") is not None:
+            raise ModelFileError(f"{where}: {key} regularizers and constraints are not supported by "
+                                 f"trainwell's LayerNormalization. {REBUILD_HINT}")
+    if config.pop("rms_scaling", False):
+        raise ModelFileError(f"{where}: rms_scaling=True is not supported by trainwell. {REBUILD_HINT}")
+    return config
+
+
 def _same(config, where, rank):
     return dict(config)
 
@@ -258,6 +278,27 @@ LAYERS: dict[str, LayerSpec] = {
     "Normalization": LayerSpec(layers_module.Normalization, _normalization_in,
                                lambda c: ["mean", "variance", None],
                                lambda c: {"mean": None, "variance": None}),
+    "Embedding": LayerSpec(layers_module.Embedding, _embedding_in, lambda c: ["embeddings"],
+                           lambda c: {"embeddings_initializer": keras_object(
+                               c.get("embeddings_initializer"), "keras.initializers"),
+                               "embeddings_regularizer": keras_object(
+                                   c.get("embeddings_regularizer"), "keras.regularizers"),
+                               "embeddings_constraint": None}, ("embeddings",)),
+    "LayerNormalization": LayerSpec(
+        layers_module.LayerNormalization, _layernorm_in,
+        lambda c: ["gamma"] * c.get("scale", True) + ["beta"] * c.get("center", True),
+        lambda c: {f"{k}_initializer": keras_object(c.get(f"{k}_initializer"), "keras.initializers")
+                   for k in ("beta", "gamma")}, ("gamma", "beta")),
+    **{kind: LayerSpec(getattr(layers_module, kind), _dense_in,
+                       lambda c: ["kernel"] + (["bias"] if c.get("use_bias", True) else []), _dense_out,
+                       ("kernel", "bias")) for kind in ("Conv1D", "Conv2D")},
+    # Layers without weights: Keras's config keys are trainwell's constructor arguments.
+    **{kind: LayerSpec(getattr(layers_module, kind)) for kind in (
+        "Flatten", "Reshape", "Permute", "RepeatVector", "Rescaling", "Softmax", "ReLU", "LeakyReLU", "ELU",
+        "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Concatenate", "Add",
+        "Subtract", "Multiply", "Average", "Maximum", "Minimum", "UpSampling2D", "ZeroPadding2D",
+        "Cropping2D", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise")},
 }
 _INPUT_LAYERS = ("InputLayer",)
 _LAYER_COMMON = ("name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape",
@@ -326,7 +367,9 @@ def trainwell_layer_config(kind: str, config: dict, where: str, rank: int | None
     adapted = spec.to_trainwell(config, where, rank)
     if "activation" in adapted:
         adapted["activation"] = _activation(adapted["activation"], where)
-    out = keep_known(spec.cls, {k: v for k, v in adapted.items() if k not in _LAYER_COMMON}, where)
+    own = inspect.signature(spec.cls.__init__).parameters  # Embedding's input_dim is its own argument
+    out = keep_known(spec.cls, {k: v for k, v in adapted.items()
+                                if k not in _LAYER_COMMON or k in own}, where)
     name = config.get("name")
     if name is not None:
         if not isinstance(name, str) or not name or "/" in name:
@@ -361,7 +404,7 @@ def archive_paths(layer_configs: list[dict]) -> list[str]:
     used: dict[str, int] = {}
     paths = []
     for entry in layer_configs:
-        base = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2",
+        base = re.sub(r"([a-z])([A-Z])", r"\1_\2",
                       re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", keras_class_name(entry["class_name"]))).lower()
         count = used.get(base)
         used[base] = 0 if count is None else count + 1
