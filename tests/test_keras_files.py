@@ -28,7 +28,7 @@ from trainwell._errors import ModelFileError
 from trainwell.cli import main as cli_main
 from trainwell.datasets import load_mnist, load_titanic, load_wages
 from trainwell.layers import BatchNormalization, Dense, Dropout, Input, Normalization
-from trainwell.models import Sequential, load_model, model_from_json
+from trainwell.models import Model, Sequential, load_model, model_from_json
 from trainwell.optimizers import Adam
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
@@ -109,17 +109,50 @@ def test_a_keras_convnet_predicts_as_keras_did():
     assert type(model.optimizer).__name__ == "Adam" and model.optimizer.iterations > 0
 
 
-@pytest.mark.xfail(reason="needs the functional API (issue 20); until then a clear ModelFileError",
-                   raises=ModelFileError, strict=True)
 def test_functional_model_predicts_as_keras_did():
-    model = load_model(FIXTURES / "functional.keras")
+    # Keras compiled it without training: its optimizer holds no slots yet, so it starts fresh here.
+    with pytest.warns(UserWarning, match="optimizer starts fresh"):
+        model = load_model(FIXTURES / "functional.keras")
+    assert isinstance(model, Model) and type(model.optimizer).__name__ == "Adam"
     expected = np.array(EXPECTED["predictions"]["functional"], dtype=np.float32)
     np.testing.assert_allclose(model.predict(_rows("wages"), verbose=0), expected, atol=1e-6)
 
 
-def test_functional_model_is_refused_clearly_for_now():
-    with pytest.raises(ModelFileError, match="functional model.*not supported yet"):
-        load_model(FIXTURES / "functional.keras")
+def _keras2_functional_config() -> dict:
+    """Keras 2's list form of a functional graph (``inbound_nodes`` as [layer, node, tensor, kwargs])."""
+    dense = {"units": 1, "activation": "linear", "use_bias": True}
+    return {"class_name": "Functional", "config": {
+        "name": "k2", "layers": [
+            {"class_name": "InputLayer", "name": "a",
+             "config": {"batch_input_shape": [None, 2], "dtype": "float32", "name": "a"},
+             "inbound_nodes": []},
+            {"class_name": "InputLayer", "name": "b",
+             "config": {"batch_input_shape": [None, 3], "dtype": "float32", "name": "b"},
+             "inbound_nodes": []},
+            {"class_name": "Concatenate", "name": "joined", "config": {"name": "joined", "axis": -1},
+             "inbound_nodes": [[["a", 0, 0, {}], ["b", 0, 0, {}]]]},
+            {"class_name": "Dense", "name": "out", "config": {"name": "out", **dense},
+             "inbound_nodes": [[["joined", 0, 0, {}]]]}],
+        "input_layers": [["a", 0, 0], ["b", 0, 0]], "output_layers": [["out", 0, 0]]}}
+
+
+def test_keras_2_functional_configs_are_read():
+    model = model_from_json(json.dumps(_keras2_functional_config()))
+    assert isinstance(model, Model) and [t.shape for t in model.inputs] == [(None, 2), (None, 3)]
+    assert model.predict([np.ones((4, 2)), np.ones((4, 3))], verbose=0).shape == (4, 1)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda c: c["layers"][3]["inbound_nodes"][0][0].__setitem__(2, 1), "trainwell layers have one output"),
+    (lambda c: c["layers"][3]["inbound_nodes"][0][0].__setitem__(3, {"training": True}), "passes arguments"),
+    (lambda c: c["layers"][3].__setitem__("inbound_nodes", [[["nowhere", 0, 0, {}]]]),
+     "layer 'out' reads tensors that no layer makes"),
+])
+def test_bad_functional_graphs_are_refused_with_the_layer_named(edit, fragment):
+    entry = _keras2_functional_config()
+    edit(entry["config"])
+    with pytest.raises(ModelFileError, match=fragment):
+        model_from_json(json.dumps(entry))
 
 
 def test_files_are_told_apart_by_content_not_suffix(tmp_path):

@@ -33,6 +33,7 @@ import warnings
 import numpy as np
 import torch
 
+from .. import functional
 from .. import layers as layers_module
 from .._container import FORMAT_NAME, atomic_write_bytes
 from .._errors import ModelFileError, ModelFileNotFoundError, describe
@@ -104,21 +105,24 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
         entry, compile_entry, found, optimizer_values = legacy.read_model(path)
         optimizer_entry = None if compile_entry is None else compile_entry.get("optimizer_config")
     config = configs.trainwell_model_config(entry, path)
+    graph = "input_layers" in config  # a functional model: its inputs always have shapes
     if "" in found:
         found = _by_archive_path(path, config["layers"], found[""])
-    found = _constant_statistics(config, found)
-    if config["input_shape"] is None:  # an unbuilt model has no weights yet
+    if not graph:
+        found = _constant_statistics(config, found)
+    if not graph and config["input_shape"] is None:  # an unbuilt model has no weights yet
         if any(found.values()):
             raise ModelFileError(f"{path}: the file holds weights but its model config declares no input "
                                  "shape, so they cannot be placed.")
         tensors = {}
     else:
         tensors = state.layer_tensors(path, config["layers"], found)
-    header = {"format": FORMAT_NAME, "model": {"class_name": "Sequential", "config": config},
+    header = {"format": FORMAT_NAME,
+              "model": {"class_name": "Functional" if graph else "Sequential", "config": config},
               "compile": None, "optimizer": None, "layer_state": _layer_state(config, tensors)}
     if compile and compile_entry is not None and optimizer_entry is not None:
         header["compile"] = compile_settings.from_keras(path, compile_entry, optimizer_entry)
-    if header["compile"] is not None and optimizer_values is not None and config["input_shape"]:
+    if header["compile"] is not None and optimizer_values is not None and (graph or config["input_shape"]):
         params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
         if params:
             optimizer = header["compile"]["optimizer"]
@@ -225,9 +229,26 @@ def model_config_from_json(json_string: str, max_params: int = MAX_PARAMS) -> di
     except (ValueError, RecursionError) as exc:
         raise ModelFileError(f"{where}: the text is not JSON ({exc}).") from exc
     config = configs.trainwell_model_config(entry, where)
+    if "input_layers" in config:
+        _check_graph(where, config, max_params)
+        return config
     stack = [layer_from(where, i, layer) for i, layer in enumerate(config["layers"])]
     expected_shapes(where, stack, parse_input_shape(where, config["input_shape"]), max_params)
     return config
+
+
+def _check_graph(where: str, config: dict, max_params: int) -> None:
+    """A functional config built on torch's 'meta' device (shapes, no memory): broken links and
+    absurd sizes are refused before anything is allocated."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        try:
+            graph = functional.Graph(*functional.Graph.from_config(config))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelFileError(f"{where}: the functional graph cannot be built: {exc}") from exc
+        total = sum(layer.count_params() for layer in graph.layers)
+    if total > max_params:
+        raise ModelFileError(f"{where}: the model would hold {total:,} weights, above "
+                             f"max_params={max_params:,}; nothing was allocated.")
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -270,7 +291,7 @@ def write_model(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> Non
 
 
 def _keras_layers(config: dict, tensors: dict) -> dict:
-    built = config.get("input_shape") is not None
+    built = "input_layers" in config or config.get("input_shape") is not None
     return {e["config"]["name"]: state.keras_variables(e, tensors) if built else [] for e in config["layers"]}
 
 

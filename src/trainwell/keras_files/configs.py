@@ -173,7 +173,8 @@ def _axis_last(value, where: str, rank: int | None) -> int:
 def _dense_in(config, where, rank):
     config = dict(config)
     for key in ("kernel_initializer", "bias_initializer"):
-        config[key] = _initializer(config.get(key), where)
+        if key in config:  # absent: the layer's default
+            config[key] = _initializer(config[key], where)
     for key in ("kernel_regularizer", "bias_regularizer"):
         config[key] = _regularizer(config.get(key), where)
     return config
@@ -343,15 +344,104 @@ def trainwell_model_config(entry, where: str) -> dict:
 
 
 def functional_config(config, where: str) -> dict:
-    """A Keras functional model's graph (``layers`` with ``inbound_nodes``, ``input_layers``,
-    ``output_layers``) as a trainwell model config.
+    """A Keras functional model's graph as trainwell's ``Model`` config (see ``Graph.from_config``).
 
-    Completed once trainwell has the functional API; until then it refuses clearly.
+    Keras 3 writes each call of a layer as ``{"args": [...], "kwargs": {}}`` whose tensors are
+    ``__keras_tensor__`` entries naming ``keras_history`` ``[layer, node_index, tensor_index]``;
+    Keras 2 as a list of ``[layer, node_index, tensor_index, kwargs]``. Both become the latter.
     """
-    raise ModelFileError(
-        f"{where}: this is a Keras functional model (Model(inputs, outputs)); reading functional models "
-        "is not supported yet, because trainwell does not have the functional API yet. Rebuild it as a "
-        "trainwell Sequential model if it is a plain stack, and load the weights with model.load_weights.")
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise ModelFileError(f"{where}: the functional model config must hold a list of `layers`.")
+    check_dtype(config.get("dtype"), f"{where}: model {config.get('name')!r}")
+    layers = []
+    for index, layer_entry in enumerate(config["layers"]):
+        at = f"{where}: {where_layer(index, layer_entry)}"
+        kind, layer_config = check_object(layer_entry, "layer", at)
+        if kind in _INPUT_LAYERS:
+            converted = {"class_name": "InputLayer", "config": _input_layer(layer_config, at)}
+        else:
+            converted = trainwell_layer_config(kind, layer_config, at, None)
+        nodes = layer_entry.get("inbound_nodes", [])
+        if not isinstance(nodes, list):
+            raise ModelFileError(f"{at}: `inbound_nodes` must be a list, found {describe(nodes)}.")
+        layers.append({**converted, "name": converted["config"]["name"],
+                       "inbound_nodes": [_node(node, at) for node in nodes]})
+    return {"name": config.get("name"), "trainable": bool(config.get("trainable", True)), "layers": layers,
+            "input_layers": _refs(config.get("input_layers"), f"{where}: input_layers"),
+            "output_layers": _refs(config.get("output_layers"), f"{where}: output_layers")}
+
+
+def _input_layer(config: dict, where: str) -> dict:
+    shape = _batch_shape(config.get("batch_shape", config.get("batch_input_shape")), where)
+    name = config.get("name")
+    if shape is None or not isinstance(name, str) or not name:
+        raise ModelFileError(f"{where}: an input layer needs a name and a shape [null, d1, ...].")
+    for key in ("sparse", "ragged", "optional"):
+        if config.get(key):
+            raise ModelFileError(f"{where}: {key}=True inputs are not supported.")
+    check_dtype(config.get("dtype"), where)
+    return {"name": name, "shape": list(shape)}
+
+
+def _neutral_kwargs(kwargs, where: str) -> None:
+    if kwargs is None:
+        return
+    if not isinstance(kwargs, dict) or any(v not in (None, False, {}, []) for v in kwargs.values()):
+        raise ModelFileError(f"{where}: the layer call passes arguments {describe(kwargs)}; trainwell "
+                             f"reads calls on tensors only. {REBUILD_HINT}")
+
+
+def _history(value, where: str) -> list:
+    """``[layer, node_index, tensor_index]`` checked (trainwell layers make one tensor each)."""
+    ok = isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value[1:])
+    if not ok:
+        raise ModelFileError(f"{where}: a tensor reference must be [layer name, node index, tensor index], "
+                             f"found {describe(value)}.")
+    if value[2] != 0:
+        raise ModelFileError(f"{where}: tensor {value[2]} of layer {value[0]!r} is read; trainwell layers "
+                             "have one output.")
+    return list(value)
+
+
+def _node(node, where: str) -> list:
+    """One layer call as trainwell's list of ``[layer, node_index, 0, {}]``."""
+    if isinstance(node, list):  # Keras 2
+        refs = []
+        for item in node:
+            if not isinstance(item, list) or len(item) not in (3, 4):
+                raise ModelFileError(f"{where}: an inbound node entry must be [layer, node index, "
+                                     f"tensor index, kwargs], found {describe(item)}.")
+            _neutral_kwargs(item[3] if len(item) == 4 else None, where)
+            refs.append(_history(item[:3], where) + [{}])
+        return refs
+    if not isinstance(node, dict) or not isinstance(node.get("args"), list):
+        raise ModelFileError(f"{where}: an inbound node must hold `args`, found {describe(node)}.")
+    _neutral_kwargs(node.get("kwargs"), where)
+    args = node["args"]
+    if len(args) != 1:
+        raise ModelFileError(f"{where}: the layer is called with {len(args)} positional arguments; trainwell "
+                             "reads calls on one tensor or one list of tensors.")
+    tensors = args[0] if isinstance(args[0], list) else [args[0]]
+    refs = []
+    for tensor in tensors:
+        if not isinstance(tensor, dict) or tensor.get("class_name") != "__keras_tensor__" \
+                or not isinstance(tensor.get("config"), dict):
+            raise ModelFileError(f"{where}: a layer input must be a Keras tensor, found {describe(tensor)}.")
+        refs.append(_history(tensor["config"].get("keras_history"), where) + [{}])
+    return refs
+
+
+def _refs(value, where: str):
+    """``input_layers``/``output_layers``: Keras 3 writes one reference flat, several as a list or dict."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+        return [_history(value, where)]
+    if isinstance(value, list) and value:
+        return [_history(v, where) for v in value]
+    if isinstance(value, dict) and value:
+        return {str(k): _history(v, where) for k, v in value.items()}
+    raise ModelFileError(f"{where}: expected tensor references [layer, node index, tensor index], found "
+                         f"{describe(value)}.")
 
 
 def trainwell_layer_config(kind: str, config: dict, where: str, rank: int | None) -> dict:

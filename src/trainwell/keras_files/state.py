@@ -91,7 +91,9 @@ def trainable_keys(layers: list[dict], tensors: dict) -> list[str]:
     for entry in layers:
         if not entry["config"].get("trainable", True):
             continue
-        spec = configs.LAYERS[configs.keras_class_name(entry["class_name"])]
+        spec = configs.LAYERS.get(configs.keras_class_name(entry["class_name"]))
+        if spec is None:  # an input layer
+            continue
         name = entry["config"]["name"]
         keys += [f"{LAYERS}{name}/{w}" for w in spec.variables(entry["config"])
                  if w in spec.trainable and f"{LAYERS}{name}/{w}" in tensors]
