@@ -302,7 +302,9 @@ def _by_path(config: dict, layers: dict) -> dict:
 def _legacy_config(keras_config: dict) -> dict:
     """Keras's legacy ``model_config``: the layer entries without ``module``/``build_config``."""
     config = dict(keras_config["config"])
-    config["layers"] = [{"class_name": e["class_name"], "config": e["config"]} for e in config["layers"]]
+    config["layers"] = [{"class_name": e["class_name"], "config": e["config"],
+                         **{k: e[k] for k in ("name", "inbound_nodes") if k in e}}  # functional models
+                        for e in config["layers"]]
     return {"class_name": keras_config["class_name"], "config": config}
 
 

@@ -21,7 +21,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import initializers, regularizers
+import torch
+
+from .. import functional, initializers, regularizers
 from .. import layers as layers_module
 from .._errors import ModelFileError, describe
 
@@ -515,7 +517,9 @@ _POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "f
 
 
 def keras_model_config(config: dict, *, with_build: bool = True) -> dict:
-    """A trainwell Sequential config as Keras 3's serialized ``Sequential`` (``config.json``'s shape)."""
+    """A trainwell Sequential or functional config as Keras 3's serialized model (``config.json``'s shape)."""
+    if "input_layers" in config:
+        return keras_functional_config(config)
     layers, shape = [], config.get("input_shape")
     if shape is not None:
         layers.append({"module": "keras.layers", "class_name": "InputLayer",
@@ -552,3 +556,49 @@ def keras_layer_config(entry: dict, input_shape, with_build: bool = True) -> dic
     if with_build and input_shape is not None and spec.variables(config):
         out["build_config"] = {"input_shape": [None, *input_shape]}
     return out
+
+
+def _tensor_shapes(config: dict) -> dict[tuple[str, int], tuple]:
+    """Each (layer, node index)'s output shape, from the graph built on torch's 'meta' device."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        graph = functional.Graph(*functional.Graph.from_config(config))
+    index = graph._node_indices()
+    shapes = {(t.node.layer.name, 0): t.shape for t in graph.inputs}
+    shapes.update({(node.layer.name, index.get(id(node), 0)): node.output.shape for node in graph.nodes})
+    return shapes
+
+
+def keras_functional_config(config: dict) -> dict:
+    """A trainwell ``Model`` config as Keras 3's serialized ``Functional``: each layer call written
+    as ``{"args": [tensor or list of tensors], "kwargs": {}}`` with ``__keras_tensor__`` entries."""
+    shapes = _tensor_shapes(config)
+
+    def tensor(ref):
+        return {"class_name": "__keras_tensor__", "config": {
+            "shape": list(shapes[(ref[0], ref[1])]), "dtype": "float32", "keras_history": list(ref[:3])}}
+
+    layers = []
+    for entry in config["layers"]:
+        if entry["class_name"] == "InputLayer":
+            out = {"module": "keras.layers", "class_name": "InputLayer",
+                   "config": {"batch_shape": [None, *entry["config"]["shape"]], "dtype": "float32",
+                              "sparse": False, "ragged": False, "name": entry["name"], "optional": False},
+                   "registered_name": None}
+        else:
+            out = keras_layer_config(entry, None, with_build=False)
+        nodes = []
+        for node in entry.get("inbound_nodes", []):
+            args = [tensor(ref) for ref in node]
+            nodes.append({"args": [args[0] if len(args) == 1 else args], "kwargs": {}})
+        layers.append({**out, "name": entry["name"], "inbound_nodes": nodes})
+
+    def refs(value):
+        if isinstance(value, dict):
+            return {k: list(v[:3]) for k, v in value.items()}
+        return list(value[0][:3]) if len(value) == 1 else [list(v[:3]) for v in value]
+
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": config.get("name") or "functional", "trainable": config.get("trainable", True),
+                       "layers": layers, "input_layers": refs(config["input_layers"]),
+                       "output_layers": refs(config["output_layers"])},
+            "registered_name": "Functional"}
