@@ -7,8 +7,9 @@ dict (``{"module", "class_name", "config", "registered_name"}``) must come from 
 and registered-but-unknown classes are refused with one ``ModelFileError`` naming the layer.
 
 Reading: ``trainwell_model_config(keras_config, where)`` gives ``Sequential.get_config()``'s shape
-(name, input_shape, layers as ``{"class_name", "config"}`` of trainwell layers). Writing:
-``keras_model_config(trainwell_config)`` gives Keras 3's ``config.json`` shape.
+(name, input_shape, layers as ``{"class_name", "config"}`` of trainwell layers), or for a functional
+model ``Model.get_config()``'s (layers with ``inbound_nodes``, ``input_layers``, ``output_layers``).
+Writing: ``keras_model_config(trainwell_config)`` gives Keras 3's ``config.json`` shape.
 
 A Keras setting trainwell has no argument for is dropped when it holds its neutral value (None,
 False, empty) and refused otherwise, so a file never loads into a model that computes something else.
