@@ -14,8 +14,8 @@ own classes. Writing takes that same header and tensors. What is read:
 - models: Sequential and functional (Keras 3's ``{args, kwargs}`` inbound nodes and Keras 2's lists),
   written back in Keras 3's form;
 - layers: ``configs.LAYERS`` (Dense, Conv1D/2D, LayerNormalization, Embedding, the poolings,
-  reshaping, merge and activation layers, ...) and ``InputLayer``; refused: ``Lambda`` and every other class, any module outside
-  ``configs.ALLOWED_MODULES``, registered custom objects, non-float32 dtypes, settings trainwell
+  reshaping, merge and activation layers, ...) and ``InputLayer``; refused: ``Lambda`` and every
+  other class, any module outside ``configs.ALLOWED_MODULES``, registered custom objects, non-float32 dtypes, settings trainwell
   does not implement (constraints, BatchNormalization's renorm, noise shapes);
 - the compile config (optimizer with its hyper-parameters, loss, metrics, loss weights), and the
   optimizer's state for SGD, Adam, AdamW, RMSprop and Adagrad in Keras 3's layout. An optimizer,
