@@ -15,8 +15,9 @@ own classes. Writing takes that same header and tensors. What is read:
   written back in Keras 3's form;
 - layers: ``configs.LAYERS`` (Dense, Conv1D/2D, LayerNormalization, Embedding, the poolings,
   reshaping, merge and activation layers, ...) and ``InputLayer``; refused: ``Lambda`` and every
-  other class, any module outside ``configs.ALLOWED_MODULES``, registered custom objects, non-float32 dtypes, settings trainwell
-  does not implement (constraints, BatchNormalization's renorm, noise shapes);
+  other class, any module outside ``configs.ALLOWED_MODULES``, registered custom objects,
+  non-float32 dtypes, settings trainwell does not implement (constraints, BatchNormalization's
+  renorm, noise shapes, channels-first data, layer calls with extra arguments);
 - the compile config (optimizer with its hyper-parameters, loss, metrics, loss weights), and the
   optimizer's state for SGD, Adam, AdamW, RMSprop and Adagrad in Keras 3's layout. An optimizer,
   loss or metric trainwell does not have loads the model uncompiled, with a warning.
