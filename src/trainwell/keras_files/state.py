@@ -108,6 +108,8 @@ def optimizer_from_keras(path: str, optimizer: dict, values: list[np.ndarray], p
     schedule = isinstance(config.get("learning_rate"), dict)
     order = slot_order(kind, config, len(params))
     head = 1 if schedule else 2
+    if order and len(values) == head and _scalar(path, "optimizer iteration", values[0]) == 0:
+        return None  # compiled, never built: Keras holds no slots, so nothing is lost by starting fresh
     if order is None or config.get("use_ema") or config.get("gradient_accumulation_steps") \
             or len(values) != head + len(order):
         warnings.warn(f"{path}: the {kind} optimizer's saved state ({len(values)} arrays) is not in a layout "
