@@ -219,3 +219,31 @@ def test_a_model_trained_on_the_gpu_exports_and_runs_on_the_cpu(tmp_path):
     path = model.export(tmp_path / "gpu.onnx")
     assert model.device.type == "cuda"  # export leaves the model where it was
     np.testing.assert_allclose(run_onnx(path, {"input": X})["output"], model.predict(X), **TOLERANCE)
+
+
+def test_a_keras_convnet_exports_and_equals_onnxruntime(tmp_path):
+    from pathlib import Path
+
+    from trainwell.datasets import load_mnist
+
+    model = load_model(Path(__file__).parent / "fixtures" / "keras" / "convnet.keras", compile=False)
+    images = load_mnist()[0][:64].reshape(-1, 28, 28, 1)
+    path = export_onnx(model, tmp_path / "convnet.onnx")
+    np.testing.assert_allclose(run_onnx(path, {"input": images})["output"], model.predict(images, verbose=0),
+                               **TOLERANCE)
+
+
+def test_a_single_input_functional_model_exports_and_equals_onnxruntime(tmp_path):
+    from trainwell import layers
+    from trainwell.models import Model
+
+    set_random_seed(0)
+    inputs = Input((8,))
+    hidden = layers.LayerNormalization()(Dense(8, activation="relu")(inputs))
+    joined = layers.Concatenate()([layers.Add()([inputs, hidden]), Dense(3, activation="tanh")(inputs)])
+    model = Model(inputs, Dense(2, activation="softmax")(joined))
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    path = export_onnx(model, tmp_path / "functional.onnx")
+    for rows in (x[:1], x):
+        np.testing.assert_allclose(run_onnx(path, {"input": rows})["output"], model.predict(rows, verbose=0),
+                                   **TOLERANCE)

@@ -28,7 +28,7 @@ from trainwell._errors import ModelFileError
 from trainwell.cli import main as cli_main
 from trainwell.datasets import load_mnist, load_titanic, load_wages
 from trainwell.layers import BatchNormalization, Dense, Dropout, Input, Normalization
-from trainwell.models import Sequential, load_model, model_from_json
+from trainwell.models import Model, Sequential, load_model, model_from_json
 from trainwell.optimizers import Adam
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
@@ -99,17 +99,62 @@ def test_normalization_statistics_and_layer_settings_are_read():
     assert type(model.layers[5].kernel_regularizer).__name__ == "L2"
 
 
-@pytest.mark.xfail(reason="needs the functional API (issue 20); until then a clear ModelFileError",
-                   raises=ModelFileError, strict=True)
+def test_a_keras_convnet_predicts_as_keras_did():
+    model = load_model(FIXTURES / "convnet.keras")
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+    x = load_mnist()[0][: EXPECTED["rows"]].reshape(-1, 28, 28, 1)
+    expected = np.array(EXPECTED["predictions"]["convnet"], dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=0, atol=1e-5)
+    assert type(model.optimizer).__name__ == "Adam" and model.optimizer.iterations > 0
+
+
 def test_functional_model_predicts_as_keras_did():
-    model = load_model(FIXTURES / "functional.keras")
+    # Keras compiled it without training: its optimizer holds no slots yet, so it starts fresh, silently.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load_model(FIXTURES / "functional.keras")
+    assert isinstance(model, Model) and type(model.optimizer).__name__ == "Adam"
+    assert model.optimizer.iterations == 0
     expected = np.array(EXPECTED["predictions"]["functional"], dtype=np.float32)
     np.testing.assert_allclose(model.predict(_rows("wages"), verbose=0), expected, atol=1e-6)
 
 
-def test_functional_model_is_refused_clearly_for_now():
-    with pytest.raises(ModelFileError, match="functional model.*not supported yet"):
-        load_model(FIXTURES / "functional.keras")
+def _keras2_functional_config() -> dict:
+    """Keras 2's list form of a functional graph (``inbound_nodes`` as [layer, node, tensor, kwargs])."""
+    dense = {"units": 1, "activation": "linear", "use_bias": True}
+    return {"class_name": "Functional", "config": {
+        "name": "k2", "layers": [
+            {"class_name": "InputLayer", "name": "a",
+             "config": {"batch_input_shape": [None, 2], "dtype": "float32", "name": "a"},
+             "inbound_nodes": []},
+            {"class_name": "InputLayer", "name": "b",
+             "config": {"batch_input_shape": [None, 3], "dtype": "float32", "name": "b"},
+             "inbound_nodes": []},
+            {"class_name": "Concatenate", "name": "joined", "config": {"name": "joined", "axis": -1},
+             "inbound_nodes": [[["a", 0, 0, {}], ["b", 0, 0, {}]]]},
+            {"class_name": "Dense", "name": "out", "config": {"name": "out", **dense},
+             "inbound_nodes": [[["joined", 0, 0, {}]]]}],
+        "input_layers": [["a", 0, 0], ["b", 0, 0]], "output_layers": [["out", 0, 0]]}}
+
+
+def test_keras_2_functional_configs_are_read():
+    model = model_from_json(json.dumps(_keras2_functional_config()))
+    assert isinstance(model, Model) and [t.shape for t in model.inputs] == [(None, 2), (None, 3)]
+    assert model.predict([np.ones((4, 2)), np.ones((4, 3))], verbose=0).shape == (4, 1)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda c: c["layers"][3]["inbound_nodes"][0][0].__setitem__(2, 1), "trainwell layers have one output"),
+    (lambda c: c["layers"][3]["inbound_nodes"][0][0].__setitem__(3, {"training": True}), "passes arguments"),
+    (lambda c: c["layers"][3].__setitem__("inbound_nodes", [[["nowhere", 0, 0, {}]]]),
+     "layer 'out' reads tensors that no layer makes"),
+])
+def test_bad_functional_graphs_are_refused_with_the_layer_named(edit, fragment):
+    entry = _keras2_functional_config()
+    edit(entry["config"])
+    with pytest.raises(ModelFileError, match=fragment):
+        model_from_json(json.dumps(entry))
 
 
 def test_files_are_told_apart_by_content_not_suffix(tmp_path):
@@ -451,6 +496,89 @@ def test_cli_converts_in_every_direction_and_describes_keras_files(tmp_path, cap
         cli_main(["convert", str(FIXTURES / "lambda.keras"), "-o", str(tmp_path / "x.tw")])
     assert exit_info.value.code == 1 and "Lambda" in capsys.readouterr().err
     assert not (tmp_path / "x.tw").exists()
+
+
+_KERAS_PREDICTS = textwrap.dedent("""
+    import os, sys, json
+    os.environ["KERAS_BACKEND"] = "torch"
+    import numpy as np, keras
+    folder, out = sys.argv[1], {}
+    for name in sys.argv[2:]:
+        model = keras.saving.load_model(os.path.join(folder, name + ".keras"))
+        data = np.load(os.path.join(folder, name + ".npz"))
+        x = [data[k] for k in sorted(data.files)]
+        out[name] = model.predict(x[0] if len(x) == 1 else x, verbose=0).tolist()
+        if getattr(model, "optimizer", None) is not None:
+            out[name + ":iterations"] = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    print(json.dumps(out))
+""")
+
+
+def _keras_predictions(folder, models: dict) -> dict:
+    """Each trainwell model of ``models`` (name -> (model, x)) saved as .keras and predicted by Keras."""
+    for name, (model, x) in models.items():
+        model.save(folder / f"{name}.keras")
+        np.savez(folder / f"{name}.npz", *(x if isinstance(x, list) else [x]))
+    env = {**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-c", _KERAS_PREDICTS, str(folder), *models], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _keras_installed(), reason="keras is not installed (optional 'keras' extra)")
+def test_trainwell_convnets_load_in_keras_with_the_same_predictions(tmp_path):
+    from trainwell import layers
+
+    rng = np.random.default_rng(0)
+    image = Sequential([Input((12, 12, 3)), layers.Rescaling(0.5, offset=-1.0),
+                        layers.Conv2D(4, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+                        layers.Conv2D(6, 2, strides=2), layers.LayerNormalization(), layers.ReLU(),
+                        layers.ZeroPadding2D(1), layers.AveragePooling2D(2), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")])
+    image.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x_image = rng.normal(size=(16, 12, 12, 3)).astype("float32")
+    image.fit(x_image, rng.integers(0, 3, 16), epochs=1, verbose=0)
+    text = Sequential([Input((7,)), layers.Embedding(20, 4), layers.Conv1D(5, 3, activation="tanh"),
+                       layers.GlobalMaxPooling1D(), layers.Dense(1)])
+    x_text = rng.integers(0, 20, (16, 7)).astype("float32")
+    text.predict(x_text, verbose=0)
+    found = _keras_predictions(tmp_path, {"image": (image, x_image), "text": (text, x_text)})
+    for name, model, x in [("image", image, x_image), ("text", text, x_text)]:
+        np.testing.assert_allclose(np.array(found[name]), model.predict(x, verbose=0), atol=1e-5)
+        back = load_model(tmp_path / f"{name}.keras")
+        np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _keras_installed(), reason="keras is not installed (optional 'keras' extra)")
+@pytest.mark.parametrize("suffix", ["keras", "h5"])
+def test_trainwell_functional_models_load_in_keras_with_the_same_predictions(tmp_path, suffix):
+    from trainwell import layers
+
+    rng = np.random.default_rng(0)
+    a, b = Input((6,), name="a"), Input((4,), name="b")
+    h1 = layers.Dense(5, activation="relu")(a)
+    h2 = layers.Dense(3, activation="tanh")(b)
+    h3 = layers.Dense(5)(layers.Concatenate()([h1, h2]))
+    model = Model([a, b], layers.Dense(2)(layers.Add()([h1, h3])))
+    model.compile(optimizer="adam", loss="mse")
+    x = [rng.normal(size=(16, 6)).astype("float32"), rng.normal(size=(16, 4)).astype("float32")]
+    model.fit(x, rng.normal(size=(16, 2)).astype("float32"), epochs=2, verbose=0)
+    residual_in = Input((8,))
+    hidden = layers.LayerNormalization()(layers.Dense(8, activation="relu")(residual_in))
+    residual = Model(residual_in, layers.Dense(1)(layers.Add()([residual_in, hidden])))
+    x_residual = rng.normal(size=(16, 8)).astype("float32")
+    found = _keras_predictions(tmp_path, {"two_inputs": (model, x), "residual": (residual, x_residual)})
+    np.testing.assert_allclose(np.array(found["two_inputs"]), model.predict(x, verbose=0), atol=1e-5)
+    assert found["two_inputs:iterations"] == model.optimizer.iterations  # Adam's state went along
+    np.testing.assert_allclose(np.array(found["residual"]), residual.predict(x_residual, verbose=0),
+                               atol=1e-5)
+    model.save(tmp_path / f"again.{suffix}")
+    back = load_model(tmp_path / f"again.{suffix}")
+    assert isinstance(back, Model) and back.optimizer.iterations == model.optimizer.iterations
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 _KERAS_ROUND_TRIP = textwrap.dedent("""

@@ -868,7 +868,7 @@ def _size(n_params: int) -> str:
     return f"{b:.2f} GB"
 
 
-def model_from_json(json_string, custom_objects=None) -> Sequential:
+def model_from_json(json_string, custom_objects=None) -> Model:
     """A model from Keras's ``model.to_json()`` text (architecture only, new weights).
 
     The JSON is read as data against the allow-list of ``trainwell.keras_files``; nothing in it is run.
@@ -880,7 +880,8 @@ def model_from_json(json_string, custom_objects=None) -> Sequential:
     if custom_objects:
         raise ConfigError("model_from_json: `custom_objects` is not supported: trainwell runs no code from a "
                           "model description. Remove the argument.")
-    return Sequential.from_config(keras_files.model_config_from_json(json_string))
+    config = keras_files.model_config_from_json(json_string)
+    return (Model if "input_layers" in config else Sequential).from_config(config)
 
 
 def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True) -> Sequential:

@@ -11,10 +11,13 @@ tensors (see ``trainwell.saving``), so loading goes through the same checks as a
 (parameter counts before allocating, every weight's shape and dtype) and builds only trainwell's
 own classes. Writing takes that same header and tensors. What is read:
 
-- layers: ``configs.LAYERS`` (Dense, Activation, Dropout, BatchNormalization, Normalization) and
-  ``InputLayer``; refused: ``Lambda`` and every other class, any module outside
-  ``configs.ALLOWED_MODULES``, registered custom objects, non-float32 dtypes, settings trainwell
-  does not implement (constraints, BatchNormalization's renorm, noise shapes);
+- models: Sequential and functional (Keras 3's ``{args, kwargs}`` inbound nodes and Keras 2's lists),
+  written back in Keras 3's form;
+- layers: ``configs.LAYERS`` (Dense, Conv1D/2D, LayerNormalization, Embedding, the poolings,
+  reshaping, merge and activation layers, ...) and ``InputLayer``; refused: ``Lambda`` and every
+  other class, any module outside ``configs.ALLOWED_MODULES``, registered custom objects,
+  non-float32 dtypes, settings trainwell does not implement (constraints, BatchNormalization's
+  renorm, noise shapes, channels-first data, layer calls with extra arguments);
 - the compile config (optimizer with its hyper-parameters, loss, metrics, loss weights), and the
   optimizer's state for SGD, Adam, AdamW, RMSprop and Adagrad in Keras 3's layout. An optimizer,
   loss or metric trainwell does not have loads the model uncompiled, with a warning.
@@ -33,6 +36,7 @@ import warnings
 import numpy as np
 import torch
 
+from .. import functional
 from .. import layers as layers_module
 from .._container import FORMAT_NAME, atomic_write_bytes
 from .._errors import ModelFileError, ModelFileNotFoundError, describe
@@ -104,21 +108,24 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
         entry, compile_entry, found, optimizer_values = legacy.read_model(path)
         optimizer_entry = None if compile_entry is None else compile_entry.get("optimizer_config")
     config = configs.trainwell_model_config(entry, path)
+    graph = "input_layers" in config  # a functional model: its inputs always have shapes
     if "" in found:
         found = _by_archive_path(path, config["layers"], found[""])
-    found = _constant_statistics(config, found)
-    if config["input_shape"] is None:  # an unbuilt model has no weights yet
+    if not graph:
+        found = _constant_statistics(config, found)
+    if not graph and config["input_shape"] is None:  # an unbuilt model has no weights yet
         if any(found.values()):
             raise ModelFileError(f"{path}: the file holds weights but its model config declares no input "
                                  "shape, so they cannot be placed.")
         tensors = {}
     else:
         tensors = state.layer_tensors(path, config["layers"], found)
-    header = {"format": FORMAT_NAME, "model": {"class_name": "Sequential", "config": config},
+    header = {"format": FORMAT_NAME,
+              "model": {"class_name": "Functional" if graph else "Sequential", "config": config},
               "compile": None, "optimizer": None, "layer_state": _layer_state(config, tensors)}
     if compile and compile_entry is not None and optimizer_entry is not None:
         header["compile"] = compile_settings.from_keras(path, compile_entry, optimizer_entry)
-    if header["compile"] is not None and optimizer_values is not None and config["input_shape"]:
+    if header["compile"] is not None and optimizer_values is not None and (graph or config["input_shape"]):
         params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
         if params:
             optimizer = header["compile"]["optimizer"]
@@ -225,9 +232,26 @@ def model_config_from_json(json_string: str, max_params: int = MAX_PARAMS) -> di
     except (ValueError, RecursionError) as exc:
         raise ModelFileError(f"{where}: the text is not JSON ({exc}).") from exc
     config = configs.trainwell_model_config(entry, where)
+    if "input_layers" in config:
+        _check_graph(where, config, max_params)
+        return config
     stack = [layer_from(where, i, layer) for i, layer in enumerate(config["layers"])]
     expected_shapes(where, stack, parse_input_shape(where, config["input_shape"]), max_params)
     return config
+
+
+def _check_graph(where: str, config: dict, max_params: int) -> None:
+    """A functional config built on torch's 'meta' device (shapes, no memory): broken links and
+    absurd sizes are refused before anything is allocated."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        try:
+            graph = functional.Graph(*functional.Graph.from_config(config))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelFileError(f"{where}: the functional graph cannot be built: {exc}") from exc
+        total = sum(layer.count_params() for layer in graph.layers)
+    if total > max_params:
+        raise ModelFileError(f"{where}: the model would hold {total:,} weights, above "
+                             f"max_params={max_params:,}; nothing was allocated.")
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -270,7 +294,7 @@ def write_model(filepath, header: dict, tensors: dict[str, torch.Tensor]) -> Non
 
 
 def _keras_layers(config: dict, tensors: dict) -> dict:
-    built = config.get("input_shape") is not None
+    built = "input_layers" in config or config.get("input_shape") is not None
     return {e["config"]["name"]: state.keras_variables(e, tensors) if built else [] for e in config["layers"]}
 
 
@@ -281,7 +305,9 @@ def _by_path(config: dict, layers: dict) -> dict:
 def _legacy_config(keras_config: dict) -> dict:
     """Keras's legacy ``model_config``: the layer entries without ``module``/``build_config``."""
     config = dict(keras_config["config"])
-    config["layers"] = [{"class_name": e["class_name"], "config": e["config"]} for e in config["layers"]]
+    config["layers"] = [{"class_name": e["class_name"], "config": e["config"],
+                         **{k: e[k] for k in ("name", "inbound_nodes") if k in e}}  # functional models
+                        for e in config["layers"]]
     return {"class_name": keras_config["class_name"], "config": config}
 
 

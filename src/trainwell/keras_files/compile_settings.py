@@ -82,7 +82,7 @@ def to_keras(header: dict, tensors: dict):
         "metrics": [configs.keras_object(m, "keras.metrics") for m in settings.get("metrics") or []] or None,
         "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
     values = None
-    if config.get("input_shape"):
+    if "input_layers" in config or config.get("input_shape"):  # built: a graph always is
         params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
         if params:
             values = state.optimizer_to_keras(optimizer, header.get("optimizer"), tensors, params)

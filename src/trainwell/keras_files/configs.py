@@ -7,8 +7,9 @@ dict (``{"module", "class_name", "config", "registered_name"}``) must come from 
 and registered-but-unknown classes are refused with one ``ModelFileError`` naming the layer.
 
 Reading: ``trainwell_model_config(keras_config, where)`` gives ``Sequential.get_config()``'s shape
-(name, input_shape, layers as ``{"class_name", "config"}`` of trainwell layers). Writing:
-``keras_model_config(trainwell_config)`` gives Keras 3's ``config.json`` shape.
+(name, input_shape, layers as ``{"class_name", "config"}`` of trainwell layers), or for a functional
+model ``Model.get_config()``'s (layers with ``inbound_nodes``, ``input_layers``, ``output_layers``).
+Writing: ``keras_model_config(trainwell_config)`` gives Keras 3's ``config.json`` shape.
 
 A Keras setting trainwell has no argument for is dropped when it holds its neutral value (None,
 False, empty) and refused otherwise, so a file never loads into a model that computes something else.
@@ -21,7 +22,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import initializers, regularizers
+import torch
+
+from .. import functional, initializers, regularizers
 from .. import layers as layers_module
 from .._errors import ModelFileError, describe
 
@@ -173,7 +176,8 @@ def _axis_last(value, where: str, rank: int | None) -> int:
 def _dense_in(config, where, rank):
     config = dict(config)
     for key in ("kernel_initializer", "bias_initializer"):
-        config[key] = _initializer(config.get(key), where)
+        if key in config:  # absent: the layer's default
+            config[key] = _initializer(config[key], where)
     for key in ("kernel_regularizer", "bias_regularizer"):
         config[key] = _regularizer(config.get(key), where)
     return config
@@ -198,6 +202,26 @@ def _normalization_in(config, where, rank):
         if value is not None and not (isinstance(value, (list, int, float)) and not isinstance(value, bool)):
             raise ModelFileError(f"{where}: `{key}` must be a number or a list of numbers, found "
                                  f"{describe(value)}.")
+    return config
+
+
+def _embedding_in(config, where, rank):
+    config = dict(config)
+    config["embeddings_initializer"] = _initializer(config.get("embeddings_initializer"), where)
+    config["embeddings_regularizer"] = _regularizer(config.get("embeddings_regularizer"), where)
+    config.pop("input_length", None)  # Keras 2's shape hint, read from the input shape instead
+    return config
+
+
+def _layernorm_in(config, where, rank):
+    config = dict(config)
+    for key in ("beta", "gamma"):
+        config[f"{key}_initializer"] = _initializer(config.get(f"{key}_initializer"), where)
+        if config.get(f"{key}_regularizer") is not None or config.get(f"{key}_constraint") is not None:
+            raise ModelFileError(f"{where}: {key} regularizers and constraints are not supported by "
+                                 f"trainwell's LayerNormalization. {REBUILD_HINT}")
+    if config.pop("rms_scaling", False):
+        raise ModelFileError(f"{where}: rms_scaling=True is not supported by trainwell. {REBUILD_HINT}")
     return config
 
 
@@ -258,6 +282,27 @@ LAYERS: dict[str, LayerSpec] = {
     "Normalization": LayerSpec(layers_module.Normalization, _normalization_in,
                                lambda c: ["mean", "variance", None],
                                lambda c: {"mean": None, "variance": None}),
+    "Embedding": LayerSpec(layers_module.Embedding, _embedding_in, lambda c: ["embeddings"],
+                           lambda c: {"embeddings_initializer": keras_object(
+                               c.get("embeddings_initializer"), "keras.initializers"),
+                               "embeddings_regularizer": keras_object(
+                                   c.get("embeddings_regularizer"), "keras.regularizers"),
+                               "embeddings_constraint": None}, ("embeddings",)),
+    "LayerNormalization": LayerSpec(
+        layers_module.LayerNormalization, _layernorm_in,
+        lambda c: ["gamma"] * c.get("scale", True) + ["beta"] * c.get("center", True),
+        lambda c: {f"{k}_initializer": keras_object(c.get(f"{k}_initializer"), "keras.initializers")
+                   for k in ("beta", "gamma")}, ("gamma", "beta")),
+    **{kind: LayerSpec(getattr(layers_module, kind), _dense_in,
+                       lambda c: ["kernel"] + (["bias"] if c.get("use_bias", True) else []), _dense_out,
+                       ("kernel", "bias")) for kind in ("Conv1D", "Conv2D")},
+    # Layers without weights: Keras's config keys are trainwell's constructor arguments.
+    **{kind: LayerSpec(getattr(layers_module, kind)) for kind in (
+        "Flatten", "Reshape", "Permute", "RepeatVector", "Rescaling", "Softmax", "ReLU", "LeakyReLU", "ELU",
+        "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Concatenate", "Add",
+        "Subtract", "Multiply", "Average", "Maximum", "Minimum", "UpSampling2D", "ZeroPadding2D",
+        "Cropping2D", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise")},
 }
 _INPUT_LAYERS = ("InputLayer",)
 _LAYER_COMMON = ("name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape",
@@ -302,15 +347,104 @@ def trainwell_model_config(entry, where: str) -> dict:
 
 
 def functional_config(config, where: str) -> dict:
-    """A Keras functional model's graph (``layers`` with ``inbound_nodes``, ``input_layers``,
-    ``output_layers``) as a trainwell model config.
+    """A Keras functional model's graph as trainwell's ``Model`` config (see ``Graph.from_config``).
 
-    Completed once trainwell has the functional API; until then it refuses clearly.
+    Keras 3 writes each call of a layer as ``{"args": [...], "kwargs": {}}`` whose tensors are
+    ``__keras_tensor__`` entries naming ``keras_history`` ``[layer, node_index, tensor_index]``;
+    Keras 2 as a list of ``[layer, node_index, tensor_index, kwargs]``. Both become the latter.
     """
-    raise ModelFileError(
-        f"{where}: this is a Keras functional model (Model(inputs, outputs)); reading functional models "
-        "is not supported yet, because trainwell does not have the functional API yet. Rebuild it as a "
-        "trainwell Sequential model if it is a plain stack, and load the weights with model.load_weights.")
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise ModelFileError(f"{where}: the functional model config must hold a list of `layers`.")
+    check_dtype(config.get("dtype"), f"{where}: model {config.get('name')!r}")
+    layers = []
+    for index, layer_entry in enumerate(config["layers"]):
+        at = f"{where}: {where_layer(index, layer_entry)}"
+        kind, layer_config = check_object(layer_entry, "layer", at)
+        if kind in _INPUT_LAYERS:
+            converted = {"class_name": "InputLayer", "config": _input_layer(layer_config, at)}
+        else:
+            converted = trainwell_layer_config(kind, layer_config, at, None)
+        nodes = layer_entry.get("inbound_nodes", [])
+        if not isinstance(nodes, list):
+            raise ModelFileError(f"{at}: `inbound_nodes` must be a list, found {describe(nodes)}.")
+        layers.append({**converted, "name": converted["config"]["name"],
+                       "inbound_nodes": [_node(node, at) for node in nodes]})
+    return {"name": config.get("name"), "trainable": bool(config.get("trainable", True)), "layers": layers,
+            "input_layers": _refs(config.get("input_layers"), f"{where}: input_layers"),
+            "output_layers": _refs(config.get("output_layers"), f"{where}: output_layers")}
+
+
+def _input_layer(config: dict, where: str) -> dict:
+    shape = _batch_shape(config.get("batch_shape", config.get("batch_input_shape")), where)
+    name = config.get("name")
+    if shape is None or not isinstance(name, str) or not name:
+        raise ModelFileError(f"{where}: an input layer needs a name and a shape [null, d1, ...].")
+    for key in ("sparse", "ragged", "optional"):
+        if config.get(key):
+            raise ModelFileError(f"{where}: {key}=True inputs are not supported.")
+    check_dtype(config.get("dtype"), where)
+    return {"name": name, "shape": list(shape)}
+
+
+def _neutral_kwargs(kwargs, where: str) -> None:
+    if kwargs is None:
+        return
+    if not isinstance(kwargs, dict) or any(v not in (None, False, {}, []) for v in kwargs.values()):
+        raise ModelFileError(f"{where}: the layer call passes arguments {describe(kwargs)}; trainwell "
+                             f"reads calls on tensors only. {REBUILD_HINT}")
+
+
+def _history(value, where: str) -> list:
+    """``[layer, node_index, tensor_index]`` checked (trainwell layers make one tensor each)."""
+    ok = isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value[1:])
+    if not ok:
+        raise ModelFileError(f"{where}: a tensor reference must be [layer name, node index, tensor index], "
+                             f"found {describe(value)}.")
+    if value[2] != 0:
+        raise ModelFileError(f"{where}: tensor {value[2]} of layer {value[0]!r} is read; trainwell layers "
+                             "have one output.")
+    return list(value)
+
+
+def _node(node, where: str) -> list:
+    """One layer call as trainwell's list of ``[layer, node_index, 0, {}]``."""
+    if isinstance(node, list):  # Keras 2
+        refs = []
+        for item in node:
+            if not isinstance(item, list) or len(item) not in (3, 4):
+                raise ModelFileError(f"{where}: an inbound node entry must be [layer, node index, "
+                                     f"tensor index, kwargs], found {describe(item)}.")
+            _neutral_kwargs(item[3] if len(item) == 4 else None, where)
+            refs.append(_history(item[:3], where) + [{}])
+        return refs
+    if not isinstance(node, dict) or not isinstance(node.get("args"), list):
+        raise ModelFileError(f"{where}: an inbound node must hold `args`, found {describe(node)}.")
+    _neutral_kwargs(node.get("kwargs"), where)
+    args = node["args"]
+    if len(args) != 1:
+        raise ModelFileError(f"{where}: the layer is called with {len(args)} positional arguments; trainwell "
+                             "reads calls on one tensor or one list of tensors.")
+    tensors = args[0] if isinstance(args[0], list) else [args[0]]
+    refs = []
+    for tensor in tensors:
+        if not isinstance(tensor, dict) or tensor.get("class_name") != "__keras_tensor__" \
+                or not isinstance(tensor.get("config"), dict):
+            raise ModelFileError(f"{where}: a layer input must be a Keras tensor, found {describe(tensor)}.")
+        refs.append(_history(tensor["config"].get("keras_history"), where) + [{}])
+    return refs
+
+
+def _refs(value, where: str):
+    """``input_layers``/``output_layers``: Keras 3 writes one reference flat, several as a list or dict."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+        return [_history(value, where)]
+    if isinstance(value, list) and value:
+        return [_history(v, where) for v in value]
+    if isinstance(value, dict) and value:
+        return {str(k): _history(v, where) for k, v in value.items()}
+    raise ModelFileError(f"{where}: expected tensor references [layer, node index, tensor index], found "
+                         f"{describe(value)}.")
 
 
 def trainwell_layer_config(kind: str, config: dict, where: str, rank: int | None) -> dict:
@@ -326,7 +460,9 @@ def trainwell_layer_config(kind: str, config: dict, where: str, rank: int | None
     adapted = spec.to_trainwell(config, where, rank)
     if "activation" in adapted:
         adapted["activation"] = _activation(adapted["activation"], where)
-    out = keep_known(spec.cls, {k: v for k, v in adapted.items() if k not in _LAYER_COMMON}, where)
+    own = inspect.signature(spec.cls.__init__).parameters  # Embedding's input_dim is its own argument
+    out = keep_known(spec.cls, {k: v for k, v in adapted.items()
+                                if k not in _LAYER_COMMON or k in own}, where)
     name = config.get("name")
     if name is not None:
         if not isinstance(name, str) or not name or "/" in name:
@@ -361,7 +497,7 @@ def archive_paths(layer_configs: list[dict]) -> list[str]:
     used: dict[str, int] = {}
     paths = []
     for entry in layer_configs:
-        base = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2",
+        base = re.sub(r"([a-z])([A-Z])", r"\1_\2",
                       re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", keras_class_name(entry["class_name"]))).lower()
         count = used.get(base)
         used[base] = 0 if count is None else count + 1
@@ -382,7 +518,9 @@ _POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "f
 
 
 def keras_model_config(config: dict, *, with_build: bool = True) -> dict:
-    """A trainwell Sequential config as Keras 3's serialized ``Sequential`` (``config.json``'s shape)."""
+    """A trainwell Sequential or functional config as Keras 3's serialized model (``config.json``'s shape)."""
+    if "input_layers" in config:
+        return keras_functional_config(config)
     layers, shape = [], config.get("input_shape")
     if shape is not None:
         layers.append({"module": "keras.layers", "class_name": "InputLayer",
@@ -419,3 +557,49 @@ def keras_layer_config(entry: dict, input_shape, with_build: bool = True) -> dic
     if with_build and input_shape is not None and spec.variables(config):
         out["build_config"] = {"input_shape": [None, *input_shape]}
     return out
+
+
+def _tensor_shapes(config: dict) -> dict[tuple[str, int], tuple]:
+    """Each (layer, node index)'s output shape, from the graph built on torch's 'meta' device."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        graph = functional.Graph(*functional.Graph.from_config(config))
+    index = graph._node_indices()
+    shapes = {(t.node.layer.name, 0): t.shape for t in graph.inputs}
+    shapes.update({(node.layer.name, index.get(id(node), 0)): node.output.shape for node in graph.nodes})
+    return shapes
+
+
+def keras_functional_config(config: dict) -> dict:
+    """A trainwell ``Model`` config as Keras 3's serialized ``Functional``: each layer call written
+    as ``{"args": [tensor or list of tensors], "kwargs": {}}`` with ``__keras_tensor__`` entries."""
+    shapes = _tensor_shapes(config)
+
+    def tensor(ref):
+        return {"class_name": "__keras_tensor__", "config": {
+            "shape": list(shapes[(ref[0], ref[1])]), "dtype": "float32", "keras_history": list(ref[:3])}}
+
+    layers = []
+    for entry in config["layers"]:
+        if entry["class_name"] == "InputLayer":
+            out = {"module": "keras.layers", "class_name": "InputLayer",
+                   "config": {"batch_shape": [None, *entry["config"]["shape"]], "dtype": "float32",
+                              "sparse": False, "ragged": False, "name": entry["name"], "optional": False},
+                   "registered_name": None}
+        else:
+            out = keras_layer_config(entry, None, with_build=False)
+        nodes = []
+        for node in entry.get("inbound_nodes", []):
+            args = [tensor(ref) for ref in node]
+            nodes.append({"args": [args[0] if len(args) == 1 else args], "kwargs": {}})
+        layers.append({**out, "name": entry["name"], "inbound_nodes": nodes})
+
+    def refs(value):
+        if isinstance(value, dict):
+            return {k: list(v[:3]) for k, v in value.items()}
+        return list(value[0][:3]) if len(value) == 1 else [list(v[:3]) for v in value]
+
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": config.get("name") or "functional", "trainable": config.get("trainable", True),
+                       "layers": layers, "input_layers": refs(config["input_layers"]),
+                       "output_layers": refs(config["output_layers"])},
+            "registered_name": "Functional"}

@@ -91,7 +91,9 @@ def trainable_keys(layers: list[dict], tensors: dict) -> list[str]:
     for entry in layers:
         if not entry["config"].get("trainable", True):
             continue
-        spec = configs.LAYERS[configs.keras_class_name(entry["class_name"])]
+        spec = configs.LAYERS.get(configs.keras_class_name(entry["class_name"]))
+        if spec is None:  # an input layer
+            continue
         name = entry["config"]["name"]
         keys += [f"{LAYERS}{name}/{w}" for w in spec.variables(entry["config"])
                  if w in spec.trainable and f"{LAYERS}{name}/{w}" in tensors]
@@ -106,6 +108,8 @@ def optimizer_from_keras(path: str, optimizer: dict, values: list[np.ndarray], p
     schedule = isinstance(config.get("learning_rate"), dict)
     order = slot_order(kind, config, len(params))
     head = 1 if schedule else 2
+    if order and len(values) == head and _scalar(path, "optimizer iteration", values[0]) == 0:
+        return None  # compiled, never built: Keras holds no slots, so nothing is lost by starting fresh
     if order is None or config.get("use_ema") or config.get("gradient_accumulation_steps") \
             or len(values) != head + len(order):
         warnings.warn(f"{path}: the {kind} optimizer's saved state ({len(values)} arrays) is not in a layout "
