@@ -427,10 +427,6 @@ SICK = [
             callbacks=lambda: [ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=5)],
         ),
         fix_words="ReduceLROnPlateau(factor=0.5, patience=5)",
-        known_miss="since leaky_relu takes the fused step its rounding changes this chaotic run: the "
-                   "validation loss bounces (epoch-to-epoch jitter 0.39) and the last window's mean is "
-                   "12% below the one before, above the stall threshold of 2%; the detector needs a "
-                   "rule for noisy plateaus",
     ),
 ]
 

@@ -730,6 +730,24 @@ def test_a_converged_run_is_not_a_stalled_optimiser():
     assert stall.severity == "warning" and stall.repairs[0] == "reduce_lr_on_plateau"
 
 
+def test_a_noisy_plateau_is_stalled_though_its_window_means_differ_by_chance():
+    # The 'plateau_at_high_rate' scenario's shape: the validation loss bounces by ~25% from epoch to
+    # epoch around a flat level, so its last window's mean sits ~12% below the one before by chance;
+    # the training loss bounces too while its mean still creeps down. Once a known miss.
+    rng = np.random.default_rng(0)
+    val = list(0.06 * (1 + 0.3 * rng.standard_normal(60)).clip(0.3))
+    val[40:] = [v * 0.88 for v in val[40:]]
+    train = [0.04 * (1 - 0.004 * e) * (1 + 0.3 * abs(rng.standard_normal())) for e in range(60)]
+    rec = record(logs=[{"loss": t, "val_loss": v} for t, v in zip(train, val)], epochs=list(range(60)))
+    [stall] = [f for f in run_detectors(rec) if f.code == "stalled"]
+    assert stall.severity == "warning" and stall.repairs[0] == "reduce_lr_on_plateau"
+    assert "bounces" in stall.message
+    # The same 12% fall on a smooth curve is progress.
+    smooth = [0.06] * 40 + [0.06 * 0.88] * 20
+    rec = record(logs=[{"loss": 0.04, "val_loss": v} for v in smooth], epochs=list(range(60)))
+    assert "stalled" not in {f.code for f in run_detectors(rec)}
+
+
 def test_noisy_labels_are_not_underfitting():
     # A logistic regression on Titanic ends near 0.69 of the constant loss: the rest is label noise.
     logs = [{"loss": 0.46, "val_loss": 0.45}] * 30

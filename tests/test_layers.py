@@ -309,6 +309,19 @@ def test_batch_normalization_training_forward_and_moving_averages():
     np.testing.assert_allclose(moving_var, 0.9 * 1.0 + 0.1 * var, rtol=1e-10)
 
 
+def test_batch_normalization_constant_feature_keeps_a_non_negative_moving_variance():
+    # The variance comes back from the kernel's 1 / sqrt(var + eps); rounding must not push a
+    # constant feature's moving variance below 0.
+    layer = built(BatchNormalization(momentum=0.0), 3)
+    layer.train()
+    x = torch.tensor([[5.0, 1.0, -2.0], [5.0, 2.0, -2.0], [5.0, 3.0, -2.0]])
+    out = layer(x).detach().numpy()
+    np.testing.assert_allclose(out[:, [0, 2]], 0.0, atol=1e-4)  # float32 mean, divided by sqrt(eps)
+    moving_var = layer.get_weights()[3]
+    assert (moving_var >= 0).all()
+    np.testing.assert_allclose(moving_var, [0.0, 2 / 3, 0.0], atol=1e-6)
+
+
 def test_batch_normalization_eval_uses_moving_statistics():
     rng = np.random.default_rng(4)
     layer = built(BatchNormalization(), 3).double()

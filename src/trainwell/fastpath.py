@@ -42,6 +42,7 @@ from .fused_layers import (
     BatchNormStage,
     DenseStage,
     DropoutStage,
+    MovingAverages,
     NormalizationStage,
     RescalingStage,
     activation_kernels,
@@ -368,6 +369,7 @@ class FusedStep:
         for i, stage in enumerate(self.stages[1:], 1):
             if isinstance(stage, DenseStage) and stage.biased:
                 self.extra[self.owner[i - 1]] = 1
+        self.moving = None
         self.loss_kind = _LOSS_KINDS[type(ctx.loss)]
         self.loss_weight = ctx.loss_weight
         self.update = None
@@ -381,20 +383,24 @@ class FusedStep:
         for stage in self.stages:
             stage.bind(self.flat.data, self.flat.grad, offset)
             offset += stage.size
-        # Regularized tensors grouped by their (l1, l2) factors: one foreach call per group and term.
-        groups = {}
-        views = self.flat.views(self.flat.data)
+        norms = [stage for stage in self.stages if isinstance(stage, BatchNormStage)]
+        self.moving = MovingAverages(norms) if norms else None
+        # Each weight's L1 and L2 factors as vectors over the flat buffer (0 where unregularized), so
+        # the penalties and their gradients are a few whole-buffer operations, however many layers.
+        l1, l2 = torch.zeros_like(self.flat.data), torch.zeros_like(self.flat.data)
+        views1, views2 = self.flat.views(l1), self.flat.views(l2)
         for layer in self.chain:
             for kind in ("kernel", "bias"):
                 reg = getattr(layer, f"{kind}_regularizer", None)
                 tensor = getattr(layer, kind, None)
                 if reg is not None and tensor is not None:
                     i = next(i for i, p in enumerate(self.flat.params) if p is tensor)
-                    key = (getattr(reg, "l1", 0.0), getattr(reg, "l2", 0.0))
-                    weights, grads = groups.setdefault(key, ([], []))
-                    weights.append(views[i])
-                    grads.append(self.update.grads[i])
-        self.penalties = [(weights, grads, l1, l2) for (l1, l2), (weights, grads) in groups.items()]
+                    views1[i].fill_(getattr(reg, "l1", 0.0))
+                    views2[i].fill_(2.0 * getattr(reg, "l2", 0.0))
+        self.l1 = l1 if bool(l1.any()) else None
+        self.l2 = l2 if bool(l2.any()) else None
+        self.penalties = self.l1 is not None or self.l2 is not None
+        self.scratch = torch.empty_like(self.flat.data)
 
     def _allocate(self, rows: int, like: torch.Tensor) -> None:
         """Activation, gradient and scratch buffers for batches of up to ``rows`` rows."""
@@ -437,6 +443,8 @@ class FusedStep:
         for i, stage in enumerate(stages):
             stage.forward(x, x_full, outs[i])
             x, x_full = outs[i], fulls[i]
+        if self.moving is not None:
+            self.moving.update()
         loss, d = self._loss_and_grad(x, yb, wb, n, self.d_last)
         first = self.first_trainable
         for i in range(len(stages) - 1, first - 1, -1):
@@ -452,14 +460,15 @@ class FusedStep:
     def _add_penalties(self, loss: torch.Tensor) -> torch.Tensor:
         """The L1/L2 penalties of the weights before the update, added to the loss and the gradient
         (``l1 * sum|w| + l2 * sum w²`` and ``l1 * sign(w) + 2 * l2 * w``, as autograd gives them)."""
-        for weights, grads, l1, l2 in self.penalties:
-            if l1:
-                loss = torch.add(loss, torch.stack(torch._foreach_norm(weights, 1)).sum(), alpha=l1)
-                torch._foreach_add_(grads, torch._foreach_sign(weights), alpha=l1)
-            if l2:
-                norms = torch.stack(torch._foreach_norm(weights))
-                loss = torch.add(loss, torch.dot(norms, norms), alpha=l2)
-                torch._foreach_add_(grads, weights, alpha=2.0 * l2)
+        w, g, scratch = self.flat.data, self.flat.grad, self.scratch
+        if self.l2 is not None:
+            torch.mul(w, self.l2, out=scratch)  # 2 * l2 * w
+            g.add_(scratch)
+            loss = torch.add(loss, torch.dot(scratch, w), alpha=0.5)
+        if self.l1 is not None:
+            torch.sign(w, out=scratch)
+            loss = torch.add(loss, torch.dot(scratch, w * self.l1))  # sign(w) * w = |w|
+            g.addcmul_(scratch, self.l1)
         return loss
 
     def _update_metrics(self, ctx, out, yb, wb) -> None:

@@ -10,9 +10,9 @@ knows one layer kind:
 - ``ActivationStage``: every named activation, in place where its gradient can be taken from its
   output (relu, tanh, sigmoid, elu, selu, leaky_relu, relu6, exponential), else into a buffer
   of its own with the input kept for the backward (gelu, silu, softplus, ...);
-- ``DropoutStage``: the same draws as ``torch.nn.functional.dropout`` on the CPU (a Bernoulli
-  mask from torch's global generator, divided by 1 - rate), so the same seed gives the same mask
-  on both paths; the backward multiplies by the mask;
+- ``DropoutStage``: the mask of ``layers.Dropout`` (``dropout_mask``: the same draws from
+  torch's global generator), so the same seed gives the same mask on both paths; forward and
+  backward multiply by the mask times 1 / (1 - rate);
 - ``BatchNormStage``: batch statistics and Keras's moving averages (biased variance, momentum
   the weight of the old average) as ``layers.BatchNormalization`` computes them, with torch's
   batch-norm kernels for the normalisation and its gradient;
@@ -31,6 +31,8 @@ import torch
 
 from . import activations
 from ._errors import ConfigError
+from .layers.normalization import biased_variance
+from .layers.regularization import dropout_mask
 
 _aten = torch.ops.aten
 # torch's selu constants (aten's selu is elu with these), for the backward from the output.
@@ -186,11 +188,12 @@ class ActivationStage(Stage):
 
 
 class DropoutStage(Stage):
-    """Keras's inverted dropout with the CPU draws of ``torch.nn.functional.dropout``."""
+    """Keras's inverted dropout with the mask of ``layers.Dropout``."""
 
     def __init__(self, layer, width: int):
         super().__init__(width)
-        self.keep = 1.0 - layer.rate
+        self.rate, self.scale = layer.rate, 1.0 / (1.0 - layer.rate)
+        self.zero = torch.zeros(())
 
     def allocate(self, rows, like):
         self.noise_full = like.new_empty((rows, self.width))
@@ -199,12 +202,12 @@ class DropoutStage(Stage):
         self.noise = self.noise_full[:n]
 
     def forward(self, x, x_full, out):
-        # What F.dropout does on the CPU: a Bernoulli(1 - rate) mask, divided by 1 - rate, times x.
-        self.noise.bernoulli_(self.keep).div_(self.keep)
-        torch.mul(x, self.noise, out=out)
+        # 0 + scale * x * mask: the plain path's x * mask * scale, bit for bit (mask is 0 or 1).
+        dropout_mask(x, self.rate, out=self.noise)
+        torch.addcmul(self.zero, x, self.noise, value=self.scale, out=out)
 
     def backward(self, d, x, x_full_t, out, need_dx):
-        return d.mul_(self.noise)
+        return torch.addcmul(self.zero, d, self.noise, value=self.scale, out=d)
 
 
 class BatchNormStage(Stage):
@@ -212,13 +215,14 @@ class BatchNormStage(Stage):
 
     torch's batch-norm kernels write straight into the step's buffers (output, input gradient,
     gamma and beta gradients), with scratch standing in for an absent gamma or beta gradient.
+    The batch statistics go into views of ``MovingAverages``' buffers, which updates every
+    layer's moving averages at once after the forward.
     """
 
     def __init__(self, layer, width: int):
         super().__init__(width)
         self.layer = layer
         self.size = width * ((layer.gamma is not None) + (layer.beta is not None))
-        self.new_weight = 1.0 - layer.momentum  # lerp weight of the batch statistic
         self.eps = layer.epsilon
 
     def bind(self, flat, grad, offset):
@@ -231,8 +235,6 @@ class BatchNormStage(Stage):
         self.gamma, g_gamma = views.get("gamma", scratch)
         self.beta, g_beta = views.get("beta", scratch)
         self.grads = [g_gamma, g_beta]
-        self.mean, self.invstd, self.var = (flat.new_empty(self.width) for _ in range(3))
-        self.moving = [self.layer.moving_mean, self.layer.moving_variance]
 
     def allocate(self, rows, like):
         self.dx_full = like.new_empty((rows, self.width))
@@ -243,17 +245,45 @@ class BatchNormStage(Stage):
     def forward(self, x, x_full, out):
         _aten.native_batch_norm.out(x, self.gamma, self.beta, None, None, True, 0.0, self.eps,
                                     out=out, save_mean=self.mean, save_invstd=self.invstd)
-        # Keras's moving averages take the biased batch variance: 1 / invstd² - eps recovers it to
-        # float32 rounding of var + eps, for 5 µs where torch.var_mean costs 26 µs on a 32 x 50 batch
-        # (torch's own running variance would be the unbiased one).
-        torch.pow(self.invstd, -2, out=self.var).sub_(self.eps)
-        torch._foreach_lerp_(self.moving, [self.mean, self.var], self.new_weight)
 
     def backward(self, d, x, x_full_t, out, need_dx):
         _aten.native_batch_norm_backward.out(d, x, self.gamma, None, None, self.mean, self.invstd, True,
                                              self.eps, [True, True, True], out0=self.dx,
                                              out1=self.grads[0], out2=self.grads[1])
         return self.dx
+
+
+class MovingAverages:
+    """The moving mean and variance of every ``BatchNormStage`` of a step, updated at once.
+
+    Each stage writes its batch mean and 1 / sqrt(var + eps) into views of two shared buffers;
+    ``update`` recovers the biased variances (``biased_variance``) and moves every average towards
+    its batch statistic with one ``lerp`` per momentum, as ``layers.BatchNormalization`` does per
+    layer.
+
+    Args:
+        stages: the step's ``BatchNormStage`` objects, in order (at least one).
+    """
+
+    def __init__(self, stages):
+        total = sum(stage.width for stage in stages)
+        self.mean, self.invstd = torch.empty(total), torch.empty(total)
+        self.var = torch.empty(total)
+        self.eps = torch.cat([torch.full((stage.width,), stage.eps) for stage in stages])
+        self.groups = {}  # lerp weight -> (averages, batch statistics)
+        offset = 0
+        for stage in stages:
+            span = slice(offset, offset + stage.width)
+            stage.mean, stage.invstd = self.mean[span], self.invstd[span]
+            averages, statistics = self.groups.setdefault(1.0 - stage.layer.momentum, ([], []))
+            averages += [stage.layer.moving_mean, stage.layer.moving_variance]
+            statistics += [self.mean[span], self.var[span]]
+            offset += stage.width
+
+    def update(self) -> None:
+        biased_variance(self.invstd, self.eps, out=self.var)
+        for weight, (averages, statistics) in self.groups.items():
+            torch._foreach_lerp_(averages, statistics, weight)
 
 
 class NormalizationStage(Stage):

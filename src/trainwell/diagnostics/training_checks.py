@@ -283,17 +283,18 @@ def stalled(record: RunRecord) -> list[Finding]:
     if any(f.is_problem for f in record.findings):
         return []
     gain, train_gain = _window_gain(values, window), _window_gain(train, window)
-    if gain >= STALL_GAIN or gain < -OVERFIT_RISE:  # still improving, or getting worse (other checks)
-        return []
-    stuck = train_gain < STALL_GAIN
-    if not stuck and record.stopped_early:  # the wasted epochs were already cut by early stopping
-        return []
-    # Flat and smooth: converged (at the data's noise floor); a lower rate would not help, only
-    # early stopping saves the epochs. Flat but bouncing from epoch to epoch: the rate is too large
-    # to settle, so lowering it on the plateau helps.
+    # A fall counts as progress when it beats both STALL_GAIN and the windows' own noise: a loss
+    # bouncing by tens of percent from epoch to epoch moves a window's mean by ~10% by chance.
+    if gain >= _progress_threshold(values, window) or gain < -OVERFIT_RISE:
+        return []  # still improving, or getting worse (other checks)
+    stuck = train_gain < _progress_threshold(train, window)
+    # A training loss bouncing from epoch to epoch: the rate is too large to settle, so lowering it
+    # on the plateau helps, whether or not its mean still creeps down. Flat and smooth: converged
+    # (at the data's noise floor); a lower rate would not help, only early stopping saves epochs.
     jitter = _jitter(train[-window:])
-    converged = stuck and jitter < STALL_JITTER
-    if converged and record.stopped_early:
+    bouncing = jitter >= STALL_JITTER
+    converged = stuck and not bouncing
+    if record.stopped_early and not (stuck and bouncing):  # early stopping already cut the epochs
         return []
     best = min(range(len(values)), key=values.__getitem__)
     evidence = {
@@ -309,15 +310,15 @@ def stalled(record: RunRecord) -> list[Finding]:
     evidence["jitter"] = jitter
     if converged:
         words = "the training loss is flat and smooth too: the run converged, and the epochs since are wasted"
-    elif stuck:
+    elif bouncing:
         words = (
-            f"the training loss is flat too but bounces from epoch to epoch ({jitter:.1%}): the optimiser "
-            f"cannot settle at learning_rate={record.learning_rate:g}"
+            f"the training loss {'is flat too but bounces' if stuck else 'bounces'} from epoch to epoch "
+            f"({jitter:.1%}): the optimiser cannot settle at learning_rate={record.learning_rate:g}"
         )
     else:
         words = "the training loss still falls, but that no longer helps"
     stop = f"EarlyStopping(monitor='{key}', patience=10, restore_best_weights=True)"
-    if stuck and not converged:
+    if bouncing:
         fix = (
             f"Add ReduceLROnPlateau(monitor='{key}', factor=0.5, patience=5) so the learning rate drops "
             f"when progress stops, and {stop} to skip the wasted epochs."
@@ -329,7 +330,7 @@ def stalled(record: RunRecord) -> list[Finding]:
     return [
         Finding(
             "stalled",
-            "warning" if stuck and not converged else "info",
+            "warning" if bouncing else "info",
             None,
             evidence,
             f"The mean {key} of the last {window} epochs is no better than that of the {window} "
@@ -350,6 +351,17 @@ def _jitter(values: list[float]) -> float:
     level = statistics.mean(values)
     steps = [abs(b - a) for a, b in zip(values, values[1:])]
     return statistics.mean(steps) / abs(level) if steps and level else 0.0
+
+
+def _progress_threshold(values: list[float], window: int) -> float:
+    """The relative fall between two window means that noise alone would rarely give.
+
+    For independent epoch-to-epoch noise of standard deviation sigma, consecutive values differ
+    by 2 sigma / sqrt(pi) on average, and two means of ``window`` values by sigma sqrt(2 / window);
+    a fall under twice that (or under STALL_GAIN) is no evidence of progress.
+    """
+    sigma = _jitter(values[-2 * window:]) * math.sqrt(math.pi) / 2
+    return max(STALL_GAIN, 2 * sigma * math.sqrt(2 / window))
 
 
 def _window_gain(values: list[float], window: int) -> float:

@@ -13,6 +13,16 @@ from .._errors import ConfigError, check_fraction, describe
 from .base import Layer
 
 
+def biased_variance(invstd: torch.Tensor, epsilon, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The biased batch variance (Keras's, for the moving average) from 1 / sqrt(var + epsilon).
+
+    1 / invstd² - epsilon is var to float32 rounding of var + epsilon, for a few µs where
+    ``torch.var_mean`` costs tens on a small batch; clamped at 0, which rounding may cross
+    for a constant feature.
+    """
+    return torch.pow(invstd, -2, out=out).sub_(epsilon).clamp_min_(0.0)
+
+
 class BatchNormalization(Layer):
     """Normalises each feature with the batch statistics while training, moving averages otherwise.
 
@@ -51,24 +61,29 @@ class BatchNormalization(Layer):
         super().build(input_shape)
 
     def forward(self, x):
-        dims = tuple(range(x.dim() - 1))
         # Statistics in the moving averages' precision (float32), as autocast does for torch's
         # own batch norm: bfloat16 means and variances are too coarse.
         x = x.to(self.moving_mean.dtype)
         if self.training and self._trainable:
-            mean = x.mean(dim=dims)
-            var = x.var(dim=dims, unbiased=False)
-            with torch.no_grad():
-                self.moving_mean.lerp_(mean.detach(), 1.0 - self.momentum)
-                self.moving_variance.lerp_(var.detach(), 1.0 - self.momentum)
-        else:
-            mean, var = self.moving_mean, self.moving_variance
+            return self._train_forward(x)
+        mean, var = self.moving_mean, self.moving_variance
         y = (x - mean) * torch.rsqrt(var + self.epsilon)
         if self.gamma is not None:
             y = y * self.gamma
         if self.beta is not None:
             y = y + self.beta
         return y
+
+    def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch statistics over every axis but the last, with torch's batch-norm kernel (one op
+        forward and one backward, the ones the fused step runs), and the moving averages updated."""
+        rows = x.reshape(-1, x.shape[-1])
+        y, mean, invstd = torch.ops.aten.native_batch_norm(rows, self.gamma, self.beta, None, None, True,
+                                                           0.0, self.epsilon)
+        with torch.no_grad():
+            self.moving_mean.lerp_(mean, 1.0 - self.momentum)
+            self.moving_variance.lerp_(biased_variance(invstd, self.epsilon), 1.0 - self.momentum)
+        return y.reshape(x.shape)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

@@ -14,6 +14,17 @@ from .._errors import ConfigError, check_fraction, describe
 from .base import Layer
 
 
+def dropout_mask(x: torch.Tensor, rate: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A mask of x's shape: 1.0 where a value is kept (probability 1 - rate), 0.0 where dropped.
+
+    Drawn as ``uniform >= rate`` from torch's generator: on the CPU a uniform draw costs about
+    a third of a Bernoulli one, and the fused step (``fused_layers.DropoutStage``) draws the same
+    mask, so both paths give the same numbers from the same seed.
+    """
+    mask = torch.empty_like(x) if out is None else out
+    return mask.uniform_().ge_(rate)
+
+
 class Dropout(Layer):
     """Sets a fraction ``rate`` of inputs to 0 during training, scaling the rest by 1/(1-rate)."""
 
@@ -27,7 +38,8 @@ class Dropout(Layer):
     def forward(self, x):
         if not self.training or self.rate == 0.0:
             return x
-        return nn.functional.dropout(x, self.rate, training=True)
+        # Keras's inverted dropout: the kept values are scaled by 1 / (1 - rate).
+        return x * dropout_mask(x, self.rate) * (1.0 / (1.0 - self.rate))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
