@@ -742,6 +742,11 @@ def test_a_noisy_plateau_is_stalled_though_its_window_means_differ_by_chance():
     [stall] = [f for f in run_detectors(rec) if f.code == "stalled"]
     assert stall.severity == "warning" and stall.repairs[0] == "reduce_lr_on_plateau"
     assert "bounces" in stall.message
+    # A noisy run whose last epoch sets a new best is still progressing (the repaired 10-layer tanh
+    # wages net once got a 'stalled' warning at its best epoch).
+    rec = record(logs=[{"loss": t, "val_loss": v} for t, v in zip(train, val[:-1] + [0.5 * min(val)])],
+                 epochs=list(range(60)))
+    assert "stalled" not in {f.code for f in run_detectors(rec)}
     # The same 12% fall on a smooth curve is progress.
     smooth = [0.06] * 40 + [0.06 * 0.88] * 20
     rec = record(logs=[{"loss": 0.04, "val_loss": v} for v in smooth], epochs=list(range(60)))
@@ -790,3 +795,60 @@ def test_monitor_records_the_regularizers_penalty_before_training():
     record = history.diagnosis.record
     assert record.penalty_start > 0.1  # 0.05 * sum(W²) of a fresh 4x64 glorot kernel
     assert not [f for f in history.diagnosis if f.code in ("detector_failed", "lr_too_high")]
+
+
+# ----------------------------------------------------------------------------------------------
+# convolutions: the probes take gradients at every Dense and convolution layer (issue 18, point 5)
+
+
+def small_digits(n=1000):
+    from trainwell.datasets import load_mnist
+
+    x, y = load_mnist()
+    return (x[:n].reshape(-1, 28, 28, 1) / np.float32(255.0)).astype("float32"), y[:n]
+
+
+def convnet(activation="relu", depth=2, bias=0.0, seed=0):
+    from trainwell.initializers import Constant
+    from trainwell.layers import Conv2D, Flatten, MaxPooling2D
+
+    set_random_seed(seed)
+    layers = [Input(shape=(28, 28, 1))]
+    for i in range(depth):
+        layers.append(Conv2D(8, 3, padding="same", activation=activation, bias_initializer=Constant(bias),
+                             name=f"conv{i}"))
+        if i < 2:
+            layers.append(MaxPooling2D(2))
+    return Sequential(layers + [Flatten(), Dense(10, activation="softmax", name="out")])
+
+
+def fit_convnet(model, optimizer, epochs=4):
+    x, y = small_digits()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model.fit(x, y, epochs=epochs, batch_size=64, validation_split=0.2, verbose=0)
+
+
+def test_a_healthy_convnet_gets_no_warning_and_its_convolutions_are_probed():
+    history = fit_convnet(convnet(), Adam(1e-3))
+    assert not [f for f in history.diagnosis if f.is_problem], [str(f) for f in history.diagnosis]
+    assert history.history["val_accuracy"][-1] > 0.6
+    signal = dict(history.diagnosis.record.last_probe.signal)
+    assert list(signal) == ["conv0", "conv1", "out"] and all(v > 0 for v in signal.values())
+
+
+def test_vanishing_gradients_through_a_deep_sigmoid_convnet_are_found_and_repaired():
+    model = convnet("sigmoid", depth=8)
+    history = fit_convnet(model, SGD(0.05))
+    [finding] = [f for f in history.diagnosis if f.code == "vanishing_gradients"]
+    assert finding.evidence["first_to_last_ratio"] < 1e-4 and "first weight layer" in finding.message
+    assert list(finding.evidence["signal_rms_by_layer"])[:2] == ["conv0", "conv1"]
+    result = model.repair(*small_digits(), epochs=4, batch_size=64, validation_split=0.2, verbose=0)
+    [row] = [r for r in result.rows if r["finding"] == "vanishing_gradients"]
+    assert row["gone"] and row["val_loss_after"] < 0.5 * row["val_loss_before"]
+
+
+def test_dead_convolution_channels_are_named_as_channels():
+    history = fit_convnet(convnet(bias=-3.0, depth=3), Adam(1e-3))
+    dead = [f for f in history.diagnosis if f.code == "dead_units"]
+    assert {f.layer for f in dead} == {"conv0", "conv1", "conv2"}
+    assert all("ReLU channels" in f.message and f.evidence["units"] == 8 for f in dead)

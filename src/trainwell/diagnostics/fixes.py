@@ -37,6 +37,14 @@ class Recipe:
     def dense(self) -> list[dict]:
         return [layer["config"] for layer in self.layers if layer["class_name"] == "Dense"]
 
+    @property
+    def kernel_layers(self) -> list[dict]:
+        """Dense and convolution layers: the ones with a kernel initializer and an activation."""
+        return [layer["config"] for layer in self.layers if layer["class_name"] in _KERNEL_LAYERS]
+
+
+_KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv2DTranspose")
+
 
 def _normalize_inputs(recipe: Recipe, x, y) -> None:
     pixels = np.issubdtype(np.asarray(x).dtype, np.number) and _looks_like_pixels(np.asarray(x))
@@ -57,14 +65,14 @@ def _standardize_target(recipe: Recipe, x, y) -> None:
 
 
 def _default_initializers(recipe: Recipe, x, y) -> None:
-    for layer in recipe.dense:
+    for layer in recipe.kernel_layers:
         relu = layer.get("activation") in activations.RELU_FAMILY
         layer["kernel_initializer"] = {"class_name": "HeUniform" if relu else "GlorotUniform", "config": {}}
         layer["bias_initializer"] = {"class_name": "Zeros", "config": {}}
 
 
 def _relu_activations(recipe: Recipe, x, y) -> None:
-    for layer in recipe.dense[:-1]:
+    for layer in recipe.kernel_layers[:-1]:
         if layer.get("activation") in ("tanh", "sigmoid", "hard_sigmoid", "softsign"):
             layer["activation"] = "relu"
             layer["kernel_initializer"] = {"class_name": "HeUniform", "config": {}}

@@ -46,7 +46,8 @@ def dead_units(record: RunRecord) -> list[Finding]:
                 severity,
                 name,
                 evidence,
-                f"{n_dead / n:.0%} of its {n} ReLU units ({n_dead}) output zero for every probe sample "
+                f"{n_dead / n:.0%} of its {n} ReLU {_unit_word(record, name)} ({n_dead}) output zero for "
+                "every probe sample "
                 f"({'from the start' if since < 0 else f'dead by epoch {since + 1}'}; {died} of them were "
                 "alive at the start). Dead units get no gradient and "
                 "never recover.",
@@ -55,6 +56,12 @@ def dead_units(record: RunRecord) -> list[Finding]:
             )
         )
     return found
+
+
+def _unit_word(record: RunRecord, name: str) -> str:
+    """'channels' for a convolution (a unit is a channel, dead at every position), else 'units'."""
+    kind = next((layer.kind for layer in record.layers if layer.name == name), "")
+    return "channels" if "Conv" in kind else "units"
 
 
 def _dead_fix(record: RunRecord, died: int, lr: float) -> tuple[str, tuple[str, ...]]:
@@ -87,19 +94,20 @@ def _dead_since(record: RunRecord, name: str, n_dead_end: int) -> int:
 
 
 SIGNAL_SHRINK = 1e-3
-"""Back-propagated gradient at the first Dense layer / at the last one, below which gradients vanish."""
+"""Back-propagated gradient at the first weight layer (Dense or convolution) / at the last one,
+below which gradients vanish."""
 SIGNAL_GROWTH = 1e2
 """The same ratio above which gradients explode."""
 SATURATED_FRACTION = 0.5
 """A tanh/sigmoid hidden layer with at least this fraction of outputs on its flat part is saturated."""
 SATURATION_SHRINK = 0.1
-"""Saturation is reported only when the first Dense layer's gradient is below this fraction of the last's."""
+"""Saturation is reported only when the first weight layer's gradient is below this fraction of the last's."""
 GRAD_TO_WEIGHT = 1e3
 """A kernel gradient this many times larger than the kernel itself (norms) has exploded."""
 
 
 def _signal_ratios(record: RunRecord) -> list[float]:
-    """Per probe: RMS gradient at the first Dense layer's pre-activation / at the last one's."""
+    """Per probe: RMS gradient at the first weight layer's pre-activation / at the last one's."""
     ratios = []
     for probe in record.probes:
         values = [v for _, v in probe.signal]
@@ -144,7 +152,7 @@ def exploding_gradients(record: RunRecord) -> list[Finding]:
                 "warning",
                 None,
                 evidence,
-                f"Gradients grow {ratio:.2g}x from the last Dense layer back to the first"
+                f"Gradients grow {ratio:.2g}x from the last weight layer back to the first"
                 f"{' from the start' if at_start else ''}: each layer amplifies them, so the early "
                 "layers take huge, unstable steps.",
                 *_exploding_fix(record, at_start),
@@ -290,7 +298,7 @@ def vanishing_gradients(record: RunRecord) -> list[Finding]:
                     "warning",
                     None,
                     _signal_evidence(record, ratio),
-                    f"The gradient reaching the first Dense layer is {ratio:.2g} times the one at the last "
+                    f"The gradient reaching the first weight layer is {ratio:.2g} times the one at the last "
                     f"layer ({len(record.probes[-1].signal)} layers): the early layers barely learn.",
                     "Use activation='relu' with kernel_initializer='he_uniform' in the hidden layers, keep "
                     "the default glorot_uniform rather than tiny initial weights, use fewer layers, or add "

@@ -287,6 +287,8 @@ def stalled(record: RunRecord) -> list[Finding]:
     # bouncing by tens of percent from epoch to epoch moves a window's mean by ~10% by chance.
     if gain >= _progress_threshold(values, window) or gain < -OVERFIT_RISE:
         return []  # still improving, or getting worse (other checks)
+    if values[-1] < min(values[:-1]):
+        return []  # the last epoch set a new best: progress, however noisy
     stuck = train_gain < _progress_threshold(train, window)
     # A training loss bouncing from epoch to epoch: the rate is too large to settle, so lowering it
     # on the plateau helps, whether or not its mean still creeps down. Flat and smooth: converged

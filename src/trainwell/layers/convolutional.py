@@ -121,12 +121,17 @@ class _Conv(Layer):
         """Keras ``(*k, in, out)`` viewed as torch's ``(out, in, *k)``."""
         return self.kernel.permute(self.rank + 1, self.rank, *range(self.rank))
 
-    def forward(self, x):
+    def linear(self, x):
+        """The convolution and bias, before the activation (channels last, as the layer's output):
+        what the doctor's probes take gradients at, and the logits of a fused output layer."""
         conv = _F.conv1d if self.rank == 1 else _F.conv2d
         x_first, padding = self._pad(x.movedim(-1, 1))
         y = conv(x_first, self.torch_kernel(), self.bias, self.strides, padding, self.dilation_rate,
                  self.groups)
-        return self.activation(y.movedim(1, -1))
+        return y.movedim(1, -1)
+
+    def forward(self, x):
+        return self.activation(self.linear(x))
 
     @property
     def activation_name(self) -> str:
@@ -217,7 +222,7 @@ class SeparableConv2D(_Conv):
             self.bias = nn.Parameter(self.bias_initializer((self.filters,), dtype=torch.float32))
         Layer.build(self, input_shape)
 
-    def forward(self, x):
+    def linear(self, x):
         x_first, padding = self._pad(x.movedim(-1, 1))
         kh, kw, channels, mult = self.depthwise_kernel.shape
         # (kh, kw, in, mult) → (in * mult, 1, kh, kw): torch's grouped conv orders outputs channel-major,
@@ -225,7 +230,7 @@ class SeparableConv2D(_Conv):
         depthwise = self.depthwise_kernel.permute(2, 3, 0, 1).reshape(channels * mult, 1, kh, kw)
         y = _F.conv2d(x_first, depthwise, None, self.strides, padding, self.dilation_rate, channels)
         y = _F.conv2d(y, self.pointwise_kernel.permute(3, 2, 0, 1), self.bias)
-        return self.activation(y.movedim(1, -1))
+        return y.movedim(1, -1)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -253,7 +258,7 @@ class Conv2DTranspose(_Conv):
             out.append(size * s if self.padding == "same" else (size - 1) * s + (k - 1) * d + 1)
         return tuple(out)
 
-    def forward(self, x):
+    def linear(self, x):
         x_first = x.movedim(-1, 1)
         full = _F.conv_transpose2d(x_first, self.kernel.permute(3, 2, 0, 1), self.bias, self.strides,
                                    0, 0, 1, self.dilation_rate)
@@ -261,7 +266,7 @@ class Conv2DTranspose(_Conv):
             rows, cols = (size * s for size, s in zip(x_first.shape[2:], self.strides))
             top, left = ((full.shape[2] - rows) // 2, (full.shape[3] - cols) // 2)
             full = full[:, :, top:top + rows, left:left + cols]
-        return self.activation(full.movedim(1, -1))
+        return full.movedim(1, -1)
 
     def get_config(self) -> dict:
         config = super().get_config()
