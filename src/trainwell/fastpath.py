@@ -41,6 +41,7 @@ from .fused_layers import (
     ActivationStage,
     BatchNormStage,
     DenseStage,
+    DropoutMasks,
     DropoutStage,
     MovingAverages,
     NormalizationStage,
@@ -370,6 +371,8 @@ class FusedStep:
             if isinstance(stage, DenseStage) and stage.biased:
                 self.extra[self.owner[i - 1]] = 1
         self.moving = None
+        drops = [stage for stage in self.stages if isinstance(stage, DropoutStage)]
+        self.masks = DropoutMasks(drops) if drops else None
         self.loss_kind = _LOSS_KINDS[type(ctx.loss)]
         self.loss_weight = ctx.loss_weight
         self.update = None
@@ -414,6 +417,8 @@ class FusedStep:
                     buffer[:, -1] = 1.0
             self.buffers.append(buffer)
             stage.allocate(rows, like)
+        if self.masks is not None:
+            self.masks.allocate(rows, like)
         self.loss_grad = like.new_empty((rows, self.stages[-1].width))
         self._resize(rows)
 
@@ -429,6 +434,8 @@ class FusedStep:
         self.d_last = self.loss_grad[:n]
         for stage in self.stages:
             stage.resize(n)
+        if self.masks is not None:
+            self.masks.resize(n)
 
     def __call__(self, ctx, optimizer, xb, yb, wb) -> torch.Tensor:
         if self.update is None or not self.flat.bound():  # first call, or another step rebound them
@@ -439,6 +446,8 @@ class FusedStep:
         elif n != self.n:  # a short last batch, or the first full one after it
             self._resize(n)
         stages, outs, fulls = self.stages, self.outs, self.fulls
+        if self.masks is not None:
+            self.masks.draw()
         x = x_full = xb
         for i, stage in enumerate(stages):
             stage.forward(x, x_full, outs[i])

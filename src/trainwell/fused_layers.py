@@ -32,7 +32,6 @@ import torch
 from . import activations
 from ._errors import ConfigError
 from .layers.normalization import biased_variance
-from .layers.regularization import dropout_mask
 
 _aten = torch.ops.aten
 # torch's selu constants (aten's selu is elu with these), for the backward from the output.
@@ -188,26 +187,56 @@ class ActivationStage(Stage):
 
 
 class DropoutStage(Stage):
-    """Keras's inverted dropout with the mask of ``layers.Dropout``."""
+    """Keras's inverted dropout with the mask of ``layers.Dropout`` (drawn by ``DropoutMasks``)."""
 
     def __init__(self, layer, width: int):
         super().__init__(width)
         self.rate, self.scale = layer.rate, 1.0 / (1.0 - layer.rate)
         self.zero = torch.zeros(())
-
-    def allocate(self, rows, like):
-        self.noise_full = like.new_empty((rows, self.width))
-
-    def resize(self, n):
-        self.noise = self.noise_full[:n]
+        self.noise = None  # this batch's mask, a view of ``DropoutMasks``' buffer
 
     def forward(self, x, x_full, out):
         # 0 + scale * x * mask: the plain path's x * mask * scale, bit for bit (mask is 0 or 1).
-        dropout_mask(x, self.rate, out=self.noise)
         torch.addcmul(self.zero, x, self.noise, value=self.scale, out=out)
 
     def backward(self, d, x, x_full_t, out, need_dx):
         return torch.addcmul(self.zero, d, self.noise, value=self.scale, out=d)
+
+
+class DropoutMasks:
+    """The masks of every ``DropoutStage`` of a step, drawn at once before the forward.
+
+    The plain path draws each layer's mask (``dropout_mask``: uniform >= rate) in call order with
+    nothing drawn in between, and torch's CPU ``uniform_`` fills a contiguous buffer in order, so
+    one draw over the masks laid end to end gives the same numbers for two or three fewer calls.
+
+    Args:
+        stages: the step's ``DropoutStage`` objects, in order (at least one).
+    """
+
+    def __init__(self, stages):
+        self.stages, self.total = stages, sum(stage.width for stage in stages)
+        rates = {stage.rate for stage in stages}
+        self.rate = rates.pop() if len(rates) == 1 else None  # one comparison when the rates agree
+
+    def allocate(self, rows: int, like: torch.Tensor) -> None:
+        self.buffer = like.new_empty(rows * self.total)
+
+    def resize(self, n: int) -> None:
+        """Each stage's mask for a batch of ``n`` rows: consecutive (n, width) blocks."""
+        offset = 0
+        for stage in self.stages:
+            stage.noise = self.buffer[offset:offset + n * stage.width].view(n, stage.width)
+            offset += n * stage.width
+        self.span = self.buffer[:offset]
+
+    def draw(self) -> None:
+        self.span.uniform_()
+        if self.rate is not None:
+            self.span.ge_(self.rate)
+        else:
+            for stage in self.stages:
+                stage.noise.ge_(stage.rate)
 
 
 class BatchNormStage(Stage):

@@ -14,15 +14,14 @@ from .._errors import ConfigError, check_fraction, describe
 from .base import Layer
 
 
-def dropout_mask(x: torch.Tensor, rate: float, out: torch.Tensor | None = None) -> torch.Tensor:
+def dropout_mask(x: torch.Tensor, rate: float) -> torch.Tensor:
     """A mask of x's shape: 1.0 where a value is kept (probability 1 - rate), 0.0 where dropped.
 
     Drawn as ``uniform >= rate`` from torch's generator: on the CPU a uniform draw costs about
-    a third of a Bernoulli one, and the fused step (``fused_layers.DropoutStage``) draws the same
-    mask, so both paths give the same numbers from the same seed.
+    a third of a Bernoulli one, and the fused step (``fused_layers.DropoutMasks``) draws the same
+    numbers, so both paths give the same masks from the same seed.
     """
-    mask = torch.empty_like(x) if out is None else out
-    return mask.uniform_().ge_(rate)
+    return torch.empty_like(x).uniform_().ge_(rate)
 
 
 class Dropout(Layer):
