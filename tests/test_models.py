@@ -395,3 +395,29 @@ def test_model_metrics_and_weights_numpy():
     model.weights[1].assign(np.ones(4))
     np.testing.assert_array_equal(model.get_weights()[1], np.ones(4))
     assert Sequential([Dense(2)]).metrics == []
+
+
+def test_metrics_ignore_sample_weights_and_weighted_metrics_use_them_as_in_keras(tmp_path):
+    from trainwell.models import load_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = rng.normal(size=(40, 1)).astype("float32")
+    w = np.linspace(0.1, 3.0, 40).astype("float32")
+    model = Sequential([Dense(4, activation="relu", input_shape=(3,)), Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"], weighted_metrics=["mae", "mse"])
+    assert model.metrics_names == ["loss", "mae", "weighted_mae", "mse"]
+    history = model.fit(x, y, sample_weight=w, epochs=2, batch_size=8, verbose=0)
+    assert set(history.history) == {"loss", "mae", "weighted_mae", "mse"}
+    got = model.evaluate(x, y, sample_weight=w, batch_size=8, return_dict=True, verbose=0)
+    err = model.predict(x, verbose=0) - y
+    np.testing.assert_allclose(got["mae"], np.abs(err).mean(), rtol=1e-5)  # unweighted
+    np.testing.assert_allclose(got["weighted_mae"], (np.abs(err[:, 0]) * w).sum() / w.sum(), rtol=1e-5)
+    np.testing.assert_allclose(got["mse"], (err[:, 0] ** 2 * w).sum() / w.sum(), rtol=1e-5)
+    # The split survives the model file.
+    model.save(tmp_path / "m.tw")
+    again = load_model(tmp_path / "m.tw")
+    assert again.metrics_names == ["loss", "mae", "weighted_mae", "mse"]
+    again_got = again.evaluate(x, y, sample_weight=w, batch_size=8, return_dict=True, verbose=0)
+    for key, value in got.items():
+        np.testing.assert_allclose(again_got[key], value, rtol=1e-6)

@@ -487,8 +487,8 @@ class FusedStep:
             self.predictions = _PREDICTIONS.get(ctx.output_activation, ctx.predictions)
         pred = self.predictions(out)
         for metric, kind in self.metric_kinds:
-            if kind is None or wb is not None:  # weighted batches take the metric's own update
-                metric.update_state(yb, pred, wb)
+            if kind is None or (wb is not None and metric.weighted):  # the metric's own update
+                metric.update_state(yb, pred, wb if metric.weighted else None)
             elif kind == "categorical":
                 metric._add_hits(torch.eq(yb.argmax(-1), pred.argmax(-1)))
             elif kind == "sparse":

@@ -325,6 +325,8 @@ class MultiOutputLoss:
 class OutputMetric:
     """A metric of one output of a multi-output model, reading its slice of the packed tensors."""
 
+    weighted = False  # Keras's `metrics` ignore sample weights
+
     def __init__(self, metric, loss: MultiOutputLoss, index: int):
         self.metric, self.loss, self.index = metric, loss, index
         self.name = metric.name
@@ -342,6 +344,8 @@ class OutputMetric:
 
 class OutputLoss:
     """One output's unweighted loss, averaged over the epoch's samples: Keras's ``<output>_loss`` log."""
+
+    weighted = True  # a loss: the sample weights apply, as in the total loss
 
     def __init__(self, loss: MultiOutputLoss, index: int):
         self.loss, self.index = loss, index

@@ -78,6 +78,9 @@ def _no_nan_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.
 class Metric:
     """Base class of stateful metrics.
 
+    ``weighted`` is True for a metric compiled through ``weighted_metrics``: as in Keras, only
+    those see ``sample_weight`` (and ``class_weight``); the ``metrics`` are unweighted.
+
     Subclasses implement ``update_state`` and ``result`` and keep their running values with
     ``self._add(key, value, device)``, which sums into a float32 tensor created on the first
     call: no host sync, and the state lives wherever the data lives.
@@ -85,6 +88,8 @@ class Metric:
     Args:
         name: the key under which the metric is logged.
     """
+
+    weighted = False
 
     def __init__(self, name: str | None = None):
         self.name = name or re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", type(self).__name__).lower()

@@ -74,6 +74,7 @@ class Model(nn.Module):
         self.compiled_loss = None  # the Loss the loop uses (resolved from `loss`)
         self.loss_weights = None
         self.metrics_identifiers: list = []
+        self.weighted_metrics_identifiers: list = []
         self.compiled_metrics: list = []
         self.stop_training = False
         self.history = None
@@ -234,7 +235,10 @@ class Model(nn.Module):
                 Keras's default 'rmsprop'.
             loss: Name ('mean_squared_error', 'categorical_crossentropy', ...), a Loss, or a callable.
             loss_weights: Optional scalar multiplying the loss.
-            metrics: List of names ('accuracy', 'mae', ...) or Metric instances.
+            metrics: List of names ('accuracy', 'mae', ...) or Metric instances, computed without
+                sample or class weights (as Keras does).
+            weighted_metrics: Metrics computed with the sample and class weights (named
+                'weighted_<name>' when an unweighted metric has the name).
             device: 'auto' (GPU when present), 'cpu', 'cuda' or 'cuda:N'; None keeps the current device.
             precision: '32-true' (float32, the default) or 'bf16-mixed' (layers run in bfloat16 under
                 ``torch.autocast``, weights and loss stay float32; on CPUs and bfloat16 GPUs). Keras's
@@ -249,6 +253,9 @@ class Model(nn.Module):
                               "loss='categorical_crossentropy' for classification.")
         self.optimizer = optimizers_module.get(optimizer)
         if self._out_packing is not None:  # several outputs: one loss, weight and metric list each
+            if weighted_metrics:
+                raise ConfigError("compile(weighted_metrics=...) is not supported yet for a model with "
+                                  "several outputs; pass them as `metrics` (computed without weights).")
             self._compile_outputs(loss, loss_weights, metrics)
         else:
             self.loss = loss  # what was passed, as Keras keeps it; the loop uses compiled_loss
@@ -259,8 +266,11 @@ class Model(nn.Module):
             self.loss_weights = loss_weights
             if metrics is not None and not isinstance(metrics, (list, tuple)):
                 metrics = [metrics]
-            self.metrics_identifiers = list(metrics or []) + list(weighted_metrics or [])
-            for identifier in self.metrics_identifiers:  # fail early on unknown names
+            if weighted_metrics is not None and not isinstance(weighted_metrics, (list, tuple)):
+                weighted_metrics = [weighted_metrics]
+            self.metrics_identifiers = list(metrics or [])
+            self.weighted_metrics_identifiers = list(weighted_metrics or [])
+            for identifier in self.metrics_identifiers + self.weighted_metrics_identifiers:  # fail early
                 metrics_module.get(identifier, loss=self.compiled_loss, output_shape=(None, 2))
             self._reset_compiled_metrics()
         if precision is not None:
@@ -312,19 +322,25 @@ class Model(nn.Module):
         self.compiled_loss = functional.MultiOutputLoss(losses, weights, shapes, keys)
         self.loss_weights = None  # inside the loss, per output
         self.metrics_identifiers = []
+        self.weighted_metrics_identifiers = []
         self.output_metrics_identifiers = functional.metrics_per_output(metrics or [], keys)
         self.compiled_metrics = functional.output_metrics(self.output_metrics_identifiers, self.compiled_loss,
                                                           keys)
 
     def compile_metrics(self) -> None:
         """Resolve metric identifiers once the output shape is known ('accuracy' depends on it)."""
-        if self.compiled_metrics or not self.metrics_identifiers:
+        weighted = getattr(self, "weighted_metrics_identifiers", [])
+        if self.compiled_metrics or not (self.metrics_identifiers or weighted):
             return
         resolved = []
         for identifier in self.metrics_identifiers:
             metric = metrics_module.get(identifier, loss=self.compiled_loss, output_shape=self.output_shape)
+            resolved.append((identifier if isinstance(identifier, str) else metric.name, metric))
+        for identifier in weighted:
+            metric = metrics_module.get(identifier, loss=self.compiled_loss, output_shape=self.output_shape)
+            metric.weighted = True
             name = identifier if isinstance(identifier, str) else metric.name
-            resolved.append((name, metric))
+            resolved.append((f"weighted_{name}" if name in dict(resolved) else name, metric))
         self.compiled_metrics = resolved
 
     @property

@@ -164,6 +164,7 @@ def _compile_config(model) -> dict | None:
             if per_output else losses_module.serialize(loss),
             "metrics": [[metrics_module.serialize(m) for m in ms] for ms in model.output_metrics_identifiers]
             if per_output else [metrics_module.serialize(m) for m in model.metrics_identifiers],
+            "weighted_metrics": [metrics_module.serialize(m) for m in model.weighted_metrics_identifiers],
             "loss_weights": loss.weights if per_output else model.loss_weights,
             "precision": getattr(model, "precision", "32-true"),
         }
@@ -352,6 +353,7 @@ def _compile_from(path: str, model, header: dict, tensors: dict) -> None:
         model.compile(optimizer=optimizers_module.get(settings["optimizer"]),
                       loss=loss if isinstance(loss, list) else losses_module.get(loss),
                       metrics=settings.get("metrics") or None,
+                      weighted_metrics=settings.get("weighted_metrics") or None,
                       loss_weights=settings.get("loss_weights"),
                       precision=settings.get("precision"))  # absent in files written before it was kept
     except Exception as exc:  # unknown names, bad arguments: the component's message says which

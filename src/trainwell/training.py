@@ -132,7 +132,7 @@ def train_step(ctx: StepContext, optimizer, xb, yb, wb) -> torch.Tensor:
         with torch.no_grad():
             pred = ctx.predictions(out.detach())
             for _, metric in ctx.metrics:
-                metric.update_state(yb, pred, wb)
+                metric.update_state(yb, pred, wb if metric.weighted else None)
     return loss.detach()
 
 
@@ -749,7 +749,7 @@ def validate(ctx, forward, acc, x, y, w, batch_size: int, stacked=None) -> None:
                 if ctx.metrics:
                     pred = ctx.predictions(out)
                     for _, metric in ctx.metrics:
-                        metric.update_state(yb, pred, wb)
+                        metric.update_state(yb, pred, wb if metric.weighted else None)
             else:
                 count, penalty, update_metrics = stacked
                 yb = yb.expand(count, *yb.shape)
@@ -770,7 +770,7 @@ def _evaluate_stream(model, ctx, stream, prefix="") -> dict[str, float]:
             acc.add(ctx.total_loss(yb, out, wb), xb.shape[0])
             pred = ctx.predictions(out)
             for _, metric in ctx.metrics:
-                metric.update_state(yb, pred, wb)
+                metric.update_state(yb, pred, wb if metric.weighted else None)
     ctx.dist.reduce_accumulator(acc)
     return acc.results(prefix)
 

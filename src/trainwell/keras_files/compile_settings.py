@@ -32,12 +32,7 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
     if isinstance(config.get("learning_rate"), dict):
         config["learning_rate"] = configs.plain(config["learning_rate"], "learning-rate schedule", where)
     loss = configs.plain(compile_entry.get("loss"), "loss", where)
-    metrics = compile_entry.get("metrics") or []
-    if isinstance(metrics, list) and len(metrics) == 1 and isinstance(metrics[0], list):
-        metrics = metrics[0]  # Keras 2 wrote one list per output
-    if not isinstance(metrics, list):
-        metrics = [metrics]
-    metrics = [configs.plain(m, "metric", where) for m in metrics]
+    metrics, weighted = (_metric_list(compile_entry.get(key), where) for key in ("metrics", "weighted_metrics"))
     loss_weights = compile_entry.get("loss_weights")
     try:
         if unsupported:
@@ -48,7 +43,7 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
                      "config": configs.keep_known(optimizer_class, config, f"{where}: optimizer {name}")}
         optimizers_module.get(optimizer)
         losses_module.get(loss)
-        for metric in metrics:
+        for metric in metrics + weighted:
             metrics_module.get(metric, output_shape=(None, 2))
         if isinstance(loss_weights, list) and len(loss_weights) == 1:
             loss_weights = loss_weights[0]
@@ -59,8 +54,18 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
                       f"restored ({exc}). Call model.compile(...) before training.", UserWarning,
                       stacklevel=4)
         return None
-    return {"optimizer": optimizer, "loss": loss, "metrics": metrics, "loss_weights": loss_weights,
-            "precision": None}
+    return {"optimizer": optimizer, "loss": loss, "metrics": metrics, "weighted_metrics": weighted,
+            "loss_weights": loss_weights, "precision": None}
+
+
+def _metric_list(entry, where: str) -> list:
+    """A compile config's ``metrics`` or ``weighted_metrics`` as a flat list of plain identifiers."""
+    metrics = entry or []
+    if isinstance(metrics, list) and len(metrics) == 1 and isinstance(metrics[0], list):
+        metrics = metrics[0]  # Keras 2 wrote one list per output
+    if not isinstance(metrics, list):
+        metrics = [metrics]
+    return [configs.plain(m, "metric", where) for m in metrics]
 
 
 def to_keras(header: dict, tensors: dict):
@@ -80,7 +85,9 @@ def to_keras(header: dict, tensors: dict):
         "loss": configs.keras_object(settings.get("loss"), "keras.losses"),
         "loss_weights": settings.get("loss_weights"),
         "metrics": [configs.keras_object(m, "keras.metrics") for m in settings.get("metrics") or []] or None,
-        "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+        "weighted_metrics": [configs.keras_object(m, "keras.metrics")
+                             for m in settings.get("weighted_metrics") or []] or None,
+        "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
     values = None
     if "input_layers" in config or config.get("input_shape"):  # built: a graph always is
         params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
