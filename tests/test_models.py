@@ -414,6 +414,11 @@ def test_metrics_ignore_sample_weights_and_weighted_metrics_use_them_as_in_keras
     np.testing.assert_allclose(got["mae"], np.abs(err).mean(), rtol=1e-5)  # unweighted
     np.testing.assert_allclose(got["weighted_mae"], (np.abs(err[:, 0]) * w).sum() / w.sum(), rtol=1e-5)
     np.testing.assert_allclose(got["mse"], (err[:, 0] ** 2 * w).sum() / w.sum(), rtol=1e-5)
+    # Keras's names for repeats: mae, mae_1; a weighted clash: weighted_<name>.
+    twice = Sequential([Dense(1, input_shape=(3,))])
+    twice.compile(optimizer="sgd", loss="mse", metrics=["mae", "mae"], weighted_metrics=["mae", "mae"])
+    twice.build((None, 3))
+    assert twice.metrics_names == ["loss", "mae", "mae_1", "weighted_mae", "weighted_mae_1"]
     # The split survives the model file.
     model.save(tmp_path / "m.tw")
     again = load_model(tmp_path / "m.tw")

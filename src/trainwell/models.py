@@ -332,15 +332,20 @@ class Model(nn.Module):
         weighted = getattr(self, "weighted_metrics_identifiers", [])
         if self.compiled_metrics or not (self.metrics_identifiers or weighted):
             return
-        resolved = []
+        resolved, counts = [], {}
+
+        def unique(name: str) -> str:  # Keras's rule: a repeated name gets _1, _2, ...
+            counts[name] = counts.get(name, 0) + 1
+            return name if counts[name] == 1 else f"{name}_{counts[name] - 1}"
+
         for identifier in self.metrics_identifiers:
             metric = metrics_module.get(identifier, loss=self.compiled_loss, output_shape=self.output_shape)
-            resolved.append((identifier if isinstance(identifier, str) else metric.name, metric))
+            resolved.append((unique(identifier if isinstance(identifier, str) else metric.name), metric))
         for identifier in weighted:
             metric = metrics_module.get(identifier, loss=self.compiled_loss, output_shape=self.output_shape)
             metric.weighted = True
             name = identifier if isinstance(identifier, str) else metric.name
-            resolved.append((f"weighted_{name}" if name in dict(resolved) else name, metric))
+            resolved.append((unique(f"weighted_{name}" if name in counts else name), metric))
         self.compiled_metrics = resolved
 
     @property

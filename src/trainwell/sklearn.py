@@ -118,7 +118,8 @@ def _fresh_copy(model):
     if model.optimizer is not None:
         copy.compile(optimizer=optimizers_module.get(optimizers_module.serialize(model.optimizer)),
                      loss=losses_module.get(losses_module.serialize(model.loss)),
-                     metrics=list(model.metrics_identifiers))
+                     metrics=list(model.metrics_identifiers),
+                     weighted_metrics=list(model.weighted_metrics_identifiers) or None)
     return copy
 
 
