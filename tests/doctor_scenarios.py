@@ -29,7 +29,17 @@ from trainwell.callbacks import EarlyStopping, ReduceLROnPlateau
 from trainwell.datasets import load_mnist, load_titanic, load_wages
 from trainwell.diagnostics import CODES
 from trainwell.initializers import Constant, RandomNormal
-from trainwell.layers import BatchNormalization, Dense, Dropout, Input, Normalization
+from trainwell.layers import (
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Input,
+    MaxPooling2D,
+    Normalization,
+    Reshape,
+)
 from trainwell.models import Sequential
 from trainwell.optimizers import SGD, Adam
 from trainwell.regularizers import l1, l2
@@ -264,6 +274,19 @@ def relu_net(units=(32, 32), out=1, out_activation=None, **kwargs):
     return lambda data: (
         [Dense(u, activation="relu", **kwargs) for u in units] + [Dense(out, activation=out_activation)]
     )
+
+
+def convnet(depth=2, activation="relu", **kwargs):
+    """Image models on the flat MNIST rows: Reshape, 8-channel 3x3 convolutions (pooled after the
+    first two), a softmax Dense."""
+    def layers(data):
+        out = [Reshape((28, 28, 1))]
+        for i in range(depth):
+            out.append(Conv2D(8, 3, padding="same", activation=activation, **kwargs))
+            if i < 2:
+                out.append(MaxPooling2D(2))
+        return out + [Flatten(), Dense(10, activation="softmax")]
+    return layers
 
 
 def leaky_net(data):
@@ -813,6 +836,29 @@ SICK += [
 ]
 
 
+# Issue 18, point 5: convolutions, probed like Dense layers.
+SICK += [
+    Scenario(
+        "mnist_sigmoid_convnet_8_layers",
+        Run(mnist_scaled, convnet(depth=8, activation="sigmoid"), optimizer=lambda: SGD(0.05),
+            loss="categorical_crossentropy", epochs=5),
+        {"vanishing_gradients"},
+        {"underfitting", "stalled"},
+        fix=Run(mnist_scaled, convnet(depth=8), optimizer=lambda: SGD(0.05),
+                loss="categorical_crossentropy", epochs=5),
+        fix_words="relu convolutions",
+    ),
+    Scenario(
+        "mnist_convnet_bias_minus_3",
+        Run(mnist_scaled, convnet(depth=3, bias_initializer=Constant(-3.0)),
+            loss="categorical_crossentropy", epochs=5),
+        {"dead_units"},
+        {"underfitting", "stalled", "vanishing_gradients"},
+        fix=Run(mnist_scaled, convnet(depth=3), loss="categorical_crossentropy", epochs=5),
+        fix_words="zero biases",
+    ),
+]
+
 HEALTHY = [
     Scenario("wages_normalized", Run(wages, lambda d: [normalized(d), *relu_net((50, 32))(d)], epochs=30)),
     Scenario(
@@ -874,6 +920,7 @@ HEALTHY = [
 
 # Issue 18: more healthy runs, among them the cases the doctor used to raise false alarms on.
 HEALTHY += [
+    Scenario("mnist_convnet", Run(mnist_scaled, convnet(), loss="categorical_crossentropy", epochs=5)),
     Scenario("teacher_l2_regularized", Run(regression, relu_net((128, 128), kernel_regularizer=l2(0.05)))),
     Scenario(
         "big_net_restored_best_weights",
