@@ -21,7 +21,8 @@ def dropout_mask(x: torch.Tensor, rate: float) -> torch.Tensor:
     a third of a Bernoulli one, and the fused step (``fused_layers.DropoutMasks``) draws the same
     numbers, so both paths give the same masks from the same seed.
     """
-    return torch.empty_like(x).uniform_().ge_(rate)
+    # Drawn in float32 whatever x's dtype: bfloat16's coarse steps near the rate would bias it.
+    return torch.empty(x.shape, device=x.device).uniform_().ge_(rate).to(x.dtype)
 
 
 class Dropout(Layer):
