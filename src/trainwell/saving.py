@@ -15,7 +15,8 @@ Header (JSON object)::
     model           {"class_name": "Sequential", "config": model.get_config()}: name, input_shape,
                     layers as layers.serialize(...) (class_name + constructor arguments)
     compile         {"optimizer": optimizers.serialize(...), "loss": losses.serialize(...),
-                    "metrics": [...], "loss_weights": ...}, or null when not compiled
+                    "metrics": [...], "weighted_metrics": [...], "loss_weights": ...}, or null
+                    when not compiled (files without "weighted_metrics" load with none)
     optimizer       the optimizer's export_state() metadata (class_name, iterations,
                     learning_rate, values), or null when it holds no state yet
     layer_state     per-layer flags the config does not carry ({"<name>": {"adapted": true}})
