@@ -69,8 +69,11 @@ def run_fit(case: dict) -> dict:
             layer.adapt(x)
     initial = [_to_list(w) for w in model.get_weights()]
     opt = keras.optimizers.get({"class_name": case["optimizer"], "config": case.get("optimizer_config", {})})
-    model.compile(optimizer=opt, loss=case["loss"], metrics=case.get("metrics"))
+    model.compile(optimizer=opt, loss=case["loss"], metrics=case.get("metrics"),
+                  weighted_metrics=case.get("weighted_metrics"))
     fit_args = dict(case.get("fit", {}))
+    if "class_weight" in fit_args:  # JSON keys are strings
+        fit_args["class_weight"] = {int(k): v for k, v in fit_args["class_weight"].items()}
     if "validation_data" in fit_args:
         vx, vy = fit_args["validation_data"]
         fit_args["validation_data"] = (_array(vx), _array(vy))

@@ -146,6 +146,11 @@ def fit_cases() -> list[dict]:
     cases.append({"id": "softmax_sparse", "kind": "fit", "x": _f32(xc), "y": labels.tolist(), "sparse": True,
                   "layers": softmax, "optimizer": "Adam", "optimizer_config": {"learning_rate": 0.01},
                   "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"], "fit": cls_fit})
+    cases.append({"id": "softmax_class_weight", "kind": "fit", "x": _f32(xc), "y": labels.tolist(),
+                  "sparse": True, "layers": softmax, "optimizer": "Adam", "optimizer_config": {"learning_rate": 0.01},
+                  "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"],
+                  "weighted_metrics": ["accuracy"],
+                  "fit": {**cls_fit, "class_weight": {"0": 1.0, "1": 2.0, "2": 0.5}}})
     xb, yb = binary_data()
     cases.append({"id": "sigmoid_binary", "kind": "fit", "x": _f32(xb), "y": _f32(yb),
                   "layers": [{"type": "Dense", "units": 8, "activation": "relu"},
@@ -415,8 +420,11 @@ def run_trainwell(case: dict, keras_result: dict, fused: bool, monkeypatch) -> t
     model = build_model(case)
     model.set_weights(keras_weights_for(model, keras_result["initial_weights"]))
     optimizer = getattr(optimizers, case["optimizer"])(**case.get("optimizer_config", {}))
-    model.compile(optimizer=optimizer, loss=case["loss"], metrics=case.get("metrics"))
+    model.compile(optimizer=optimizer, loss=case["loss"], metrics=case.get("metrics"),
+                  weighted_metrics=case.get("weighted_metrics"))
     fit_args = dict(case.get("fit", {}))
+    if "class_weight" in fit_args:
+        fit_args["class_weight"] = {int(k): v for k, v in fit_args["class_weight"].items()}
     if "validation_data" in fit_args:
         vx, vy = fit_args["validation_data"]
         fit_args["validation_data"] = (np.asarray(vx, np.float32), np.asarray(vy, np.float32))
@@ -503,6 +511,22 @@ def test_classification_fit_and_accuracy_match_keras(reference, monkeypatch, cas
     _, history, _, ref = compare_fit(case_id, reference, monkeypatch)
     assert set(ref["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert set(history.history) == set(ref["history"])
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused_step", "autograd_step"])
+def test_class_weights_weigh_the_loss_and_weighted_metrics_only_as_keras(reference, monkeypatch, fused):
+    # Keras's `metrics` ignore class and sample weights, its `weighted_metrics` use them (named
+    # weighted_<name> beside an unweighted metric of that name); validation is unweighted.
+    # (Keras 3 then lists the history keys sorted and returns four numbers from evaluate for three
+    # names; trainwell keeps the loss first and returns loss, accuracy, weighted_accuracy.)
+    case, ref = fit_cases_by_id()["softmax_class_weight"], reference["softmax_class_weight"]
+    model, history, _ = run_trainwell(case, ref, fused, monkeypatch)
+    assert sorted(history.history) == ref["history_keys"]
+    for key, values in ref["history"].items():
+        check_close(f"class weights history[{key!r}]", history.history[key], values)
+    for i, (mine, theirs) in enumerate(zip(model.get_weights(), ref["final_weights"], strict=True)):
+        check_close(f"class weights final weight {i}", mine, theirs)
+    assert history.history["accuracy"] != history.history["weighted_accuracy"]
 
 
 def test_batchnormalization_training_and_inference_match_keras(reference, monkeypatch):

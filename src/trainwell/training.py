@@ -360,7 +360,8 @@ def split_data(model, x, y, device, *, sample_weight=None, class_weight=None, va
 
     ``w`` combines ``sample_weight`` and ``class_weight`` (None when neither is given); ``val`` is
     None or ``(x_val, y_val, w_val)``: ``validation_data`` when given, else the *last*
-    ``validation_split`` fraction of the rows, taken before any shuffling (as Keras does). The
+    ``validation_split`` fraction of the rows, taken before any shuffling, with their
+    ``sample_weight`` but not the class weights, which weigh training only (as Keras does). The
     model is built from ``x`` when needed and its metrics are resolved (they depend on its output).
     ``fit`` and ``batched.fit_batched`` both split here.
     """
@@ -379,8 +380,16 @@ def split_data(model, x, y, device, *, sample_weight=None, class_weight=None, va
         return x_all, y_all, w_all, None
     at = validation_slice(x_all.shape[0], validation_split)
     warn_if_sorted(y_all, validation_split)
-    w_tr, w_val = (None, None) if w_all is None else (w_all[:at], w_all[at:])
-    return x_all[:at], y_all[:at], w_tr, (x_all[at:], y_all[at:], w_val)
+    w_val = _validation_weights(w_all, sample_weight, class_weight, y_all, device)
+    return x_all[:at], y_all[:at], None if w_all is None else w_all[:at], \
+        (x_all[at:], y_all[at:], None if w_val is None else w_val[at:])
+
+
+def _validation_weights(w_all, sample_weight, class_weight, y_all, device):
+    """The weights the validation rows keep: ``sample_weight`` only (class weights are for training)."""
+    if class_weight is None:
+        return w_all
+    return prepare_weights(y_all.shape[0], sample_weight, None, y_all, device)
 
 
 def _streams_for_fit(model, x, y, sample_weight, class_weight, validation_split, validation_data, batch_size,
@@ -406,7 +415,9 @@ def _streams_for_fit(model, x, y, sample_weight, class_weight, validation_split,
         tensors += (prepare_weights(tensors[0].shape[0], sample_weight, class_weight, tensors[1], dev),)
         if validation_split and validation_data is None:
             split_at = validation_slice(tensors[0].shape[0], validation_split)
-            val = data_adapters.arrays_stream(tuple(None if t is None else t[split_at:] for t in tensors),
+            w_val = _validation_weights(tensors[2], sample_weight, class_weight, tensors[1], dev)
+            val = data_adapters.arrays_stream(tuple(None if t is None else t[split_at:]
+                                                    for t in tensors[:2] + (w_val,)),
                                               batch_size=val_rows, steps=validation_steps,
                                               name="validation_data")
             tensors = tuple(None if t is None else t[:split_at] for t in tensors)
