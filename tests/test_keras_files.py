@@ -799,3 +799,37 @@ def test_a_compressed_hdf5_dataset_that_would_inflate_hugely_is_refused(tmp_path
     assert path.stat().st_size < 2**21
     with pytest.raises(ModelFileError, match="decompression bomb"):
         load_model(path)
+
+
+def test_weighted_metrics_round_trip_and_a_several_output_file_loads_without_them(tmp_path):
+    from trainwell import layers
+
+    single = Sequential([Input((3,)), layers.Dense(1)])
+    single.compile(optimizer="adam", loss="mse", metrics=["mae"], weighted_metrics=["mae"])
+    single.save(tmp_path / "single.keras")
+    config = json.loads(zipfile.ZipFile(tmp_path / "single.keras").read("config.json"))
+    assert config["compile_config"]["weighted_metrics"]
+    back = load_model(tmp_path / "single.keras")
+    assert back.weighted_metrics_identifiers and back.metrics_identifiers
+
+    a = Input((3,), name="a")
+    h = layers.Dense(4, activation="relu")(a)
+    two = Model(a, [layers.Dense(1, name="p")(h), layers.Dense(1, name="q")(h)])
+    two.compile(optimizer="adam", loss=["mse", "mse"])
+    two.save(tmp_path / "two.keras")
+    with zipfile.ZipFile(tmp_path / "two.keras") as source:
+        entries = {info.filename: source.read(info) for info in source.infolist()}
+    config = json.loads(entries["config.json"])
+    config["compile_config"]["weighted_metrics"] = ["mae"]  # as a Keras user may have compiled it
+    entries["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "edited.keras", "w") as target:
+        for entry, data in entries.items():
+            target.writestr(entry, data)
+    with pytest.warns(UserWarning, match="weighted_metrics of a model with several outputs"):
+        loaded = load_model(tmp_path / "edited.keras")
+    assert loaded.optimizer is not None and loaded.weighted_metrics_identifiers == []
+    # trainwell reads back its own several-output file compiled: a loss per output (it once refused).
+    again = load_model(tmp_path / "two.keras")
+    assert again.metrics_names == ["loss", "p_loss", "q_loss"]
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    np.testing.assert_array_equal(again.predict(x, verbose=0)[0], two.predict(x, verbose=0)[0])

@@ -147,7 +147,8 @@ def fit_cases() -> list[dict]:
                   "layers": softmax, "optimizer": "Adam", "optimizer_config": {"learning_rate": 0.01},
                   "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"], "fit": cls_fit})
     cases.append({"id": "softmax_class_weight", "kind": "fit", "x": _f32(xc), "y": labels.tolist(),
-                  "sparse": True, "layers": softmax, "optimizer": "Adam", "optimizer_config": {"learning_rate": 0.01},
+                  "sparse": True, "layers": softmax, "optimizer": "Adam",
+                  "optimizer_config": {"learning_rate": 0.01},
                   "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"],
                   "weighted_metrics": ["accuracy"],
                   "fit": {**cls_fit, "class_weight": {"0": 1.0, "1": 2.0, "2": 0.5}}})

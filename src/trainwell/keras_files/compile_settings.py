@@ -31,8 +31,17 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
     config = {k: v for k, v in config.items() if k not in _OPTIMIZER_IGNORED}
     if isinstance(config.get("learning_rate"), dict):
         config["learning_rate"] = configs.plain(config["learning_rate"], "learning-rate schedule", where)
-    loss = configs.plain(compile_entry.get("loss"), "loss", where)
-    metrics, weighted = (_metric_list(compile_entry.get(key), where) for key in ("metrics", "weighted_metrics"))
+    raw_loss = compile_entry.get("loss")
+    per_output = isinstance(raw_loss, list) and len(raw_loss) > 1  # a graph's loss for each output
+    if per_output:
+        loss = [None if each is None else configs.plain(each, "loss", where) for each in raw_loss]
+        metrics = _per_output_metrics(compile_entry.get("metrics"), len(raw_loss), where)
+        weighted = []  # not supported for several outputs yet: the caller warns when there were some
+    else:
+        single = raw_loss[0] if isinstance(raw_loss, list) and raw_loss else raw_loss
+        loss = configs.plain(single, "loss", where)
+        metrics, weighted = (_metric_list(compile_entry.get(key), where)
+                             for key in ("metrics", "weighted_metrics"))
     loss_weights = compile_entry.get("loss_weights")
     try:
         if unsupported:
@@ -42,12 +51,18 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
         optimizer = {"class_name": optimizer_class.__name__,
                      "config": configs.keep_known(optimizer_class, config, f"{where}: optimizer {name}")}
         optimizers_module.get(optimizer)
-        losses_module.get(loss)
-        for metric in metrics + weighted:
+        for each in loss if per_output else [loss]:
+            if each is not None:
+                losses_module.get(each)
+        for metric in [m for ms in metrics for m in ms] if per_output else metrics + weighted:
             metrics_module.get(metric, output_shape=(None, 2))
         if isinstance(loss_weights, list) and len(loss_weights) == 1:
             loss_weights = loss_weights[0]
-        if loss_weights is not None and not isinstance(loss_weights, (int, float)):
+        if per_output and loss_weights is not None and not (
+                isinstance(loss_weights, list) and len(loss_weights) == len(loss)
+                and all(isinstance(w, (int, float)) for w in loss_weights)):
+            raise ConfigError(f"loss_weights {describe(loss_weights)} is not one number per output")
+        if not per_output and loss_weights is not None and not isinstance(loss_weights, (int, float)):
             raise ConfigError(f"loss_weights {describe(loss_weights)} is not one number")
     except (ModelFileError, ConfigError, TypeError, ValueError) as exc:
         warnings.warn(f"{path}: the model loads uncompiled, because its compile settings cannot be "
@@ -56,6 +71,15 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
         return None
     return {"optimizer": optimizer, "loss": loss, "metrics": metrics, "weighted_metrics": weighted,
             "loss_weights": loss_weights, "precision": None}
+
+
+def _per_output_metrics(entry, outputs: int, where: str) -> list[list]:
+    """A several-output graph's ``metrics``: one list per output (Keras writes them so)."""
+    if not entry:
+        return [[] for _ in range(outputs)]
+    if not (isinstance(entry, list) and len(entry) == outputs and all(isinstance(ms, list) for ms in entry)):
+        raise ModelFileError(f"{where}: metrics {describe(entry)} is not one list per output")
+    return [[configs.plain(m, "metric", where) for m in ms] for ms in entry]
 
 
 def _metric_list(entry, where: str) -> list:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numbers
 
 import torch
-from torch import nn
 
 from .._errors import ConfigError, check_fraction, describe
 from .base import Layer
