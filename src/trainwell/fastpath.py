@@ -475,9 +475,8 @@ class FusedStep:
             g.add_(scratch)
             loss = torch.add(loss, torch.dot(scratch, w), alpha=0.5)
         if self.l1 is not None:
-            torch.sign(w, out=scratch)
-            loss = torch.add(loss, torch.dot(scratch, w * self.l1))  # sign(w) * w = |w|
-            g.addcmul_(scratch, self.l1)
+            loss = torch.add(loss, torch.dot(torch.abs(w, out=scratch), self.l1))
+            g.addcmul_(torch.sign(w, out=scratch), self.l1)
         return loss
 
     def _update_metrics(self, ctx, out, yb, wb) -> None:

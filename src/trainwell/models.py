@@ -329,7 +329,7 @@ class Model(nn.Module):
 
     def compile_metrics(self) -> None:
         """Resolve metric identifiers once the output shape is known ('accuracy' depends on it)."""
-        weighted = getattr(self, "weighted_metrics_identifiers", [])
+        weighted = self.weighted_metrics_identifiers
         if self.compiled_metrics or not (self.metrics_identifiers or weighted):
             return
         resolved, counts = [], {}

@@ -125,10 +125,6 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
               "compile": None, "optimizer": None, "layer_state": _layer_state(config, tensors)}
     if compile and compile_entry is not None and optimizer_entry is not None:
         header["compile"] = compile_settings.from_keras(path, compile_entry, optimizer_entry)
-        if header["compile"] is not None and isinstance(header["compile"]["loss"], list) \
-                and compile_entry.get("weighted_metrics"):
-            warnings.warn(f"{path}: the weighted_metrics of a model with several outputs are not "
-                          "supported yet; the model loads compiled without them.", UserWarning, stacklevel=3)
     if header["compile"] is not None and optimizer_values is not None and (graph or config["input_shape"]):
         params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
         if params:

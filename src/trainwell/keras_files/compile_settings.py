@@ -36,7 +36,10 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
     if per_output:
         loss = [None if each is None else configs.plain(each, "loss", where) for each in raw_loss]
         metrics = _per_output_metrics(compile_entry.get("metrics"), len(raw_loss), where)
-        weighted = []  # not supported for several outputs yet: the caller warns when there were some
+        weighted = []  # not supported for several outputs yet
+        if compile_entry.get("weighted_metrics"):
+            warnings.warn(f"{path}: the weighted_metrics of a model with several outputs are not "
+                          "supported yet; the model loads compiled without them.", UserWarning, stacklevel=4)
     else:
         single = raw_loss[0] if isinstance(raw_loss, list) and raw_loss else raw_loss
         loss = configs.plain(single, "loss", where)
