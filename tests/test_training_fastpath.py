@@ -232,7 +232,11 @@ def test_dropout_masks_change_from_batch_to_batch_and_follow_the_seed(monkeypatc
     lambda units, act: [Dense(6, activation="tanh", use_bias=False),
                         BatchNormalization(scale=False, epsilon=0.01), Dropout(0.2),
                         Dense(units, activation=act)],
-], ids=["dense-bn-relu", "first-and-no-center", "no-scale-then-dropout"])
+    # The gradient reaches the normalisation through a backward that is not in place (mish), or
+    # straight from the loss: the stage copies it in rather than receiving it in its own buffer.
+    lambda units, act: [Dense(6, use_bias=False), BatchNormalization(), Activation("mish"),
+                        Dense(units, activation=act, use_bias=False), BatchNormalization(momentum=0.5)],
+], ids=["dense-bn-relu", "first-and-no-center", "no-scale-then-dropout", "mish-and-last"])
 def test_batch_normalization_matches(monkeypatch, caplog, layers):
     """Batch statistics in training, moving averages (compared as weights) in validation."""
     _assert_fused(monkeypatch, caplog, layers=layers, epochs=4, metrics=["mae"])

@@ -64,6 +64,8 @@ _FLAT_UPDATES = (optimizers_module.Adam, optimizers_module.SGD, optimizers_modul
 _REGULARIZERS = (regularizers_module.L1, regularizers_module.L2, regularizers_module.L1L2)
 # Rescaling arrives with the layer families of the functional API; covered wherever it exists.
 _RESCALING = getattr(layers_module, "Rescaling", None)
+# Stages without weights that change the gradient elementwise on its way back.
+_ELEMENTWISE = (ActivationStage, DropoutStage, NormalizationStage, RescalingStage)
 _LAYERS = tuple(kind for kind in (Dense, Activation, Dropout, BatchNormalization, Normalization, InputLayer,
                                   _RESCALING) if kind is not None)
 
@@ -417,6 +419,14 @@ class FusedStep:
                     buffer[:, -1] = 1.0
             self.buffers.append(buffer)
             stage.allocate(rows, like)
+        # A stage that wants its output's gradient in a buffer of its own gets it there from the
+        # next Dense stage, through the elementwise stages between, whose backwards work in place
+        # (one that does not, or no Dense stage, and the stage copies it in).
+        for i, stage in enumerate(self.stages):
+            if stage.grad_buffer is not None:
+                after = next((s for s in self.stages[i + 1:] if not isinstance(s, _ELEMENTWISE)), None)
+                if isinstance(after, DenseStage):
+                    after.dx_full = stage.grad_buffer
         if self.masks is not None:
             self.masks.allocate(rows, like)
         self.loss_grad = like.new_empty((rows, self.stages[-1].width))
@@ -438,7 +448,8 @@ class FusedStep:
             self.masks.resize(n)
 
     def __call__(self, ctx, optimizer, xb, yb, wb) -> torch.Tensor:
-        if self.update is None or not self.flat.bound():  # first call, or another step rebound them
+        if self.update is None or not self.flat.bound() or (self.moving and not self.moving.bound()):
+            # first call, or another step rebound them
             self._setup(ctx, optimizer)
         n = xb.shape[0]
         if n > self.rows:

@@ -75,8 +75,8 @@ class BatchNormalization(Layer):
         return y
 
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Batch statistics over every axis but the last, with torch's batch-norm kernel (one op
-        forward and one backward, the ones the fused step runs), and the moving averages updated."""
+        """Batch statistics over every axis but the last, with torch's batch-norm kernel (one autograd
+        op forward and one backward), and the moving averages updated."""
         rows = x.reshape(-1, x.shape[-1])
         y, mean, invstd = torch.ops.aten.native_batch_norm(rows, self.gamma, self.beta, None, None, True,
                                                            0.0, self.epsilon)
