@@ -22,10 +22,12 @@ wages, which has no classes).
 
 Everything runs in one process with one thread (trainwell picks it for these sizes; the lean loop
 and scikit-learn get it too, which spares them the 2-thread penalty of a shared machine, see
-NOTES.md section 1). After one untimed fit of each, ``--rounds`` rounds time one fit of every
-(workload, variant, peer) in a shuffled order, so a slow minute hits all of them alike; the
-tables give the median seconds and the ratios of medians. trainwell fits with
-``diagnostics='off'`` so the ratios compare the training steps, not the doctor's fixed cost.
+NOTES.md section 1). After one untimed fit of each, ``--rounds`` rounds each run one block per
+(workload, variant), the blocks in a shuffled order: the plain model's fused fit and one fit of
+every peer of the variant, back to back in a shuffled order. The ratios are taken within a block
+(about a second long), so the machine's swings in speed, which last longer, cancel out of them;
+the tables give the median seconds per fit and the median of the per-block ratios. trainwell fits
+with ``diagnostics='off'`` so the ratios compare the training steps, not the doctor's fixed cost.
 
 Run with ``python -m bench.variants [--rounds 5] [--workloads wages,titanic] [--json out.json]``.
 """
@@ -193,6 +195,44 @@ def run_one(spec, variant, peer, x, y) -> float:
     return time.perf_counter() - start
 
 
+def peers_of(variant: str) -> list[str]:
+    return [peer for peer in PEERS if peer != "sklearn" or variant in SKLEARN_VARIANTS]
+
+
+def time_blocks(names, data, rounds: int, seed: int = 0):
+    """Seconds per fit of every (workload, variant, peer), and per-block ratios (see the module doc).
+
+    Returns:
+        ``times[(workload, variant, peer)]``: seconds (the plain model's fused fits include the
+        reference runs of the other blocks); ``ratios[(workload, variant, key)]``: per-block
+        ratios, keys "vs plain model", "vs lean", "vs sklearn" (the fused fit ÷ that one) and
+        "plain path vs lean".
+    """
+    times = {(name, variant, peer): [] for name in names for variant in VARIANTS for peer in peers_of(variant)}
+    ratios = {}
+    order = random.Random(seed)
+    blocks = [(name, variant) for name in names for variant in VARIANTS]
+    for _ in range(rounds):
+        order.shuffle(blocks)
+        for name, variant in blocks:
+            runs = [(variant, peer) for peer in peers_of(variant)]
+            if variant != "plain":
+                runs.append(("plain", "fused"))
+            order.shuffle(runs)
+            took = {}
+            for run in runs:
+                took[run] = run_one(WORKLOADS[name], run[0], run[1], *data[name])
+                times[(name, *run)].append(took[run])
+            fused = took[(variant, "fused")]
+            block = {"vs plain model": fused / took[("plain", "fused")], "vs lean": fused / took[(variant, "lean")],
+                     "plain path vs lean": took[(variant, "plain")] / took[(variant, "lean")]}
+            if (variant, "sklearn") in took:
+                block["vs sklearn"] = fused / took[(variant, "sklearn")]
+            for key, value in block.items():
+                ratios.setdefault((name, variant, key), []).append(value)
+    return times, ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -209,21 +249,15 @@ def main() -> None:
     threadpool_limits(1)
     names = args.workloads.split(",")
     data = {name: make_data(WORKLOADS[name]) for name in names}
-    jobs = [(name, variant, peer) for name in names for variant in VARIANTS for peer in PEERS
-            if peer != "sklearn" or variant in SKLEARN_VARIANTS]
+    jobs = [(name, variant, peer) for name in names for variant in VARIANTS for peer in peers_of(variant)]
     load_start = os.getloadavg()[0]
     for job in jobs:  # untimed: first-call costs (imports, allocator) out of the way
         run_one(WORKLOADS[job[0]], job[1], job[2], *data[job[0]])
-    times = {job: [] for job in jobs}
-    order = random.Random(0)
-    for _ in range(args.rounds):
-        order.shuffle(jobs)
-        for job in jobs:
-            times[job].append(run_one(WORKLOADS[job[0]], job[1], job[2], *data[job[0]]))
+    times, ratios = time_blocks(names, data, args.rounds)
     header = [f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rounds} rounds, one thread; "
               f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end "
               f"(2 cores shared with other work when above ~1).", ""]
-    text = "\n".join(header + report(names, times))
+    text = "\n".join(header + report(names, times, ratios))
     print(text)
     if args.json:
         with open(args.json, "w") as f:
@@ -243,17 +277,18 @@ def write_section(path: str, text: str, args) -> None:
     command = f"python -m bench.variants --rounds {args.rounds} --workloads {args.workloads}"
     section = (f"{VARIANTS_MARKER}\n## The models users change (issue 19)\n\n"
                f"Written by `{command} --results bench/RESULTS.md`; `bench/variants.py` says what each "
-               f"variant and peer is. Median seconds per warm fit.\n\n{text}\n")
+               f"variant and peer is. Median seconds per warm fit; ratios are medians of ratios taken "
+               f"within a block of back-to-back fits.\n\n{text}\n")
     with open(path, "w", encoding="utf-8") as f:
         f.write(keep + section)
 
 
-def report(names, times) -> list[str]:
-    """Markdown tables: median seconds per fit and the ratios of medians, one table per workload."""
+def report(names, times, ratios) -> list[str]:
+    """Markdown tables: median seconds per fit and the median per-block ratios, one table per workload."""
     med = {job: statistics.median(v) for job, v in times.items()}
+    ratio = {key: statistics.median(v) for key, v in ratios.items()}
     lines = []
     for name in names:
-        base = med[(name, "plain", "fused")]
         lines += [f"**{name}**", "",
                   "| variant | fused | plain path | torch.optim path | lean loop | sklearn "
                   "| fused ÷ plain model fused | fused ÷ lean | fused ÷ sklearn | plain path ÷ lean |",
@@ -262,13 +297,14 @@ def report(names, times) -> list[str]:
             fused, plain, lean = (med[(name, variant, peer)] for peer in ("fused", "plain", "lean"))
             sk = med.get((name, variant, "sklearn"))
             before = med[(name, variant, "torch_optim")]
+            vs_sk = ratio.get((name, variant, "vs sklearn"))
             cells = [variant, f"{fused:.3f}", f"{plain:.3f}", f"{before:.3f}", f"{lean:.3f}",
-                     "n/a" if sk is None else f"{sk:.3f}", f"{fused / base:.2f}", f"{fused / lean:.2f}",
-                     "n/a" if sk is None else f"{fused / sk:.2f}", f"{plain / lean:.2f}"]
+                     "n/a" if sk is None else f"{sk:.3f}", f"{ratio[(name, variant, 'vs plain model')]:.2f}",
+                     f"{ratio[(name, variant, 'vs lean')]:.2f}", "n/a" if vs_sk is None else f"{vs_sk:.2f}",
+                     f"{ratio[(name, variant, 'plain path vs lean')]:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
-
 
 if __name__ == "__main__":
     main()

@@ -42,10 +42,37 @@ def test_each_variant_trains_on_the_path_it_is_timed_on(caplog, restore_paths, n
             variants.run_one(spec, variant, "sklearn", x, y)
 
 
+def test_ratios_are_taken_within_a_block_of_back_to_back_fits(monkeypatch):
+    """A machine that slows down 3x between rounds changes the seconds, not the ratios."""
+    cost = {"fused": 1.0, "plain": 3.0, "torch_optim": 4.0, "lean": 2.0, "sklearn": 1.5}
+    per_round = sum(len(variants.peers_of(v)) + (v != "plain") for v in variants.VARIANTS)
+    runs = []
+
+    def fake_run(spec, variant, peer, x, y):
+        runs.append(peer)
+        speed = 3.0 ** ((len(runs) - 1) // per_round)
+        return cost[peer] * (2.0 if variant == "batchnorm" and peer == "fused" else 1.0) * speed
+
+    monkeypatch.setattr(variants, "run_one", fake_run)
+    times, ratios = variants.time_blocks(["wages"], {"wages": (None, None)}, rounds=3)
+    assert len(runs) == 3 * per_round
+    assert times[("wages", "l2", "fused")] == [1.0, 3.0, 9.0]
+    assert len(times[("wages", "plain", "fused")]) == 3 * len(variants.VARIANTS)  # the references too
+    assert ratios[("wages", "batchnorm", "vs plain model")] == [2.0, 2.0, 2.0]
+    lines = variants.report(["wages"], times, ratios)
+    row = next(line for line in lines if line.startswith("| batchnorm |"))
+    assert "| 2.00 | 1.00 | n/a | 1.50 |" in row  # fused 2x the plain model, = lean; plain path 1.5x lean
+    row = next(line for line in lines if line.startswith("| l2 |"))
+    assert "| 1.00 | 0.50 | 0.67 | 1.50 |" in row
+
+
 def test_results_section_is_replaced_and_kept_by_a_suite_run(tmp_path):
     times = {(n, v, p): [0.2, 0.1, 0.3] for n in ("wages",) for v in variants.VARIANTS for p in variants.PEERS
              if p != "sklearn" or v in variants.SKLEARN_VARIANTS}
-    lines = variants.report(["wages"], times)
+    ratios = {(n, v, key): [1.0, 2.0, 1.0] for (n, v, p) in times
+              for key in ("vs plain model", "vs lean", "plain path vs lean", "vs sklearn")
+              if key != "vs sklearn" or v in variants.SKLEARN_VARIANTS}
+    lines = variants.report(["wages"], times, ratios)
     assert "| l2 | 0.200 | 0.200 | 0.200 | 0.200 | 0.200 | 1.00 | 1.00 | 1.00 | 1.00 |" in lines
     assert any(line.startswith("| dropout |") and "n/a" in line for line in lines)
     path = tmp_path / "RESULTS.md"

@@ -6,6 +6,8 @@ compared, plus the common checks each layer must pass (config round trip, weight
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,7 @@ from trainwell.layers import (
     deserialize,
     serialize,
 )
+from trainwell.layers.regularization import dropout_mask, mask_thresholds
 
 
 def built(layer, n_features):
@@ -266,6 +269,28 @@ def test_dropout_training_zeroes_rate_and_scales_the_rest():
     assert abs(1 - kept.mean() - 0.3) < 0.02
     # the expectation is preserved
     assert abs(out.mean() - 2.0) < 0.05
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_dropout_masks_keep_one_minus_rate_in_both_halves_of_each_draw(rate):
+    """Each 32-bit draw gives two masks (its int16 halves, one of 16 bits, one of 15): each half
+    on its own keeps 1 - rate of the values, and neighbours are independent."""
+    torch.manual_seed(1)
+    mask = dropout_mask(torch.empty(2001, 999), rate).numpy().reshape(-1)  # an odd count: a half left over
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    sigma = np.sqrt(rate * (1 - rate) / (mask.size / 2))
+    for half in (mask[0::2], mask[1::2]):
+        assert abs(half.mean() - (1 - rate)) < 5 * sigma
+    both = (mask[0:-1:2] * mask[1::2]).mean()  # the two halves of one draw
+    assert abs(both - (1 - rate) ** 2) < 5 * sigma
+
+
+def test_dropout_mask_thresholds_are_exact_at_their_resolution():
+    low, high = (int(v) for v in mask_thresholds(0.25))
+    if sys.byteorder != "little":
+        low, high = high, low
+    assert (32767 - low + 1) / 65536 == 0.75 and (32767 - high + 1) / 32768 == 0.75
+    assert [int(v) for v in sorted(mask_thresholds(0.0))] == [-32768, 0]  # everything kept
 
 
 def test_dropout_is_identity_in_eval_and_at_rate_zero():

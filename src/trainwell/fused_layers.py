@@ -11,8 +11,9 @@ knows one layer kind:
   output (relu, tanh, sigmoid, elu, selu, leaky_relu, relu6, exponential), else into a buffer
   of its own with the input kept for the backward (gelu, silu, softplus, ...);
 - ``DropoutStage``: the mask of ``layers.Dropout`` (``dropout_mask``: the same draws from
-  torch's global generator), so the same seed gives the same mask on both paths; forward and
-  backward multiply by the mask times 1 / (1 - rate);
+  torch's global generator, made by ``DropoutMasks`` for every layer at once), so the same seed
+  gives the same mask on both paths; forward and backward multiply by the mask times
+  1 / (1 - rate);
 - ``BatchNormStage``: batch statistics and Keras's moving averages (biased variance, momentum
   the weight of the old average) as ``layers.BatchNormalization`` computes them, written out in
   products and elementwise kernels (``MovingAverages`` moves every layer's averages at once);
@@ -31,6 +32,7 @@ import torch
 
 from . import activations
 from ._errors import ConfigError
+from .layers.regularization import mask_thresholds
 
 _aten = torch.ops.aten
 # torch's selu constants (aten's selu is elu with these), for the backward from the output.
@@ -206,37 +208,39 @@ class DropoutStage(Stage):
 class DropoutMasks:
     """The masks of every ``DropoutStage`` of a step, drawn at once before the forward.
 
-    The plain path draws each layer's mask (``dropout_mask``: uniform >= rate) in call order with
-    nothing drawn in between, and torch's CPU ``uniform_`` fills a contiguous buffer in order, so
-    one draw over the masks laid end to end gives the same numbers for two or three fewer calls.
+    The plain path draws each layer's mask (``dropout_mask``: int16 halves of int32 draws) in
+    call order with nothing drawn in between, and torch's CPU ``random_`` fills a buffer in order,
+    so one draw over the layers' halves laid end to end (each layer's rounded up to whole draws)
+    gives the same numbers for fewer calls.
 
     Args:
         stages: the step's ``DropoutStage`` objects, in order (at least one).
     """
 
     def __init__(self, stages):
-        self.stages, self.total = stages, sum(stage.width for stage in stages)
-        rates = {stage.rate for stage in stages}
-        self.rate = rates.pop() if len(rates) == 1 else None  # one comparison when the rates agree
+        self.stages = stages
 
     def allocate(self, rows: int, like: torch.Tensor) -> None:
-        self.buffer = like.new_empty(rows * self.total)
+        total = sum(rows * stage.width + 1 for stage in self.stages)  # room for each layer's padding
+        self.halves = torch.empty((total + 1) // 2, dtype=torch.int32).view(torch.int16)
+        self.keep = like.new_empty(self.halves.shape)
+        self.thresholds = torch.empty_like(self.halves)
 
     def resize(self, n: int) -> None:
-        """Each stage's mask for a batch of ``n`` rows: consecutive (n, width) blocks."""
+        """Each stage's mask for a batch of ``n`` rows: (n, width) blocks, each starting a draw."""
         offset = 0
         for stage in self.stages:
-            stage.noise = self.buffer[offset:offset + n * stage.width].view(n, stage.width)
-            offset += n * stage.width
-        self.span = self.buffer[:offset]
+            count = n * stage.width
+            end = offset + count + count % 2
+            self.thresholds[offset:end].view(-1, 2).copy_(mask_thresholds(stage.rate))
+            stage.noise = self.keep[offset:offset + count].view(n, stage.width)
+            offset = end
+        self.draws = self.halves[:offset].view(torch.int32)
+        self.span = (self.halves[:offset], self.thresholds[:offset], self.keep[:offset])
 
     def draw(self) -> None:
-        self.span.uniform_()
-        if self.rate is not None:
-            self.span.ge_(self.rate)
-        else:
-            for stage in self.stages:
-                stage.noise.ge_(stage.rate)
+        self.draws.random_()
+        torch.ge(self.span[0], self.span[1], out=self.span[2])
 
 
 class BatchNormStage(Stage):
