@@ -208,7 +208,8 @@ def time_blocks(names, data, rounds: int, seed: int = 0):
         ratios, keys "vs plain model", "vs lean", "vs sklearn" (the fused fit ÷ that one) and
         "plain path vs lean".
     """
-    times = {(name, variant, peer): [] for name in names for variant in VARIANTS for peer in peers_of(variant)}
+    times = {(name, variant, peer): []
+             for name in names for variant in VARIANTS for peer in peers_of(variant)}
     ratios = {}
     order = random.Random(seed)
     blocks = [(name, variant) for name in names for variant in VARIANTS]
@@ -224,8 +225,9 @@ def time_blocks(names, data, rounds: int, seed: int = 0):
                 took[run] = run_one(WORKLOADS[name], run[0], run[1], *data[name])
                 times[(name, *run)].append(took[run])
             fused = took[(variant, "fused")]
-            block = {"vs plain model": fused / took[("plain", "fused")], "vs lean": fused / took[(variant, "lean")],
-                     "plain path vs lean": took[(variant, "plain")] / took[(variant, "lean")]}
+            lean = took[(variant, "lean")]
+            block = {"vs plain model": fused / took[("plain", "fused")], "vs lean": fused / lean,
+                     "plain path vs lean": took[(variant, "plain")] / lean}
             if (variant, "sklearn") in took:
                 block["vs sklearn"] = fused / took[(variant, "sklearn")]
             for key, value in block.items():
