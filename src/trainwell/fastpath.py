@@ -168,7 +168,7 @@ def build_stages(chain, width: int, fused_output: bool) -> list:
     for i, layer in enumerate(chain):
         kind = type(layer)
         if kind is Dense:
-            stages.append(DenseStage(layer, raw=not stages))
+            stages.append(DenseStage(layer))
             width = stages[-1].width
             name = activation_name(layer.activation)
             if fused_output and i == len(chain) - 1:
@@ -282,12 +282,16 @@ class FusedUpdate:
             self.m, self.v = flat.slot(optimizer, "exp_avg"), flat.slot(optimizer, "exp_avg_sq")
             self.vmax = [flat.slot(optimizer, "max_exp_avg_sq")] if optimizer.amsgrad else []
             self.steps = flat.step_counts(optimizer)
+            # The kernel's arguments, built once: each list and view costs a few µs per step.
+            self.ones = torch.ones_like(self.steps)
+            self.adam_tensors = ([flat.data], [flat.grad], [self.m], [self.v], self.vmax, [self.steps[0]])
         elif self.kind == "SGD":
             self.buf = flat.slot(optimizer, "momentum_buffer") if optimizer.momentum else None
         elif self.kind == "RMSprop":
             self.velocity = flat.slot(optimizer, "velocity")
             self.average = flat.slot(optimizer, "average_gradient") if optimizer.centered else None
             self.buf = flat.slot(optimizer, "momentum") if optimizer.momentum else None
+        self._update = None if self.kind is None else getattr(self, "_" + self.kind.lower())
 
     def __call__(self) -> None:
         """One update from ``flat.grad``; advances ``optimizer.iterations`` as ``Optimizer.step`` does."""
@@ -303,7 +307,7 @@ class FusedUpdate:
             opt._clip(self.grads)
         if opt.weight_decay:
             self.flat.data.mul_(1.0 - lr * opt.weight_decay)
-        getattr(self, "_" + self.kind.lower())(opt, lr, self.flat.data, self.flat.grad)
+        self._update(opt, lr, self.flat.data, self.flat.grad)
         opt.iterations += 1
 
     # What ``training.train_step`` calls on its optimizer (``FlatUpdateStep``).
@@ -314,9 +318,8 @@ class FusedUpdate:
         self()
 
     def _adam(self, opt, lr, w, g):
-        self.steps.add_(1)
-        torch._fused_adam_([w], [g], [self.m], [self.v], self.vmax, [self.steps[0]], lr=lr,
-                           beta1=opt.beta_1, beta2=opt.beta_2, weight_decay=0.0,
+        self.steps.add_(self.ones)
+        torch._fused_adam_(*self.adam_tensors, lr=lr, beta1=opt.beta_1, beta2=opt.beta_2, weight_decay=0.0,
                            eps=opt.torch_epsilon(opt.iterations + 1), amsgrad=opt.amsgrad, maximize=False)
 
     def _sgd(self, opt, lr, w, g):
@@ -372,6 +375,9 @@ class FusedStep:
         for i, stage in enumerate(self.stages[1:], 1):
             if isinstance(stage, DenseStage) and stage.biased:
                 self.extra[self.owner[i - 1]] = 1
+        # The batch itself gets a ones column too when a biased Dense stage reads it: a copy costs
+        # less than addmm's broadcast of the bias and a separate sum for its gradient.
+        self.input_ones = isinstance(self.stages[0], DenseStage) and self.stages[0].biased
         self.moving = None
         drops = [stage for stage in self.stages if isinstance(stage, DropoutStage)]
         self.masks = DropoutMasks(drops) if drops else None
@@ -429,6 +435,9 @@ class FusedStep:
                     after.dx_full = stage.grad_buffer
         if self.masks is not None:
             self.masks.allocate(rows, like)
+        if self.input_ones:
+            self.input = like.new_empty((rows, self.stages[0].fan_in + 1))
+            self.input[:, -1] = 1.0
         self.loss_grad = like.new_empty((rows, self.stages[-1].width))
         self._resize(rows)
 
@@ -441,7 +450,15 @@ class FusedStep:
         self.fulls_t = [f.t() for f in fulls]
         self.outs = [f[:, :f.shape[1] - self.extra[o]] if self.extra[o] else f
                      for f, o in zip(fulls, self.owner)]
+        if self.input_ones:
+            self.input_full = self.input[:n]
+            self.input_x, self.input_t = self.input_full[:, :-1], self.input_full.t()
         self.d_last = self.loss_grad[:n]
+        # The loss's constants as 0-d tensors (a Python float costs a conversion per operation):
+        # 1 / values, the gradient's factor (2 / values for mse), -1 / n.
+        count = n * self.stages[-1].width
+        self.scales = tuple(torch.tensor(v) for v in (1.0 / count, (2.0 if self.loss_kind == "mse" else 1.0) / count,
+                                                      -1.0 / n))
         for stage in self.stages:
             stage.resize(n)
         if self.masks is not None:
@@ -459,7 +476,12 @@ class FusedStep:
         stages, outs, fulls = self.stages, self.outs, self.fulls
         if self.masks is not None:
             self.masks.draw()
-        x = x_full = xb
+        if self.input_ones:
+            x, x_full, x_full_t = self.input_x.copy_(xb), self.input_full, self.input_t
+        else:
+            x = x_full = xb
+            x_full_t = xb.t() if self.first_trainable == 0 else None
+        inputs = (x, x_full_t)
         for i, stage in enumerate(stages):
             stage.forward(x, x_full, outs[i])
             x, x_full = outs[i], fulls[i]
@@ -468,8 +490,8 @@ class FusedStep:
         loss, d = self._loss_and_grad(x, yb, wb, n, self.d_last)
         first = self.first_trainable
         for i in range(len(stages) - 1, first - 1, -1):
-            x = outs[i - 1] if i else xb
-            d = stages[i].backward(d, x, self.fulls_t[i - 1] if i else None, outs[i], i > first)
+            x, x_full_t = (outs[i - 1], self.fulls_t[i - 1]) if i else inputs
+            d = stages[i].backward(d, x, x_full_t, outs[i], i > first)
         if self.penalties:
             loss = self._add_penalties(loss)
         self.update()
@@ -510,35 +532,36 @@ class FusedStep:
     def _loss_and_grad(self, out, y, w, n, d):
         """Batch loss (0-d) and its gradient w.r.t. ``out`` (written into ``d`` where it can), as the
         Keras loss and autograd give them: per-sample losses times ``w``, summed, divided by n."""
-        kind = self.loss_kind
+        kind, (inv_count, grad_scale, minus_inv_n) = self.loss_kind, self.scales
         if kind in ("mse", "mae", "binary"):
             if kind == "binary":
                 values = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none")
                 torch.sigmoid(out, out=d).sub_(y)
             else:
                 torch.sub(out, y, out=d)
-                values = d.square() if kind == "mse" else d.abs()
+                # Unweighted mse needs no per-value losses: the sum of squares is one dot product.
+                values = None if kind == "mse" and w is None else d.square() if kind == "mse" else d.abs()
                 if kind == "mae":
                     d.sign_()
-            scale = (2.0 if kind == "mse" else 1.0) / d.numel()
             if w is None:
-                loss = values.mean()
-                d.mul_(scale)
+                flat = d.view(-1)
+                loss = (torch.dot(flat, flat) if values is None else values.sum()).mul_(inv_count)
+                d.mul_(grad_scale)
             else:
                 loss = torch.dot(values.mean(1), w).div_(n)
-                d.mul_(w.unsqueeze(1) * scale)
+                d.mul_(w.unsqueeze(1) * grad_scale)
         else:
             log_prob = torch.log_softmax(out, 1)
-            per = (-1.0 / n) if w is None else (w * (-1.0 / n)).unsqueeze(1)
+            per = minus_inv_n if w is None else (w * minus_inv_n).unsqueeze(1)
             if kind == "categorical":
                 picked = torch.mul(y, per)
                 loss = torch.dot(picked.view(-1), log_prob.view(-1))
                 grad_log_prob = picked
             else:
                 index = y.unsqueeze(1)
-                grad_log_prob = torch.zeros_like(log_prob).scatter_(1, index, per)
+                grad_log_prob = torch.zeros_like(log_prob).scatter_(1, index, per.expand(index.shape))
                 picked = log_prob.gather(1, index)
-                loss = (picked.sum().div_(-n) if w is None
+                loss = (picked.sum().mul_(minus_inv_n) if w is None
                         else torch.dot(picked.view(-1), grad_log_prob.gather(1, index).view(-1)))
             d = torch._log_softmax_backward_data(grad_log_prob, log_prob, 1, log_prob.dtype)
         if self.loss_weight != 1.0:

@@ -70,22 +70,19 @@ class Stage:
 
 
 class DenseStage(Stage):
-    """``x @ kernel + bias``; ``raw`` when it reads the caller's batch (no ones column: ``addmm``)."""
+    """``x @ kernel + bias`` as one product: ``x_full`` carries a last column of ones when biased."""
 
-    def __init__(self, layer, raw: bool):
+    def __init__(self, layer):
         fan_in, units = layer.kernel.shape
         super().__init__(units)
-        self.fan_in, self.biased, self.raw = fan_in, layer.bias is not None, raw
+        self.fan_in, self.biased = fan_in, layer.bias is not None
         self.size = (fan_in + self.biased) * units
 
     def bind(self, flat, grad, offset):
         rows = self.fan_in + self.biased
         both = flat[offset:offset + self.size].view(rows, self.width)
-        gboth = grad[offset:offset + self.size].view(rows, self.width)
-        self.kernel, self.both, self.kernel_t = both[:self.fan_in], both, both[:self.fan_in].t()
-        self.bias = both[self.fan_in] if self.biased else None
-        self.g_kernel, self.g_both = gboth[:self.fan_in], gboth
-        self.g_bias = gboth[self.fan_in] if self.biased else None
+        self.both, self.kernel_t = both, both[:self.fan_in].t()
+        self.g_both = grad[offset:offset + self.size].view(rows, self.width)
 
     def allocate(self, rows, like):
         self.dx_full = like.new_empty((rows, self.fan_in))
@@ -94,20 +91,10 @@ class DenseStage(Stage):
         self.dx = self.dx_full[:n]
 
     def forward(self, x, x_full, out):
-        if not self.raw:
-            torch.mm(x_full, self.both, out=out)  # x_full has the ones column exactly when biased
-        elif self.biased:
-            torch.addmm(self.bias, x, self.kernel, out=out)
-        else:
-            torch.mm(x, self.kernel, out=out)
+        torch.mm(x_full, self.both, out=out)
 
     def backward(self, d, x, x_full_t, out, need_dx):
-        if not self.raw:
-            torch.mm(x_full_t, d, out=self.g_both)
-        else:
-            torch.mm(x.t(), d, out=self.g_kernel)
-            if self.biased:
-                torch.sum(d, 0, out=self.g_bias)
+        torch.mm(x_full_t, d, out=self.g_both)
         return torch.mm(d, self.kernel_t, out=self.dx) if need_dx else None
 
 
