@@ -388,6 +388,7 @@ class FusedStep:
         self.metric_kinds = None
 
     def _setup(self, ctx, optimizer) -> None:
+        self.sized = {}  # the views kept per batch size hold the stages' weight views: remade
         self.flat = FlatParameters(ctx.model.trainable_parameters())
         self.update = FusedUpdate(optimizer, self.flat)
         offset = 0
@@ -415,7 +416,7 @@ class FusedStep:
 
     def _allocate(self, rows: int, like: torch.Tensor) -> None:
         """Activation, gradient and scratch buffers for batches of up to ``rows`` rows."""
-        self.rows = rows
+        self.rows, self.sized = rows, {}
         self.buffers = []
         for i, stage in enumerate(self.stages):
             buffer = None
@@ -439,9 +440,28 @@ class FusedStep:
             self.input = like.new_empty((rows, self.stages[0].fan_in + 1))
             self.input[:, -1] = 1.0
         self.loss_grad = like.new_empty((rows, self.stages[-1].width))
+        self.loss_grad_weighted = torch.empty_like(self.loss_grad)
         self._resize(rows)
 
     def _resize(self, n: int) -> None:
+        """The views for a batch of ``n`` rows, made once per size: a fit switches between two
+        sizes every epoch (full batches and the short last one), ~0.2 ms each time to remake."""
+        kept = self.sized.get(n)
+        if kept is None:
+            self._make_views(n)
+            parts = self.stages + ([self.masks] if self.masks is not None else [])
+            kept = self.sized[n] = ({name: getattr(self, name) for name in self._SIZED},
+                                    [(part, dict(vars(part))) for part in parts])
+        else:
+            self.__dict__.update(kept[0])
+            for part, attrs in kept[1]:
+                part.__dict__.update(attrs)
+
+    # What ``_make_views`` sets on the step itself.
+    _SIZED = ("n", "fulls", "fulls_t", "outs", "input_full", "input_x", "input_t", "d_last", "scales",
+              "weighted", "column_ones")
+
+    def _make_views(self, n: int) -> None:
         """Per stage, for a batch of ``n`` rows: its output with the ones column (the next stage's
         input), that transposed, and the output alone; the scratch of every stage."""
         self.n = n
@@ -450,15 +470,19 @@ class FusedStep:
         self.fulls_t = [f.t() for f in fulls]
         self.outs = [f[:, :f.shape[1] - self.extra[o]] if self.extra[o] else f
                      for f, o in zip(fulls, self.owner)]
+        self.input_full = self.input_x = self.input_t = None
         if self.input_ones:
             self.input_full = self.input[:n]
             self.input_x, self.input_t = self.input_full[:, :-1], self.input_full.t()
         self.d_last = self.loss_grad[:n]
         # The loss's constants as 0-d tensors (a Python float costs a conversion per operation):
         # 1 / values, the gradient's factor (2 / values for mse), -1 / n.
-        count = n * self.stages[-1].width
-        self.scales = tuple(torch.tensor(v) for v in (1.0 / count, (2.0 if self.loss_kind == "mse" else 1.0) / count,
-                                                      -1.0 / n))
+        width = self.stages[-1].width
+        count = n * width
+        factor = 2.0 if self.loss_kind == "mse" else 1.0
+        self.scales = tuple(torch.tensor(v) for v in (1.0 / count, factor / count, -1.0 / n))
+        self.weighted = self.loss_grad_weighted[:n]  # scratch: the weighted gradient of mse
+        self.column_ones = torch.ones(width)
         for stage in self.stages:
             stage.resize(n)
         if self.masks is not None:
@@ -539,17 +563,21 @@ class FusedStep:
                 torch.sigmoid(out, out=d).sub_(y)
             else:
                 torch.sub(out, y, out=d)
-                # Unweighted mse needs no per-value losses: the sum of squares is one dot product.
-                values = None if kind == "mse" and w is None else d.square() if kind == "mse" else d.abs()
+                # mse needs no per-value losses: its (weighted) sum of squares is one dot product.
+                values = None if kind == "mse" else d.abs()
                 if kind == "mae":
                     d.sign_()
+            flat = d.view(-1)
             if w is None:
-                flat = d.view(-1)
                 loss = (torch.dot(flat, flat) if values is None else values.sum()).mul_(inv_count)
                 d.mul_(grad_scale)
-            else:
-                loss = torch.dot(values.mean(1), w).div_(n)
-                d.mul_(w.unsqueeze(1) * grad_scale)
+            elif values is None:  # sum_i w_i sum_j d_ij² / (n k), and its gradient 2 w_i d_ij / (n k)
+                weighted = torch.mul(d, w.unsqueeze(1), out=self.weighted)
+                loss = torch.dot(weighted.view(-1), flat).mul_(inv_count)
+                d = torch.mul(weighted, grad_scale, out=d)
+            else:  # per sample the mean over the outputs, times w, summed, divided by n
+                loss = torch.dot(torch.mv(values, self.column_ones), w).mul_(inv_count)
+                d.mul_(w.unsqueeze(1)).mul_(grad_scale)
         else:
             log_prob = torch.log_softmax(out, 1)
             per = minus_inv_n if w is None else (w * minus_inv_n).unsqueeze(1)

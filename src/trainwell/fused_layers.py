@@ -176,20 +176,22 @@ class ActivationStage(Stage):
 
 
 class DropoutStage(Stage):
-    """Keras's inverted dropout with the mask of ``layers.Dropout`` (drawn by ``DropoutMasks``)."""
+    """Keras's inverted dropout with the mask of ``layers.Dropout`` (drawn by ``DropoutMasks``).
+
+    ``noise`` holds the mask times 1 / (1 - rate), so forward and backward are one product each:
+    x * (mask * scale) is the plain path's (x * mask) * scale bit for bit (mask is 0 or 1).
+    """
 
     def __init__(self, layer, width: int):
         super().__init__(width)
         self.rate, self.scale = layer.rate, 1.0 / (1.0 - layer.rate)
-        self.zero = torch.zeros(())
-        self.noise = None  # this batch's mask, a view of ``DropoutMasks``' buffer
+        self.noise = None  # this batch's scaled mask, a view of ``DropoutMasks``' buffer
 
     def forward(self, x, x_full, out):
-        # 0 + scale * x * mask: the plain path's x * mask * scale, bit for bit (mask is 0 or 1).
-        torch.addcmul(self.zero, x, self.noise, value=self.scale, out=out)
+        torch.mul(x, self.noise, out=out)
 
     def backward(self, d, x, x_full_t, out, need_dx):
-        return torch.addcmul(self.zero, d, self.noise, value=self.scale, out=d)
+        return d.mul_(self.noise)
 
 
 class DropoutMasks:
@@ -211,23 +213,26 @@ class DropoutMasks:
         total = sum(rows * stage.width + 1 for stage in self.stages)  # room for each layer's padding
         self.halves = torch.empty((total + 1) // 2, dtype=torch.int32).view(torch.int16)
         self.keep = like.new_empty(self.halves.shape)
-        self.thresholds = torch.empty_like(self.halves)
 
     def resize(self, n: int) -> None:
-        """Each stage's mask for a batch of ``n`` rows: (n, width) blocks, each starting a draw."""
-        offset = 0
+        """Each stage's mask for a batch of ``n`` rows: (n, width) blocks, each starting a draw;
+        the thresholds and scales laid out alike (tensors of their own per size)."""
+        offset, thresholds, scales = 0, [], []
         for stage in self.stages:
             count = n * stage.width
-            end = offset + count + count % 2
-            self.thresholds[offset:end].view(-1, 2).copy_(mask_thresholds(stage.rate))
+            pairs = (count + 1) // 2
+            thresholds.append(mask_thresholds(stage.rate).repeat(pairs))
+            scales.append(torch.full((2 * pairs,), stage.scale))
             stage.noise = self.keep[offset:offset + count].view(n, stage.width)
-            offset = end
+            offset += 2 * pairs
         self.draws = self.halves[:offset].view(torch.int32)
-        self.span = (self.halves[:offset], self.thresholds[:offset], self.keep[:offset])
+        self.span = (self.halves[:offset], torch.cat(thresholds), self.keep[:offset], torch.cat(scales))
 
     def draw(self) -> None:
+        """Every layer's mask for this batch, times its 1 / (1 - rate)."""
+        halves, thresholds, keep, scales = self.span
         self.draws.random_()
-        torch.ge(self.span[0], self.span[1], out=self.span[2])
+        torch.ge(halves, thresholds, out=keep).mul_(scales)
 
 
 class BatchNormStage(Stage):
