@@ -441,6 +441,7 @@ class FusedStep:
             self.input[:, -1] = 1.0
         self.loss_grad = like.new_empty((rows, self.stages[-1].width))
         self.loss_grad_weighted = torch.empty_like(self.loss_grad)
+        self.column_ones = like.new_ones(self.stages[-1].width)
         self._resize(rows)
 
     def _resize(self, n: int) -> None:
@@ -459,7 +460,7 @@ class FusedStep:
 
     # What ``_make_views`` sets on the step itself.
     _SIZED = ("n", "fulls", "fulls_t", "outs", "input_full", "input_x", "input_t", "d_last", "scales",
-              "weighted", "column_ones")
+              "weighted")
 
     def _make_views(self, n: int) -> None:
         """Per stage, for a batch of ``n`` rows: its output with the ones column (the next stage's
@@ -477,19 +478,18 @@ class FusedStep:
         self.d_last = self.loss_grad[:n]
         # The loss's constants as 0-d tensors (a Python float costs a conversion per operation):
         # 1 / values, the gradient's factor (2 / values for mse), -1 / n.
-        width = self.stages[-1].width
-        count = n * width
+        count = n * self.stages[-1].width
         factor = 2.0 if self.loss_kind == "mse" else 1.0
         self.scales = tuple(torch.tensor(v) for v in (1.0 / count, factor / count, -1.0 / n))
         self.weighted = self.loss_grad_weighted[:n]  # scratch: the weighted gradient of mse
-        self.column_ones = torch.ones(width)
         for stage in self.stages:
             stage.resize(n)
         if self.masks is not None:
             self.masks.resize(n)
 
     def __call__(self, ctx, optimizer, xb, yb, wb) -> torch.Tensor:
-        if self.update is None or not self.flat.bound() or (self.moving and not self.moving.bound()):
+        if (self.update is None or not self.flat.bound()
+                or (self.moving is not None and not self.moving.bound())):
             # first call, or another step rebound them
             self._setup(ctx, optimizer)
         n = xb.shape[0]
