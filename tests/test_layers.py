@@ -359,6 +359,22 @@ def test_batch_normalization_eval_uses_moving_statistics():
     np.testing.assert_allclose(layer.get_weights()[2], moving_mean)  # eval does not update
 
 
+def test_batch_normalization_eval_on_images_normalises_the_last_axis_and_passes_gradients():
+    # Inference mode folds the statistics into one scale and shift per channel (torch's kernel);
+    # a frozen layer inside a model being fine-tuned still passes the gradient to its input.
+    rng = np.random.default_rng(6)
+    layer = built(BatchNormalization(epsilon=0.01), 4).double()
+    stats = [rng.normal(size=4), rng.normal(size=4), rng.normal(size=4), rng.uniform(0.5, 2.0, size=4)]
+    layer.set_weights(stats)
+    layer.eval()
+    x = as_t(rng.normal(size=(2, 3, 5, 4)), torch.float64).requires_grad_()
+    out = layer(x)
+    np.testing.assert_allclose(out.detach().numpy(), _numpy_bn(x.detach().numpy(), *stats, 0.01), rtol=1e-10)
+    out.sum().backward()
+    scale = stats[0] / np.sqrt(stats[3] + 0.01)
+    np.testing.assert_allclose(x.grad.numpy(), np.broadcast_to(scale, x.shape), rtol=1e-10)
+
+
 def test_batch_normalization_defaults_and_trainable_false_runs_in_inference_mode():
     layer = BatchNormalization()
     assert (layer.momentum, layer.epsilon, layer.center, layer.scale) == (0.99, 1e-3, True, True)

@@ -50,6 +50,7 @@ from .fused_layers import (
     activation_name,
 )
 from .layers import Activation, BatchNormalization, Dense, Dropout, InputLayer, Normalization
+from .layers.normalization import inference_batch_norm
 
 _LOSS_KINDS = {
     losses_module.MeanSquaredError: "mse",
@@ -668,13 +669,9 @@ def _inference_step(layer):
 
 
 def _batch_norm_inference(layer):
-    """``layers.BatchNormalization`` in inference mode, the same operations in the same order."""
+    """``layers.BatchNormalization`` in inference mode, the same kernel."""
     def forward(x):
-        x = x.to(layer.moving_mean.dtype)
-        y = (x - layer.moving_mean) * torch.rsqrt(layer.moving_variance + layer.epsilon)
-        if layer.gamma is not None:
-            y = y * layer.gamma
-        return y + layer.beta if layer.beta is not None else y
+        return inference_batch_norm(layer, x.to(layer.moving_mean.dtype))
     return forward
 
 

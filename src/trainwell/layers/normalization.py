@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .. import initializers
 from .._errors import ConfigError, check_fraction, describe
@@ -21,6 +22,16 @@ def biased_variance(invstd: torch.Tensor, epsilon, out: torch.Tensor | None = No
     for a constant feature.
     """
     return torch.pow(invstd, -2, out=out).sub_(epsilon).clamp_min_(0.0)
+
+
+def inference_batch_norm(layer, x: torch.Tensor) -> torch.Tensor:
+    """``layer`` (a built ``BatchNormalization``) in inference mode on float32 ``x``: torch's kernel,
+    which folds the moving averages, gamma and beta into one scale and shift per feature and
+    applies them in one pass, ``x * scale + (beta - moving_mean * scale)``, as Keras's does."""
+    rows = x.reshape(-1, x.shape[-1])
+    y = F.batch_norm(rows, layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta, False, 0.0,
+                     layer.epsilon)
+    return y.reshape(x.shape)
 
 
 class BatchNormalization(Layer):
@@ -66,20 +77,14 @@ class BatchNormalization(Layer):
         x = x.to(self.moving_mean.dtype)
         if self.training and self._trainable:
             return self._train_forward(x)
-        mean, var = self.moving_mean, self.moving_variance
-        y = (x - mean) * torch.rsqrt(var + self.epsilon)
-        if self.gamma is not None:
-            y = y * self.gamma
-        if self.beta is not None:
-            y = y + self.beta
-        return y
+        return inference_batch_norm(self, x)
 
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Batch statistics over every axis but the last, with torch's batch-norm kernel (one autograd
         op forward and one backward), and the moving averages updated."""
         rows = x.reshape(-1, x.shape[-1])
-        y, mean, invstd = torch.ops.aten.native_batch_norm(rows, self.gamma, self.beta, None, None, True,
-                                                           0.0, self.epsilon)
+        y, mean, invstd = torch.native_batch_norm(rows, self.gamma, self.beta, None, None, True, 0.0,
+                                                  self.epsilon)
         with torch.no_grad():
             self.moving_mean.lerp_(mean, 1.0 - self.momentum)
             self.moving_variance.lerp_(biased_variance(invstd, self.epsilon), 1.0 - self.momentum)
