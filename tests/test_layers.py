@@ -271,6 +271,22 @@ def test_dropout_training_zeroes_rate_and_scales_the_rest():
     assert abs(out.mean() - 2.0) < 0.05
 
 
+def test_dropout_follows_a_changed_rate_and_odd_sizes_and_the_seed():
+    # The layer keeps its thresholds and scale per size and rate: a new rate or size gets its own.
+    layer = Dropout(0.2)
+    layer.train()
+    x = torch.ones(301, 33)  # an odd count: a half of the last draw left over
+    torch.manual_seed(2)
+    first = layer(x)
+    torch.manual_seed(2)
+    np.testing.assert_array_equal(layer(x).numpy(), first.numpy())
+    np.testing.assert_allclose(np.unique(first.numpy()), [0.0, 1.25])
+    layer.rate = 0.6
+    out = layer(x).numpy()
+    np.testing.assert_allclose(np.unique(out), [0.0, 2.5])
+    assert abs((out == 0).mean() - 0.6) < 0.03
+
+
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_dropout_masks_keep_one_minus_rate_in_both_halves_of_each_draw(rate):
     """Each 32-bit draw gives two masks (its int16 halves, one of 16 bits, one of 15): each half

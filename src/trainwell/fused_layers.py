@@ -32,7 +32,7 @@ import torch
 
 from . import activations
 from ._errors import ConfigError
-from .layers.regularization import mask_thresholds
+from .layers.regularization import repeated_thresholds
 
 _aten = torch.ops.aten
 # torch's selu constants (aten's selu is elu with these), for the backward from the output.
@@ -221,7 +221,7 @@ class DropoutMasks:
         for stage in self.stages:
             count = n * stage.width
             pairs = (count + 1) // 2
-            thresholds.append(mask_thresholds(stage.rate).repeat(pairs))
+            thresholds.append(repeated_thresholds(stage.rate, 2 * pairs))
             scales.append(torch.full((2 * pairs,), stage.scale))
             stage.noise = self.keep[offset:offset + count].view(n, stage.width)
             offset += 2 * pairs

@@ -33,18 +33,34 @@ def draw_halves(count: int, device=None) -> torch.Tensor:
     return torch.empty((count + 1) // 2, dtype=torch.int32, device=device).random_().view(torch.int16)
 
 
-def dropout_mask(x: torch.Tensor, rate: float) -> torch.Tensor:
-    """A mask of x's shape: 1.0 where a value is kept (probability 1 - rate), 0.0 where dropped.
+def repeated_thresholds(rate: float, count: int, device=None) -> torch.Tensor:
+    """``mask_thresholds`` laid along ``count`` halves (even): a comparison with a tensor of the
+    same shape costs a third of one that broadcasts the pair."""
+    return mask_thresholds(rate, device).repeat(count // 2)
+
+
+def dropout_mask(x: torch.Tensor, rate: float, scale=None, thresholds=None) -> torch.Tensor:
+    """A mask of x's shape and dtype: 1.0 (or ``scale``) where a value is kept (probability
+    1 - rate), 0.0 where dropped.
 
     Two masks from each 32-bit draw of torch's generator (``mask_thresholds``): on the CPU that
     costs about a quarter of a float ``uniform_`` per value and a tenth of a Bernoulli one. The
     fused step (``fused_layers.DropoutMasks``) draws the same numbers in one call for every
     Dropout layer of a batch, so both paths give the same masks from the same seed.
+
+    Args:
+        scale: None, or a number or 0-d tensor the kept values get (a 0-d tensor spares the
+            conversion of a Python number on every call).
+        thresholds: ``repeated_thresholds(rate, ...)`` for x's halves, when the caller keeps them.
     """
     n = x.numel()
     halves = draw_halves(n, x.device)
-    keep = torch.ge(halves, mask_thresholds(rate, x.device).repeat(len(halves) // 2))
-    return keep[:n].view(x.shape).to(x.dtype)
+    if thresholds is None:
+        thresholds = repeated_thresholds(rate, len(halves), x.device)
+    mask = torch.ge(halves, thresholds, out=torch.empty(halves.shape, dtype=x.dtype, device=x.device))
+    if scale is not None:
+        mask.mul_(scale)
+    return (mask if n == len(mask) else mask.narrow(0, 0, n)).view(x.shape)
 
 
 class Dropout(Layer):
@@ -56,12 +72,29 @@ class Dropout(Layer):
         if noise_shape is not None:
             raise ConfigError(f"Dropout '{self.name}': `noise_shape` is not supported yet; remove it.")
         self.seed = seed
+        self._kept = {}  # see _constants
 
     def forward(self, x):
         if not self.training or self.rate == 0.0:
             return x
-        # Keras's inverted dropout: the kept values are scaled by 1 / (1 - rate).
-        return x * dropout_mask(x, self.rate) * (1.0 / (1.0 - self.rate))
+        # Keras's inverted dropout: the kept values are scaled by 1 / (1 - rate), in the mask (one
+        # product: x * (mask * scale) is (x * mask) * scale to the bit, mask being 0 or 1).
+        scale, thresholds = self._constants(x)
+        return x * dropout_mask(x, self.rate, scale, thresholds)
+
+    def _constants(self, x: torch.Tensor) -> tuple:
+        """The scale and repeated thresholds for x's size at the current rate, kept for the last
+        few sizes (a fit uses two: full batches and the short last one): making them costs more
+        than the comparison."""
+        key = (self.rate, x.numel(), x.device)
+        kept = self._kept.get(key)
+        if kept is None:
+            if len(self._kept) >= 4:
+                self._kept.clear()
+            count = x.numel() + x.numel() % 2
+            kept = self._kept[key] = (torch.tensor(1.0 / (1.0 - self.rate)),
+                                      repeated_thresholds(self.rate, count, x.device))
+        return kept
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
