@@ -60,6 +60,7 @@ class BatchNormalization(Layer):
             beta=beta_initializer, gamma=gamma_initializer,
             moving_mean=moving_mean_initializer, moving_variance=moving_variance_initializer).items()}
         self.gamma = self.beta = None
+        self._kept = (None,)  # see _constants
 
     def build(self, input_shape) -> None:
         n = (int(input_shape[-1]),)
@@ -82,13 +83,24 @@ class BatchNormalization(Layer):
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Batch statistics over every axis but the last, with torch's batch-norm kernel (one autograd
         op forward and one backward), and the moving averages updated."""
-        rows = x.reshape(-1, x.shape[-1])
+        rows = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
         y, mean, invstd = torch.native_batch_norm(rows, self.gamma, self.beta, None, None, True, 0.0,
                                                   self.epsilon)
-        with torch.no_grad():
-            self.moving_mean.lerp_(mean, 1.0 - self.momentum)
-            self.moving_variance.lerp_(biased_variance(invstd, self.epsilon), 1.0 - self.momentum)
-        return y.reshape(x.shape)
+        # The statistics carry no gradient, so the averages move outside the graph as they are.
+        weight, epsilon = self._constants()
+        self.moving_mean.lerp_(mean, weight)
+        self.moving_variance.lerp_(biased_variance(invstd, epsilon), weight)
+        return y if rows is x else y.reshape(x.shape)
+
+    def _constants(self) -> tuple:
+        """1 - momentum and epsilon as 0-d tensors beside the averages: a Python number costs a
+        conversion in every operation, more than the operation itself on a small batch."""
+        like = self.moving_mean
+        key = (self.momentum, self.epsilon, like.device, like.dtype)
+        if self._kept[0] != key:
+            as_tensor = lambda v: torch.tensor(v, dtype=like.dtype, device=like.device)  # noqa: E731
+            self._kept = (key, as_tensor(1.0 - self.momentum), as_tensor(self.epsilon))
+        return self._kept[1:]
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
