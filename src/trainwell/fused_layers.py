@@ -276,7 +276,8 @@ class BatchNormStage(Stage):
             self.copy_grad = (grad[offset:offset + c].view(1, c), half) if self.size else None
         self.invstd = torch.empty(1, c)
         self.eps_row = torch.full((1, c), float(self.eps))
-        self.scale = torch.empty(1, c)  # gamma / sqrt(var + eps)
+        self.zero = torch.zeros(1, c)
+        self.scale = torch.empty(1, c)  # -gamma / sqrt(var + eps) / n
         self.grads_rows = self.grads.view(2, c)
         self.coef = torch.empty(2, c)  # scale * [dgamma; dbeta]
         self.coef_gamma, self.coef_beta = self.coef[:1], self.coef[1:]
@@ -296,7 +297,7 @@ class BatchNormStage(Stage):
         self.g, self.g_xhat = self.pair[:, self.width:], self.pair[:, :self.width]
         self.sums = torch.ones(1, n)
         self.means = torch.full((1, n), 1.0 / n)
-        self.minus_n, self.minus_inv_n = -float(n), torch.tensor(-1.0 / n)
+        self.minus_n, self.minus_inv_n = -float(n), -1.0 / n
 
     def forward(self, x, x_full, out):
         xhat = self.xhat
@@ -306,7 +307,7 @@ class BatchNormStage(Stage):
         torch.add(self.var, self.eps_row, out=self.invstd).rsqrt_()
         xhat.mul_(self.invstd)
         torch.addcmul(self.beta, xhat, self.gamma, out=out)
-        torch.mul(self.gamma, self.invstd, out=self.scale)
+        torch.addcmul(self.zero, self.gamma, self.invstd, value=self.minus_inv_n, out=self.scale)
 
     def backward(self, d, x, x_full_t, out, need_dx):
         g = self.g
@@ -318,12 +319,11 @@ class BatchNormStage(Stage):
             self.copy_grad[0].copy_(self.copy_grad[1])
         if not need_dx:
             return None
-        # dx = scale * g - (scale * dbeta + xhat * scale * dgamma) / n, written as
-        # -1/n * (coef_beta - n * scale * g + xhat * coef_gamma), coef = scale * [dgamma | dbeta].
+        # With scale = -gamma / sqrt(var + eps) / n (the forward's) and coef = scale * [dgamma; dbeta]:
+        # dx = coef_beta - n * scale * g + xhat * coef_gamma.
         torch.mul(self.grads_rows, self.scale, out=self.coef)
         dx = torch.addcmul(self.coef_beta, g, self.scale, value=self.minus_n, out=self.dx)
-        dx.addcmul_(self.xhat, self.coef_gamma)
-        return dx.mul_(self.minus_inv_n)
+        return dx.addcmul_(self.xhat, self.coef_gamma)
 
 
 class MovingAverages:
