@@ -28,10 +28,11 @@ def inference_batch_norm(layer, x: torch.Tensor) -> torch.Tensor:
     """``layer`` (a built ``BatchNormalization``) in inference mode on float32 ``x``: torch's kernel,
     which folds the moving averages, gamma and beta into one scale and shift per feature and
     applies them in one pass, ``x * scale + (beta - moving_mean * scale)``, as Keras's does."""
-    rows = x.reshape(-1, x.shape[-1])
-    y = F.batch_norm(rows, layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta, False, 0.0,
-                     layer.epsilon)
-    return y.reshape(x.shape)
+    # torch.batch_norm itself: F.batch_norm's Python checks cost more than the kernel on a small batch.
+    rows = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+    y = torch.batch_norm(rows, layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance, False, 0.0,
+                         layer.epsilon, torch.backends.cudnn.enabled)
+    return y if rows is x else y.reshape(x.shape)
 
 
 class BatchNormalization(Layer):
