@@ -7,7 +7,6 @@ import numbers
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .. import initializers
 from .._errors import ConfigError, check_fraction, describe
