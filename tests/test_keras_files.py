@@ -833,3 +833,58 @@ def test_weighted_metrics_round_trip_and_a_several_output_file_loads_without_the
     assert again.metrics_names == ["loss", "p_loss", "q_loss"]
     x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
     np.testing.assert_array_equal(again.predict(x, verbose=0)[0], two.predict(x, verbose=0)[0])
+
+
+def _with_compile_config(source, target, **changes):
+    """A copy of the .keras file ``source`` with keys of its compile config replaced."""
+    with zipfile.ZipFile(source) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    config = json.loads(entries["config.json"])
+    config["compile_config"].update(changes)
+    entries["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for entry, data in entries.items():
+            archive.writestr(entry, data)
+    return target
+
+
+def test_compile_settings_by_output_name_load_in_output_order(tmp_path):
+    from trainwell import layers
+
+    a = Input((3,), name="a")
+    h = layers.Dense(4, activation="relu")(a)
+    two = Model(a, [layers.Dense(1, name="p")(h), layers.Dense(2, activation="softmax", name="q")(h)])
+    two.compile(optimizer="adam", loss=["mse", "categorical_crossentropy"], metrics=[["mae"], ["accuracy"]],
+                loss_weights=[1.0, 0.5])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = [x[:, :1], np.eye(2, dtype="float32")[np.arange(16) % 2]]
+    two.save(tmp_path / "two.keras")
+    # Keras writes a compile(loss={...}) dict as it was given: by output name, in any order.
+    mse = {"module": "keras.losses", "class_name": "MeanSquaredError",
+           "config": {"name": "mean_squared_error", "reduction": "sum_over_batch_size"},
+           "registered_name": None}
+    edited = _with_compile_config(tmp_path / "two.keras", tmp_path / "by_name.keras",
+                                  loss={"q": "categorical_crossentropy", "p": mse},
+                                  metrics={"q": "accuracy", "p": ["mae"]}, loss_weights={"q": 0.5, "p": 1.0})
+    loaded = load_model(edited)
+    assert loaded.metrics_names == ["loss", "p_loss", "q_loss", "p_mae", "q_accuracy"]
+    expected = two.evaluate(x, y, verbose=0, return_dict=True)
+    got = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert got == pytest.approx(expected, rel=1e-6)
+    assert expected["loss"] == pytest.approx(expected["p_loss"] + 0.5 * expected["q_loss"], rel=1e-5)
+    # An output left out of the dicts has no loss there; a name that is no output loads uncompiled.
+    partial = load_model(_with_compile_config(tmp_path / "two.keras", tmp_path / "partial.keras",
+                                              loss={"p": "mse"}, metrics=None, loss_weights=None))
+    assert partial.metrics_names == ["loss", "p_loss"]
+    with pytest.warns(UserWarning, match=r"loads uncompiled.*\['price'\], which are not outputs"):
+        wrong = load_model(_with_compile_config(tmp_path / "two.keras", tmp_path / "wrong.keras",
+                                                loss={"price": "mse"}))
+    assert wrong.optimizer is None
+    # One output: the dict's one entry is the setting itself.
+    single = Sequential([Input((3,)), layers.Dense(1, name="price")])
+    single.compile(optimizer="adam", loss="mse")
+    single.save(tmp_path / "single.keras")
+    one = load_model(_with_compile_config(tmp_path / "single.keras", tmp_path / "one.keras",
+                                          loss={"price": "mae"}, metrics={"price": ["mse"]}))
+    assert one.compiled_loss.name == "mean_absolute_error" and one.metrics_identifiers == ["mse"]

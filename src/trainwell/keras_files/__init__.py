@@ -124,7 +124,8 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
               "model": {"class_name": "Functional" if graph else "Sequential", "config": config},
               "compile": None, "optimizer": None, "layer_state": _layer_state(config, tensors)}
     if compile and compile_entry is not None and optimizer_entry is not None:
-        header["compile"] = compile_settings.from_keras(path, compile_entry, optimizer_entry)
+        header["compile"] = compile_settings.from_keras(path, compile_entry, optimizer_entry,
+                                                         _output_names(config))
     if header["compile"] is not None and optimizer_values is not None and (graph or config["input_shape"]):
         params = [tensors[k] for k in state.trainable_keys(config["layers"], tensors)]
         if params:
@@ -134,6 +135,14 @@ def _read_model(path: str, compile: bool) -> tuple[dict, dict[str, torch.Tensor]
                 opt_tensors, header["optimizer"] = restored
                 tensors.update({state.OPTIMIZER + k: v for k, v in opt_tensors.items()})
     return header, tensors
+
+
+def _output_names(config: dict) -> list[str]:
+    """The model's output names in order: a graph's output keys or layers, a Sequential's last layer."""
+    outputs = config.get("output_layers")
+    if outputs is None:
+        return [config["layers"][-1]["config"]["name"]] if config["layers"] else []
+    return list(outputs) if isinstance(outputs, dict) else [ref[0] for ref in outputs]
 
 
 def _constant_statistics(config: dict, found: dict) -> dict:

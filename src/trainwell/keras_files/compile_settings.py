@@ -20,10 +20,22 @@ _OPTIMIZER_IGNORED = ("ema_momentum", "ema_overwrite_frequency", "jit_compile", 
                       "loss_scale_factor", "gradient_accumulation_steps", "use_ema", "decay")
 
 
-def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
+def from_keras(path: str, compile_entry: dict, optimizer_entry, outputs: list[str]) -> dict | None:
     """trainwell's compile settings from Keras's, or None (with a warning) for a component trainwell
-    does not have. Custom code (a module outside the allow-list) is refused outright."""
+    does not have. Custom code (a module outside the allow-list) is refused outright.
+
+    Args:
+        outputs: the model's output names, in order: a setting given as a dict by output name
+            (``loss={"price": "mse", ...}``) becomes one entry per output.
+    """
     where = f"{path}: the compile config"
+    try:
+        compile_entry = _by_output_in_order(compile_entry, outputs)
+    except ConfigError as exc:
+        warnings.warn(f"{path}: the model loads uncompiled, because its compile settings cannot be "
+                      f"restored ({exc}). Call model.compile(...) before training.", UserWarning,
+                      stacklevel=4)
+        return None
     name, config = configs.check_object(optimizer_entry, "optimizer", where)
     unsupported = [f"{k}={config[k]!r}" for k in ("use_ema", "gradient_accumulation_steps",
                                                   "loss_scale_factor", "decay")
@@ -76,6 +88,31 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry) -> dict | None:
             "loss_weights": loss_weights, "precision": None}
 
 
+def _by_name(value) -> bool:
+    """Whether a compile setting is a dict by output name (a Keras object dict has a class_name)."""
+    return isinstance(value, dict) and "class_name" not in value
+
+
+def _by_output_in_order(entry: dict, outputs: list[str]) -> dict:
+    """``entry`` with each setting given by output name as Keras's per-output list (one output:
+    the value itself). An output left out gets no loss, no metrics and a loss weight of 1, as in
+    Keras; a name that is not an output is an error."""
+    entry = dict(entry)
+    for key, missing in (("loss", None), ("metrics", []), ("weighted_metrics", []), ("loss_weights", 1.0)):
+        value = entry.get(key)
+        if not _by_name(value):
+            continue
+        unknown = [name for name in value if name not in outputs]
+        if unknown:
+            raise ConfigError(f"{key} names {unknown}, which are not outputs of the model "
+                              f"(outputs: {outputs})")
+        ordered = [value.get(name, missing) for name in outputs]
+        if key in ("metrics", "weighted_metrics"):
+            ordered = [m if isinstance(m, list) else [m] for m in ordered]
+        entry[key] = ordered if len(outputs) > 1 else ordered[0] if ordered else None
+    return entry
+
+
 def _per_output_metrics(entry, outputs: int, where: str) -> list[list]:
     """A several-output graph's ``metrics``: one list per output (Keras writes them so)."""
     if not entry:
@@ -109,11 +146,10 @@ def to_keras(header: dict, tensors: dict):
     compile_config = {
         "optimizer": {"module": "keras.optimizers", "class_name": optimizer["class_name"],
                       "config": opt_config, "registered_name": None},
-        "loss": configs.keras_object(settings.get("loss"), "keras.losses"),
+        "loss": _keras_objects(settings.get("loss"), "keras.losses"),
         "loss_weights": settings.get("loss_weights"),
-        "metrics": [configs.keras_object(m, "keras.metrics") for m in settings.get("metrics") or []] or None,
-        "weighted_metrics": [configs.keras_object(m, "keras.metrics")
-                             for m in settings.get("weighted_metrics") or []] or None,
+        "metrics": _keras_objects(settings.get("metrics") or [], "keras.metrics") or None,
+        "weighted_metrics": _keras_objects(settings.get("weighted_metrics") or [], "keras.metrics") or None,
         "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
     values = None
     if "input_layers" in config or config.get("input_shape"):  # built: a graph always is
@@ -121,3 +157,10 @@ def to_keras(header: dict, tensors: dict):
         if params:
             values = state.optimizer_to_keras(optimizer, header.get("optimizer"), tensors, params)
     return compile_config, values
+
+
+def _keras_objects(value, module: str):
+    """A compile setting as Keras writes it: each object (in a list per output too) with its module."""
+    if isinstance(value, list):
+        return [_keras_objects(v, module) for v in value]
+    return configs.keras_object(value, module)
