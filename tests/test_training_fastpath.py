@@ -278,12 +278,44 @@ def test_sample_and_class_weights_match(monkeypatch, caplog, loss, kind, units, 
     lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, clipvalue=0.05),
     lambda: optimizers.RMSprop(learning_rate=0.01, global_clipnorm=0.2, weight_decay=0.01),
     lambda: optimizers.Adagrad(learning_rate=0.05),
+    lambda: optimizers.Adagrad(learning_rate=0.05, initial_accumulator_value=0.0, epsilon=1e-3, clipnorm=0.5),
+    lambda: optimizers.Adadelta(learning_rate=1.0, rho=0.9),
+    lambda: optimizers.Adamax(learning_rate=0.02, weight_decay=0.01),
+    lambda: optimizers.Lion(learning_rate=0.005),
+    lambda: optimizers.Ftrl(learning_rate=0.1, l1_regularization_strength=0.001,
+                            l2_shrinkage_regularization_strength=0.01, beta=0.5),
     lambda: optimizers.Nadam(learning_rate=0.01),
     lambda: optimizers.legacy.Adam(learning_rate=0.02, decay=0.01),
-], ids=["adamw", "adam-clipnorm", "sgd-clipvalue", "rmsprop-global-clipnorm-decay", "adagrad-own-step",
-        "nadam-own-step", "legacy-adam-decay"])
+    lambda: optimizers.Adamax(learning_rate=optimizers.schedules.ExponentialDecay(0.05, 3, 0.5)),
+], ids=["adamw", "adam-clipnorm", "sgd-clipvalue", "rmsprop-global-clipnorm-decay", "adagrad",
+        "adagrad-no-initial-clipnorm", "adadelta", "adamax-decay", "lion", "ftrl", "nadam-own-step",
+        "legacy-adam-decay", "adamax-schedule"])
 def test_more_optimizers_match(monkeypatch, caplog, make):
     _assert_fused(monkeypatch, caplog, optimizer=make)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.Adagrad(learning_rate=0.05),
+    lambda: optimizers.Adadelta(learning_rate=1.0),
+    lambda: optimizers.Adamax(learning_rate=0.02),
+    lambda: optimizers.Lion(learning_rate=0.005),
+    lambda: optimizers.Ftrl(learning_rate=0.1),
+], ids=["adagrad", "adadelta", "adamax", "lion", "ftrl"])
+def test_flat_updates_leave_torch_optimizer_uncreated_and_resume_on_the_plain_step(monkeypatch, make):
+    """The flat update writes the optimizer's own slots (torch's or Keras's names): the torch
+    optimizer is never created during the fit, and a plain-step fit continuing from them gives the
+    numbers of a plain-step fit throughout."""
+    model, _ = _train(True, monkeypatch, epochs=2, optimizer=make)
+    assert model.optimizer._torch_optimizer is None
+    tensors, meta = model.optimizer.export_state()
+    assert meta["iterations"] == 8 and tensors
+    monkeypatch.setattr(training, "FUSED_STEP", False)
+    x, y = _data("regression", 1)
+    model.fit(x, y, batch_size=8, epochs=4, initial_epoch=2, validation_split=0.25, verbose=0,
+              diagnostics="off")
+    reference, _ = _train(False, monkeypatch, epochs=4, optimizer=make)
+    for wa, wb in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=2e-5, atol=2e-6)
 
 
 def test_loss_weights_match(monkeypatch, caplog):

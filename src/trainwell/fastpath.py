@@ -61,7 +61,8 @@ _LOSS_KINDS = {
 }
 # Optimizers whose update is written out on the flat buffers; any other trainwell optimizer runs its
 # own step on the parameters, whose gradients are views of the flat gradient.
-_FLAT_UPDATES = (optimizers_module.Adam, optimizers_module.SGD, optimizers_module.RMSprop)
+_FLAT_UPDATES = (optimizers_module.Adam, optimizers_module.SGD, optimizers_module.RMSprop,
+                 optimizers_module.Adagrad, optimizers_module.Adadelta, optimizers_module._RuleOptimizer)
 _REGULARIZERS = (regularizers_module.L1, regularizers_module.L2, regularizers_module.L1L2)
 # Rescaling arrives with the layer families of the functional API; covered wherever it exists.
 _RESCALING = getattr(layers_module, "Rescaling", None)
@@ -234,9 +235,10 @@ class FlatParameters:
         """Per-parameter views of a flat buffer of this layout."""
         return [flat[o:o + k].view_as(p) for p, (o, k) in zip(self.params, self.spans)]
 
-    def slot(self, optimizer, name: str) -> torch.Tensor:
-        """A flat optimizer slot; each parameter's slot ``name`` becomes a view of it (values kept)."""
-        flat = torch.zeros_like(self.data)
+    def slot(self, optimizer, name: str, fill: float = 0.0) -> torch.Tensor:
+        """A flat optimizer slot; each parameter's slot ``name`` becomes a view of it (values kept,
+        ``fill`` where the parameter has none yet)."""
+        flat = torch.full_like(self.data, fill)
         for p, view in zip(self.params, self.views(flat)):
             state = optimizer.state_for(p)
             if state.get(name) is not None:
@@ -259,11 +261,14 @@ class FusedUpdate:
     """The optimizer's update on flat buffers; the same numbers as its torch optimizer.
 
     Adam (and AdamW) use torch's fused CPU kernel (the one behind ``torch.optim.Adam(fused=True)``),
-    with Keras's epsilon mapped as in ``optimizers.Adam``; SGD and RMSprop are written out on the
-    flat buffers, in the order torch.optim's foreach code (SGD) and
-    ``optimizers._KerasRMSpropEngine`` (RMSprop) run them. Clipping and weight decay come first,
-    as in ``Optimizer.step``. Any other optimizer runs its own ``step`` on the parameters, whose
-    gradients are views of the flat gradient.
+    with Keras's epsilon mapped as in ``optimizers.Adam``; SGD, RMSprop, Adagrad and Adadelta are
+    written out on the flat buffers, in the order torch.optim's foreach code (SGD, Adagrad,
+    Adadelta) and ``optimizers._KerasRMSpropEngine`` (RMSprop) run them; Adamax, Lion and Ftrl
+    run their Keras rule (``optimizers._KerasRule``) once on the flat buffers. Every one of these
+    is elementwise, so the flat update gives the per-parameter update's numbers. Clipping and
+    weight decay come first, as in ``Optimizer.step``. Any other optimizer (Nadam, a subclass
+    with its own update) runs its own ``step`` on the parameters, whose gradients are views of
+    the flat gradient.
 
     Args:
         optimizer: a built trainwell optimizer.
@@ -276,23 +281,37 @@ class FusedUpdate:
         # A subclass that changes the update itself (not only defaults) keeps its own step.
         if kind is not None and type(optimizer)._make_torch_optimizer is not kind._make_torch_optimizer:
             kind = None
-        self.kind = None if kind is None else kind.__name__
+        self.kind = None if kind is None else kind.__name__.strip("_").lower()
         self.grads = flat.grads
         self.clips = bool(optimizer.clipnorm or optimizer.clipvalue or optimizer.global_clipnorm)
-        if self.kind == "Adam":
+        if self.kind == "adam":
             self.m, self.v = flat.slot(optimizer, "exp_avg"), flat.slot(optimizer, "exp_avg_sq")
             self.vmax = [flat.slot(optimizer, "max_exp_avg_sq")] if optimizer.amsgrad else []
             self.steps = flat.step_counts(optimizer)
             # The kernel's arguments, built once: each list and view costs a few µs per step.
             self.ones = torch.ones_like(self.steps)
             self.adam_tensors = ([flat.data], [flat.grad], [self.m], [self.v], self.vmax, [self.steps[0]])
-        elif self.kind == "SGD":
+        elif self.kind == "sgd":
             self.buf = flat.slot(optimizer, "momentum_buffer") if optimizer.momentum else None
-        elif self.kind == "RMSprop":
+        elif self.kind == "rmsprop":
             self.velocity = flat.slot(optimizer, "velocity")
             self.average = flat.slot(optimizer, "average_gradient") if optimizer.centered else None
             self.buf = flat.slot(optimizer, "momentum") if optimizer.momentum else None
-        self._update = None if self.kind is None else getattr(self, "_" + self.kind.lower())
+        elif self.kind == "adagrad":  # torch's Adagrad, its accumulator started at initial + epsilon
+            self.sum = flat.slot(optimizer, "sum", optimizer.initial_accumulator_value + optimizer.epsilon)
+            self.steps = flat.step_counts(optimizer)
+            self.scratch = (torch.empty_like(flat.data), torch.empty_like(flat.data))
+        elif self.kind == "adadelta":
+            self.square_avg = flat.slot(optimizer, "square_avg")
+            self.acc_delta = flat.slot(optimizer, "acc_delta")
+            self.steps = flat.step_counts(optimizer)
+            self.scratch = (torch.empty_like(flat.data), torch.empty_like(flat.data))
+        elif self.kind == "ruleoptimizer":
+            rule, hyper = type(optimizer)._rule, optimizer._hyper()
+            self.rule_update, self.group = rule.update, dict(hyper)
+            self.slots = {name: flat.slot(optimizer, name, rule.initial(fill, hyper))
+                          for name, fill in rule.SLOTS}
+        self._update = None if self.kind is None else getattr(self, "_" + self.kind)
 
     def __call__(self) -> None:
         """One update from ``flat.grad``; advances ``optimizer.iterations`` as ``Optimizer.step`` does."""
@@ -328,6 +347,31 @@ class FusedUpdate:
             self.buf.mul_(opt.momentum).add_(g)
             g = g.add(self.buf, alpha=opt.momentum) if opt.nesterov else self.buf
         w.add_(g, alpha=-lr)
+
+    def _adagrad(self, opt, lr, w, g):
+        # torch.optim's foreach Adagrad with lr_decay 0 and eps 0 (optimizers.Adagrad moves Keras's
+        # epsilon into the accumulator): sum += g², w += (g * -lr) / sqrt(sum).
+        self.steps.add_(1.0)
+        std, numerator = self.scratch
+        self.sum.addcmul_(g, g)
+        torch.sqrt(self.sum, out=std)
+        torch.mul(g, -lr, out=numerator)
+        w.addcdiv_(numerator, std)
+
+    def _adadelta(self, opt, lr, w, g):
+        # torch.optim's foreach Adadelta, in its order.
+        rho, eps = opt.rho, opt.epsilon
+        self.steps.add_(1.0)
+        std, delta = self.scratch
+        self.square_avg.mul_(rho).addcmul_(g, g, value=1 - rho)
+        torch.add(self.square_avg, eps, out=std).sqrt_()
+        torch.add(self.acc_delta, eps, out=delta).sqrt_().div_(std).mul_(g)
+        self.acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+        w.add_(delta, alpha=-lr)
+
+    def _ruleoptimizer(self, opt, lr, w, g):
+        self.group["lr"], self.group["step"] = lr, opt.iterations + 1
+        self.rule_update(w, g, self.group, self.slots)
 
     def _rmsprop(self, opt, lr, w, g):
         rho = opt.rho

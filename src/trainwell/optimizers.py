@@ -884,21 +884,25 @@ class Adadelta(Optimizer):
 class _KerasRule(torch.optim.Optimizer):
     """A torch optimizer that runs a Keras update rule torch.optim lacks or computes differently.
 
-    Subclasses write ``update(param, grad, group)`` for one tensor; ``group["step"]`` is the
-    1-based step number, set by the trainwell optimizer before each step. Slots are created on
-    first use under Keras's names, so ``export_state`` saves them like torch's own.
+    Subclasses declare their ``SLOTS`` and write ``update(param, grad, group, slots)`` for one
+    tensor, elementwise, so the fused step runs the same function once on its flat buffers
+    (``fastpath.FusedUpdate``); ``group["step"]`` is the 1-based step number, set by the
+    trainwell optimizer before each step. Slots are created on first use under Keras's names, so
+    ``export_state`` saves them like torch's own.
     """
+
+    # (name, initial value): a number, or the name of the hyper-parameter that holds it.
+    SLOTS: tuple = ()
 
     def __init__(self, params, **hyper):
         super().__init__(params, {"step": 0, **hyper})
 
-    def slot(self, param: torch.Tensor, name: str, fill: float = 0.0) -> torch.Tensor:
-        state = self.state[param]
-        if name not in state:
-            state[name] = torch.full_like(param, fill, memory_format=torch.preserve_format)
-        return state[name]
+    @classmethod
+    def initial(cls, fill, hyper: dict) -> float:
+        return hyper[fill] if isinstance(fill, str) else fill
 
-    def update(self, param: torch.Tensor, grad: torch.Tensor, group: dict) -> None:
+    @staticmethod
+    def update(param: torch.Tensor, grad: torch.Tensor, group: dict, slots: dict) -> None:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -906,19 +910,44 @@ class _KerasRule(torch.optim.Optimizer):
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is not None:
-                    self.update(param, param.grad, group)
+                    state = self.state[param]
+                    for name, fill in self.SLOTS:
+                        if name not in state:
+                            state[name] = torch.full_like(param, self.initial(fill, group),
+                                                          memory_format=torch.preserve_format)
+                    self.update(param, param.grad, group, state)
+
+
+class _RuleOptimizer(Optimizer):
+    """A trainwell optimizer whose update is a ``_KerasRule`` (``_rule``) with the hyper-parameters
+    ``_hyper()`` gives."""
+
+    _rule: type = _KerasRule
+
+    def _hyper(self) -> dict:
+        raise NotImplementedError
+
+    def _make_torch_optimizer(self, params, lr):
+        return self._rule(params, lr=lr, **self._hyper())
+
+    def _prepare_step(self, step: int) -> None:
+        for group in self.torch_optimizer.param_groups:
+            group["step"] = step
 
 
 class _AdamaxRule(_KerasRule):
-    def update(self, param, grad, group):
-        m, u = self.slot(param, "momentum"), self.slot(param, "norm")
+    SLOTS = (("momentum", 0.0), ("norm", 0.0))
+
+    @staticmethod
+    def update(param, grad, group, slots):
+        m, u = slots["momentum"], slots["norm"]
         m.lerp_(grad, 1 - group["beta_1"])
         torch.maximum(u * group["beta_2"], grad.abs(), out=u)
         step_size = group["lr"] / (1 - group["beta_1"] ** group["step"])
         param.addcdiv_(m, u + group["epsilon"], value=-step_size)
 
 
-class Adamax(Optimizer):
+class Adamax(_RuleOptimizer):
     """Adamax, Adam's infinity-norm variant (Kingma & Ba, https://arxiv.org/abs/1412.6980, section 7).
 
     Keras: ``m = b1*m + (1-b1)*g``, ``u = max(b2*u, |g|)``, ``w -= lr * m / ((1 - b1**t) * (u + eps))``.
@@ -947,25 +976,26 @@ class Adamax(Optimizer):
         self.beta_2 = _check_unit(beta_2, "beta_2", "Adamax", 0.999)
         self.epsilon = _check_positive(epsilon, "epsilon", "Adamax", 1e-7)
 
-    def _make_torch_optimizer(self, params, lr):
-        return _AdamaxRule(params, lr=lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+    _rule = _AdamaxRule
 
-    def _prepare_step(self, step: int) -> None:
-        for group in self.torch_optimizer.param_groups:
-            group["step"] = step
+    def _hyper(self) -> dict:
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
     def get_config(self) -> dict:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
 class _LionRule(_KerasRule):
-    def update(self, param, grad, group):
-        m = self.slot(param, "momentum")
+    SLOTS = (("momentum", 0.0),)
+
+    @staticmethod
+    def update(param, grad, group, slots):
+        m = slots["momentum"]
         param.add_(torch.sign(m * group["beta_1"] + grad * (1 - group["beta_1"])), alpha=-group["lr"])
         m.mul_(group["beta_2"]).add_(grad, alpha=1 - group["beta_2"])
 
 
-class Lion(Optimizer):
+class Lion(_RuleOptimizer):
     """Lion, sign momentum (Chen et al., 2023, https://arxiv.org/abs/2302.06675).
 
     Keras: ``w -= lr * sign(b1*m + (1-b1)*g)``, then ``m = b2*m + (1-b2)*g``. torch.optim has no
@@ -998,18 +1028,22 @@ class Lion(Optimizer):
         self.beta_1 = float(beta_1)
         self.beta_2 = _check_unit(beta_2, "beta_2", "Lion", 0.99)
 
-    def _make_torch_optimizer(self, params, lr):
-        return _LionRule(params, lr=lr, beta_1=self.beta_1, beta_2=self.beta_2)
+    _rule = _LionRule
+
+    def _hyper(self) -> dict:
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2}
 
     def get_config(self) -> dict:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
 
 
 class _FtrlRule(_KerasRule):
-    def update(self, param, grad, group):
+    SLOTS = (("accumulator", "initial_accumulator_value"), ("linear", 0.0))
+
+    @staticmethod
+    def update(param, grad, group, slots):
         lr, power = group["lr"], -group["learning_rate_power"]
-        accumulator = self.slot(param, "accumulator", group["initial_accumulator_value"])
-        linear = self.slot(param, "linear")
+        accumulator, linear = slots["accumulator"], slots["linear"]
         new_accumulator = accumulator + grad * grad
         sigma = (new_accumulator.pow(power) - accumulator.pow(power)) / lr
         linear.add_(grad + 2 * group["l2_shrinkage_regularization_strength"] * param - sigma * param)
@@ -1020,7 +1054,7 @@ class _FtrlRule(_KerasRule):
         accumulator.copy_(new_accumulator)
 
 
-class Ftrl(Optimizer):
+class Ftrl(_RuleOptimizer):
     """FTRL-Proximal (McMahan et al., 2013, https://research.google.com/pubs/archive/41159.pdf).
 
     Keras, per weight, with ``p = -learning_rate_power``:
@@ -1063,9 +1097,10 @@ class Ftrl(Optimizer):
             check_number(value, argument, "Ftrl", low=0, example=0.1)
             setattr(self, argument, float(value))
 
-    def _make_torch_optimizer(self, params, lr):
-        hyper = {key: getattr(self, key) for key in ("learning_rate_power", *self._NON_NEGATIVE)}
-        return _FtrlRule(params, lr=lr, **hyper)
+    _rule = _FtrlRule
+
+    def _hyper(self) -> dict:
+        return {key: getattr(self, key) for key in ("learning_rate_power", *self._NON_NEGATIVE)}
 
     def get_config(self) -> dict:
         return {
