@@ -285,11 +285,12 @@ def test_sample_and_class_weights_match(monkeypatch, caplog, loss, kind, units, 
     lambda: optimizers.Ftrl(learning_rate=0.1, l1_regularization_strength=0.001,
                             l2_shrinkage_regularization_strength=0.01, beta=0.5),
     lambda: optimizers.Nadam(learning_rate=0.01),
+    lambda: optimizers.Nadam(learning_rate=0.05, beta_1=0.5, epsilon=1e-3, clipvalue=0.1),
     lambda: optimizers.legacy.Adam(learning_rate=0.02, decay=0.01),
     lambda: optimizers.Adamax(learning_rate=optimizers.schedules.ExponentialDecay(0.05, 3, 0.5)),
 ], ids=["adamw", "adam-clipnorm", "sgd-clipvalue", "rmsprop-global-clipnorm-decay", "adagrad",
-        "adagrad-no-initial-clipnorm", "adadelta", "adamax-decay", "lion", "ftrl", "nadam-own-step",
-        "legacy-adam-decay", "adamax-schedule"])
+        "adagrad-no-initial-clipnorm", "adadelta", "adamax-decay", "lion", "ftrl", "nadam",
+        "nadam-beta-clipvalue", "legacy-adam-decay", "adamax-schedule"])
 def test_more_optimizers_match(monkeypatch, caplog, make):
     _assert_fused(monkeypatch, caplog, optimizer=make)
 
@@ -300,7 +301,8 @@ def test_more_optimizers_match(monkeypatch, caplog, make):
     lambda: optimizers.Adamax(learning_rate=0.02),
     lambda: optimizers.Lion(learning_rate=0.005),
     lambda: optimizers.Ftrl(learning_rate=0.1),
-], ids=["adagrad", "adadelta", "adamax", "lion", "ftrl"])
+    lambda: optimizers.Nadam(learning_rate=0.01),
+], ids=["adagrad", "adadelta", "adamax", "lion", "ftrl", "nadam"])
 def test_flat_updates_leave_torch_optimizer_uncreated_and_resume_on_the_plain_step(monkeypatch, make):
     """The flat update writes the optimizer's own slots (torch's or Keras's names): the torch
     optimizer is never created during the fit, and a plain-step fit continuing from them gives the

@@ -62,7 +62,8 @@ _LOSS_KINDS = {
 # Optimizers whose update is written out on the flat buffers; any other trainwell optimizer runs its
 # own step on the parameters, whose gradients are views of the flat gradient.
 _FLAT_UPDATES = (optimizers_module.Adam, optimizers_module.SGD, optimizers_module.RMSprop,
-                 optimizers_module.Adagrad, optimizers_module.Adadelta, optimizers_module._RuleOptimizer)
+                 optimizers_module.Adagrad, optimizers_module.Adadelta, optimizers_module.Nadam,
+                 optimizers_module._RuleOptimizer)
 _REGULARIZERS = (regularizers_module.L1, regularizers_module.L2, regularizers_module.L1L2)
 # Rescaling arrives with the layer families of the functional API; covered wherever it exists.
 _RESCALING = getattr(layers_module, "Rescaling", None)
@@ -248,25 +249,31 @@ class FlatParameters:
 
     def step_counts(self, optimizer) -> torch.Tensor:
         """torch's per-parameter ``step`` (0-d float32 on the CPU) as views of one vector."""
-        steps = torch.zeros(len(self.params))
+        return self.scalar_slot(optimizer, "step", 0.0)
+
+    def scalar_slot(self, optimizer, name: str, fill: float) -> torch.Tensor:
+        """A per-parameter 0-d float32 slot of torch's (``step``, NAdam's ``mu_product``) as views of
+        one vector (values kept, ``fill`` where the parameter has none yet)."""
+        values = torch.full((len(self.params),), fill)
         for i, p in enumerate(self.params):
             state = optimizer.state_for(p)
-            if "step" in state:
-                steps[i] = state["step"]
-            state["step"] = steps[i]
-        return steps
+            if name in state:
+                values[i] = state[name]
+            state[name] = values[i]
+        return values
 
 
 class FusedUpdate:
     """The optimizer's update on flat buffers; the same numbers as its torch optimizer.
 
     Adam (and AdamW) use torch's fused CPU kernel (the one behind ``torch.optim.Adam(fused=True)``),
-    with Keras's epsilon mapped as in ``optimizers.Adam``; SGD, RMSprop, Adagrad and Adadelta are
+    with Keras's epsilon mapped as in ``optimizers.Adam``; SGD, RMSprop, Adagrad, Adadelta and Nadam are
     written out on the flat buffers, in the order torch.optim's foreach code (SGD, Adagrad,
     Adadelta) and ``optimizers._KerasRMSpropEngine`` (RMSprop) run them; Adamax, Lion and Ftrl
     run their Keras rule (``optimizers._KerasRule``) once on the flat buffers. Every one of these
     is elementwise, so the flat update gives the per-parameter update's numbers. Clipping and
-    weight decay come first, as in ``Optimizer.step``. Any other optimizer (Nadam, a subclass
+    weight decay come first, as in ``Optimizer.step``. Nadam follows torch's foreach NAdam (its
+    step sizes from the shared step count and momentum product). Any other optimizer (a subclass
     with its own update) runs its own ``step`` on the parameters, whose gradients are views of
     the flat gradient.
 
@@ -306,6 +313,11 @@ class FusedUpdate:
             self.acc_delta = flat.slot(optimizer, "acc_delta")
             self.steps = flat.step_counts(optimizer)
             self.scratch = (torch.empty_like(flat.data), torch.empty_like(flat.data))
+        elif self.kind == "nadam":
+            self.m, self.v = flat.slot(optimizer, "exp_avg"), flat.slot(optimizer, "exp_avg_sq")
+            self.steps = flat.step_counts(optimizer)
+            self.mu_products = flat.scalar_slot(optimizer, "mu_product", 1.0)
+            self.scratch = torch.empty_like(flat.data)
         elif self.kind == "ruleoptimizer":
             rule, hyper = type(optimizer)._rule, optimizer._hyper()
             self.rule_update, self.group = rule.update, dict(hyper)
@@ -368,6 +380,23 @@ class FusedUpdate:
         torch.add(self.acc_delta, eps, out=delta).sqrt_().div_(std).mul_(g)
         self.acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
         w.add_(delta, alpha=-lr)
+
+    def _nadam(self, opt, lr, w, g):
+        # torch.optim's foreach NAdam with momentum_decay 1 (Keras's schedule, see optimizers.Nadam),
+        # its Python-float step sizes from the step count and the float32 momentum product.
+        b1, b2 = opt.beta_1, opt.beta_2
+        self.steps.add_(1.0)
+        step = self.steps[0].item()
+        self.m.lerp_(g, 1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = torch.sqrt(self.v, out=self.scratch)
+        mu = b1 * (1.0 - 0.5 * 0.96 ** step)
+        mu_next = b1 * (1.0 - 0.5 * 0.96 ** (step + 1))
+        self.mu_products.mul_(mu)
+        mu_product = self.mu_products[0].item()
+        denom.div_((1 - b2 ** step) ** 0.5).add_(opt.epsilon)
+        w.addcdiv_(g, denom, value=(lr * (1.0 - mu) / (1.0 - mu_product)) * -1)
+        w.addcdiv_(self.m, denom, value=(lr * mu_next / (1.0 - mu_product * mu_next)) * -1)
 
     def _ruleoptimizer(self, opt, lr, w, g):
         self.group["lr"], self.group["step"] = lr, opt.iterations + 1
