@@ -85,3 +85,22 @@ def test_results_section_is_replaced_and_kept_by_a_suite_run(tmp_path):
     assert "second" in text and "first" not in text and text.count(report.VARIANTS_MARKER) == 1
     assert report.kept_variants(text).strip().endswith("second")
     assert report.kept_variants("# suite only\n") == ""
+
+
+def test_bench_optimizers_times_each_optimizer_on_the_fused_step_and_its_peers(caplog):
+    from bench import optimizers as bench_optimizers
+
+    spec = dataclasses.replace(WORKLOADS["wages"], epochs=1, n_samples=120)
+    x, y = make_data(spec)
+    for name in bench_optimizers.OPTIMIZERS:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="trainwell.training"):
+            bench_optimizers.run_one(spec, name, "fused", x, y)
+        messages = [r.getMessage() for r in caplog.records if r.name == "trainwell.training"]
+        assert messages and all("fused step" in m for m in messages), (name, messages)
+    times, ratios = bench_optimizers.time_blocks(spec, x, y, rounds=1)
+    assert training.FUSED_STEP is True
+    assert set(times) == {(n, p) for n in bench_optimizers.OPTIMIZERS for p in bench_optimizers.peers_of(n)}
+    assert all(len(v) == 1 and v[0] > 0 for v in times.values())
+    lines = bench_optimizers.report(times, ratios)
+    assert len(lines) == 2 + len(bench_optimizers.OPTIMIZERS) and "| Lion |" in lines[2 + 7]
