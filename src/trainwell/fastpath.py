@@ -59,11 +59,13 @@ _LOSS_KINDS = {
     losses_module.SparseCategoricalCrossentropy: "sparse",
     losses_module.BinaryCrossentropy: "binary",
 }
-# Optimizers whose update is written out on the flat buffers; any other trainwell optimizer runs its
-# own step on the parameters, whose gradients are views of the flat gradient.
-_FLAT_UPDATES = (optimizers_module.Adam, optimizers_module.SGD, optimizers_module.RMSprop,
-                 optimizers_module.Adagrad, optimizers_module.Adadelta, optimizers_module.Nadam,
-                 optimizers_module._RuleOptimizer)
+# Optimizers whose update is written out on the flat buffers, with the name of their FusedUpdate
+# method; any other optimizer runs its own step on the parameters, whose gradients are views of the
+# flat gradient.
+_FLAT_UPDATES = {optimizers_module.Adam: "adam", optimizers_module.SGD: "sgd",
+                 optimizers_module.RMSprop: "rmsprop", optimizers_module.Adagrad: "adagrad",
+                 optimizers_module.Adadelta: "adadelta", optimizers_module.Nadam: "nadam",
+                 optimizers_module._RuleOptimizer: "rule"}
 _REGULARIZERS = (regularizers_module.L1, regularizers_module.L2, regularizers_module.L1L2)
 # Rescaling arrives with the layer families of the functional API; covered wherever it exists.
 _RESCALING = getattr(layers_module, "Rescaling", None)
@@ -267,15 +269,14 @@ class FusedUpdate:
     """The optimizer's update on flat buffers; the same numbers as its torch optimizer.
 
     Adam (and AdamW) use torch's fused CPU kernel (the one behind ``torch.optim.Adam(fused=True)``),
-    with Keras's epsilon mapped as in ``optimizers.Adam``; SGD, RMSprop, Adagrad, Adadelta and Nadam are
-    written out on the flat buffers, in the order torch.optim's foreach code (SGD, Adagrad,
-    Adadelta) and ``optimizers._KerasRMSpropEngine`` (RMSprop) run them; Adamax, Lion and Ftrl
-    run their Keras rule (``optimizers._KerasRule``) once on the flat buffers. Every one of these
-    is elementwise, so the flat update gives the per-parameter update's numbers. Clipping and
-    weight decay come first, as in ``Optimizer.step``. Nadam follows torch's foreach NAdam (its
-    step sizes from the shared step count and momentum product). Any other optimizer (a subclass
-    with its own update) runs its own ``step`` on the parameters, whose gradients are views of
-    the flat gradient.
+    with Keras's epsilon mapped as in ``optimizers.Adam``; SGD, RMSprop, Adagrad, Adadelta and
+    Nadam are written out on the flat buffers, in the order torch.optim's foreach code (SGD,
+    Adagrad, Adadelta, NAdam) and ``optimizers._KerasRMSpropEngine`` (RMSprop) run them; Adamax,
+    Lion and Ftrl run their Keras rule (``optimizers._KerasRule``) once on the flat buffers.
+    Every one of these is elementwise, so the flat update gives the per-parameter update's
+    numbers. Clipping and weight decay come first, as in ``Optimizer.step``. Any other optimizer
+    (a subclass with its own update) runs its own ``step`` on the parameters, whose gradients are
+    views of the flat gradient.
 
     Args:
         optimizer: a built trainwell optimizer.
@@ -288,7 +289,7 @@ class FusedUpdate:
         # A subclass that changes the update itself (not only defaults) keeps its own step.
         if kind is not None and type(optimizer)._make_torch_optimizer is not kind._make_torch_optimizer:
             kind = None
-        self.kind = None if kind is None else kind.__name__.strip("_").lower()
+        self.kind = None if kind is None else _FLAT_UPDATES[kind]
         self.grads = flat.grads
         self.clips = bool(optimizer.clipnorm or optimizer.clipvalue or optimizer.global_clipnorm)
         if self.kind == "adam":
@@ -318,7 +319,7 @@ class FusedUpdate:
             self.steps = flat.step_counts(optimizer)
             self.mu_products = flat.scalar_slot(optimizer, "mu_product", 1.0)
             self.scratch = torch.empty_like(flat.data)
-        elif self.kind == "ruleoptimizer":
+        elif self.kind == "rule":
             rule, hyper = type(optimizer)._rule, optimizer._hyper()
             self.rule_update, self.group = rule.update, dict(hyper)
             self.slots = {name: flat.slot(optimizer, name, rule.initial(fill, hyper))
@@ -398,7 +399,7 @@ class FusedUpdate:
         w.addcdiv_(g, denom, value=(lr * (1.0 - mu) / (1.0 - mu_product)) * -1)
         w.addcdiv_(self.m, denom, value=(lr * mu_next / (1.0 - mu_product * mu_next)) * -1)
 
-    def _ruleoptimizer(self, opt, lr, w, g):
+    def _rule(self, opt, lr, w, g):
         self.group["lr"], self.group["step"] = lr, opt.iterations + 1
         self.rule_update(w, g, self.group, self.slots)
 

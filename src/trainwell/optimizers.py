@@ -897,8 +897,9 @@ class _KerasRule(torch.optim.Optimizer):
     def __init__(self, params, **hyper):
         super().__init__(params, {"step": 0, **hyper})
 
-    @classmethod
-    def initial(cls, fill, hyper: dict) -> float:
+    @staticmethod
+    def initial(fill, hyper: dict) -> float:
+        """A slot's initial value: ``fill``, or the hyper-parameter it names."""
         return hyper[fill] if isinstance(fill, str) else fill
 
     @staticmethod

@@ -32,10 +32,7 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry, outputs: list[st
     try:
         compile_entry = _by_output_in_order(compile_entry, outputs)
     except ConfigError as exc:
-        warnings.warn(f"{path}: the model loads uncompiled, because its compile settings cannot be "
-                      f"restored ({exc}). Call model.compile(...) before training.", UserWarning,
-                      stacklevel=4)
-        return None
+        return _uncompiled(path, exc)
     name, config = configs.check_object(optimizer_entry, "optimizer", where)
     unsupported = [f"{k}={config[k]!r}" for k in ("use_ema", "gradient_accumulation_steps",
                                                   "loss_scale_factor", "decay")
@@ -80,12 +77,14 @@ def from_keras(path: str, compile_entry: dict, optimizer_entry, outputs: list[st
         if not per_output and loss_weights is not None and not isinstance(loss_weights, (int, float)):
             raise ConfigError(f"loss_weights {describe(loss_weights)} is not one number")
     except (ModelFileError, ConfigError, TypeError, ValueError) as exc:
-        warnings.warn(f"{path}: the model loads uncompiled, because its compile settings cannot be "
-                      f"restored ({exc}). Call model.compile(...) before training.", UserWarning,
-                      stacklevel=4)
-        return None
+        return _uncompiled(path, exc)
     return {"optimizer": optimizer, "loss": loss, "metrics": metrics, "weighted_metrics": weighted,
             "loss_weights": loss_weights, "precision": None}
+
+
+def _uncompiled(path: str, exc: Exception) -> None:
+    warnings.warn(f"{path}: the model loads uncompiled, because its compile settings cannot be "
+                  f"restored ({exc}). Call model.compile(...) before training.", UserWarning, stacklevel=5)
 
 
 def _by_name(value) -> bool:
