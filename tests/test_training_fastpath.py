@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainwell import activations, callbacks, fastpath, optimizers, training
+from trainwell import activations, callbacks, fastpath, fused_layers, optimizers, training
 from trainwell._errors import DataError
 from trainwell.layers import Activation, BatchNormalization, Dense, Dropout, Input, Layer, Normalization
 from trainwell.models import Sequential, load_model
@@ -237,9 +237,21 @@ def test_dropout_masks_change_from_batch_to_batch_and_follow_the_seed(monkeypatc
     lambda units, act: [Dense(6, use_bias=False), BatchNormalization(), Activation("mish"),
                         Dense(units, activation=act, use_bias=False), BatchNormalization(momentum=0.5)],
 ], ids=["dense-bn-relu", "first-and-no-center", "no-scale-then-dropout", "mish-and-last"])
-def test_batch_normalization_matches(monkeypatch, caplog, layers):
-    """Batch statistics in training, moving averages (compared as weights) in validation."""
+@pytest.mark.parametrize("kernels", ["numba", "torch"])
+def test_batch_normalization_matches(monkeypatch, caplog, layers, kernels):
+    """Batch statistics in training, moving averages (compared as weights) in validation, with
+    numba's compiled loops and with torch's kernels (numba not installed)."""
+    if kernels == "numba":
+        pytest.importorskip("numba")
+        monkeypatch.setattr(fused_layers, "_compiled", None)  # looked up again
+    else:
+        monkeypatch.setattr(fused_layers, "_compiled", False)
+    used = []
+    allocate = fused_layers.BatchNormStage.allocate
+    monkeypatch.setattr(fused_layers.BatchNormStage, "allocate",
+                        lambda self, *a: (allocate(self, *a), used.append(self.kernels is not None)))
     _assert_fused(monkeypatch, caplog, layers=layers, epochs=4, metrics=["mae"])
+    assert used and all(used) == (kernels == "numba")
 
 
 @pytest.mark.parametrize("regularizer", [l2(0.01), l1(0.01), l1_l2(l1=0.005, l2=0.02)],

@@ -463,7 +463,8 @@ class FusedStep:
         self.metric_kinds = None
 
     def _setup(self, ctx, optimizer) -> None:
-        self.sized = {}  # the views kept per batch size hold the stages' weight views: remade
+        # The views kept per batch size hold the stages' weight views: remade, with the scratch.
+        self.sized, self.rows, self.n = {}, 0, 0
         self.flat = FlatParameters(ctx.model.trainable_parameters())
         self.update = FusedUpdate(optimizer, self.flat)
         offset = 0
