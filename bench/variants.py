@@ -258,7 +258,7 @@ def main() -> None:
     times, ratios = time_blocks(names, data, args.rounds)
     header = [f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rounds} rounds, one thread; "
               f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end "
-              f"(2 cores shared with other work when above ~1).", ""]
+              f"(2 cores shared with other work when above ~1); {_batch_norm_kernels()}.", ""]
     text = "\n".join(header + report(names, times, ratios))
     print(text)
     if args.json:
@@ -266,6 +266,17 @@ def main() -> None:
             json.dump({" ".join(k): v for k, v in times.items()}, f, indent=1)
     if args.results:
         write_section(args.results, text, args)
+
+
+def _batch_norm_kernels() -> str:
+    """Which kernels the fused step's BatchNormalization ran (see ``fused_layers.BatchNormStage``)."""
+    from trainwell.fused_layers import compiled_batch_norm
+
+    if compiled_batch_norm() is None:
+        return "BatchNormalization on torch's kernels (numba not installed, or TRAINWELL_NUMBA=0)"
+    import numba
+
+    return f"BatchNormalization on numba {numba.__version__}'s compiled loops"
 
 
 def write_section(path: str, text: str, args) -> None:
