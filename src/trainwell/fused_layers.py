@@ -331,7 +331,7 @@ class BatchNormStage(Stage):
             self.arrays = {name: getattr(self, name).detach().numpy()
                            for name in ("gamma", "beta", "mean", "var", "xhat", "scale", "grads", "dx")}
             self.eps32 = self.arrays["gamma"].dtype.type(self.eps)
-            self.seen = {}
+            self.seen = {"x": (None, None), "out": (None, None), "d": (None, None)}
             return
         self.square = self.square_full[:n]
         self.pair = self.pair_full[:n]
@@ -340,18 +340,19 @@ class BatchNormStage(Stage):
         self.means = torch.full((1, n), 1.0 / n)
         self.minus_n, self.minus_inv_n = -float(n), -1.0 / n
 
-    def _array(self, tensor):
-        """A numpy view of ``tensor``, kept by identity (the step passes the same views each batch)."""
-        kept = self.seen.get(id(tensor))
-        if kept is None or kept[0] is not tensor:
-            kept = self.seen[id(tensor)] = (tensor, tensor.detach().numpy())
+    def _array(self, role: str, tensor):
+        """A numpy view of ``tensor``, kept while the step passes the same one in ``role`` (it does
+        batch after batch, except a gradient from a backward that makes a fresh tensor)."""
+        kept = self.seen[role]
+        if kept[0] is not tensor:
+            kept = self.seen[role] = (tensor, tensor.detach().numpy())
         return kept[1]
 
     def forward(self, x, x_full, out):
         if self.kernels is not None:
             a = self.arrays
-            self.kernels.batch_norm_forward(self._array(x), a["gamma"], a["beta"], self.eps32, a["mean"],
-                                            a["var"], a["xhat"], self._array(out), a["scale"])
+            self.kernels.batch_norm_forward(self._array("x", x), a["gamma"], a["beta"], self.eps32, a["mean"],
+                                            a["var"], a["xhat"], self._array("out", out), a["scale"])
             return
         xhat = self.xhat
         torch.mm(self.means, x, out=self.mean)
@@ -365,7 +366,7 @@ class BatchNormStage(Stage):
     def backward(self, d, x, x_full_t, out, need_dx):
         if self.kernels is not None:
             a = self.arrays
-            self.kernels.batch_norm_backward(self._array(d), a["xhat"], a["scale"], a["grads"], a["dx"],
+            self.kernels.batch_norm_backward(self._array("d", d), a["xhat"], a["scale"], a["grads"], a["dx"],
                                              need_dx)
             if self.copy_grad is not None:
                 self.copy_grad[0].copy_(self.copy_grad[1])
