@@ -703,3 +703,15 @@ def test_step_counts_take_batches_as_keras():
     reference = regressor()
     reference.set_weights(model.get_weights())
     assert history.history["val_loss"][-1] == pytest.approx(reference.evaluate(x[:4], y[:4], verbose=0))
+
+
+def test_loss_reduction_none_is_refused_by_fit_and_evaluate():
+    """One loss per sample cannot be minimised as it is: a clear error, not torch's backward error."""
+    from trainwell.losses import MeanSquaredError
+
+    x, y = regression_data()
+    model = regressor()
+    model.compile(optimizer="adam", loss=MeanSquaredError(reduction=None))
+    for call in (lambda: model.fit(x, y, epochs=1, verbose=0), lambda: model.evaluate(x, y, verbose=0)):
+        with pytest.raises(ConfigError, match="reduction='none'.*sum_over_batch_size"):
+            call()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainwell import activations, callbacks, fastpath, fused_layers, optimizers, training
+from trainwell import activations, callbacks, fastpath, fused_layers, losses, optimizers, training
 from trainwell._errors import DataError
 from trainwell.layers import Activation, BatchNormalization, Dense, Dropout, Input, Layer, Normalization
 from trainwell.models import Sequential, load_model
@@ -254,6 +254,36 @@ def test_batch_normalization_matches(monkeypatch, caplog, layers, kernels):
     assert used and all(used) == (kernels == "numba")
 
 
+@pytest.mark.parametrize("loss, kind, units, out_act", [
+    ("huber", "regression", 2, "linear"),
+    (lambda: losses.Huber(delta=0.3), "regression", 2, "linear"),
+    ("log_cosh", "regression", 2, "linear"),
+    ("mean_squared_logarithmic_error", "regression", 2, "softplus"),
+    ("mean_absolute_percentage_error", "regression", 2, "linear"),
+    ("poisson", "regression", 2, "exponential"),
+    ("cosine_similarity", "regression", 2, "linear"),
+    ("hinge", "binary", 1, "tanh"),
+    ("squared_hinge", "binary", 1, "tanh"),
+    ("kl_divergence", "categorical", 3, "softmax"),
+    ("categorical_hinge", "categorical", 3, "linear"),
+    ("binary_focal_crossentropy", "binary", 1, "sigmoid"),
+    ("categorical_focal_crossentropy", "categorical", 3, "softmax"),
+    (lambda: losses.CategoricalCrossentropy(label_smoothing=0.1), "categorical", 3, "softmax"),
+    (lambda: losses.BinaryCrossentropy(label_smoothing=0.2), "binary", 1, "sigmoid"),
+    (lambda: losses.SparseCategoricalCrossentropy(from_logits=True), "sparse", 3, "linear"),
+    (lambda: losses.MeanSquaredError(reduction="sum"), "regression", 2, "linear"),
+    (lambda: losses.MeanAbsoluteError(reduction="mean_with_sample_weight"), "regression", 2, "linear"),
+], ids=["huber", "huber-delta", "log_cosh", "msle", "mape", "poisson", "cosine", "hinge", "squared_hinge",
+        "kld", "categorical_hinge", "binary_focal", "categorical_focal", "categorical-smoothing",
+        "binary-smoothing", "sparse-from-logits", "mse-sum", "mae-mean-with-sample-weight"])
+def test_other_builtin_losses_match(monkeypatch, caplog, loss, kind, units, out_act):
+    """Every built-in loss and option takes the fused step (the loss's own function differentiated
+    by autograd on the outputs alone): the numbers of the plain path, weighted samples included."""
+    _assert_fused(monkeypatch, caplog, loss=loss() if callable(loss) else loss, kind=kind, out_units=units,
+                  out_act=out_act, metrics=["mae" if kind == "regression" else "accuracy"],
+                  sample_weight=np.linspace(0.5, 1.5, N).astype(np.float32))
+
+
 @pytest.mark.parametrize("regularizer", [l2(0.01), l1(0.01), l1_l2(l1=0.005, l2=0.02)],
                          ids=["l2", "l1", "l1_l2"])
 def test_regularizers_match(monkeypatch, caplog, regularizer):
@@ -353,13 +383,16 @@ class _Doubling(Layer):
         return 2 * x
 
 
+def _quartic(y_true, y_pred):
+    return ((y_pred - y_true) ** 4).mean(-1)
+
+
 @pytest.mark.parametrize("change, reason", [
     (dict(extra_layer=_Doubling), "layer 'doubling' is a _Doubling"),
     (dict(hidden_act=lambda x: x * 2), "custom activation"),
     (dict(regularizer=lambda w: w.abs().sum()), "custom kernel_regularizer"),
     (dict(frozen=True), "is frozen"),
-    (dict(loss="huber"), "no fused gradient"),
-    (dict(loss=lambda: __import__("trainwell").losses.MeanSquaredError(reduction="sum")), "reduction 'sum'"),
+    (dict(loss=lambda: _quartic), "'_quartic' is a custom loss"),
     (dict(first_activation=True), "an activation as the first layer"),
 ])
 def test_uncovered_models_fall_back_visibly(monkeypatch, caplog, change, reason):

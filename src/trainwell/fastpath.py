@@ -16,7 +16,8 @@ larger operations:
 
 The layers it covers (Dense, Activation, Dropout, BatchNormalization, Normalization, with every
 named activation and L1/L2 regularizers) are written out in ``fused_layers``; sample and class
-weights, every trainwell optimizer and the losses in ``_LOSS_KINDS`` are covered here.
+weights, every trainwell optimizer and every built-in loss are covered here (``loss_kind``:
+the common ones in closed form, the others differentiated by autograd on the outputs alone).
 ``training.select_step`` is the one place that chooses this step: ``unsupported`` says why a
 model cannot use it (and the loop falls back to ``training.train_step``); ``FALLBACKS`` lists
 what still does.
@@ -59,6 +60,31 @@ _LOSS_KINDS = {
     losses_module.SparseCategoricalCrossentropy: "sparse",
     losses_module.BinaryCrossentropy: "binary",
 }
+_CROSS_ENTROPIES = ("categorical", "sparse", "binary")
+
+
+def loss_kind(ctx) -> str | None:
+    """How the fused step takes the gradient of the fit's loss (``ctx.loss``).
+
+    Returns:
+        A closed form written out (``_LOSS_KINDS``: mse, mae, the cross-entropies on logits) with
+        the default reduction and no label smoothing; ``'autograd'`` for any other built-in loss
+        or option (the loss's own function on a leaf copy of the outputs, so autograd records the
+        loss alone and the layers stay written out); None for a custom loss, which may read
+        anything (the model's weights included): the plain path. (``training.StepContext``
+        refuses reduction ``'none'``.)
+    """
+    loss = ctx.loss
+    kind = _LOSS_KINDS.get(type(loss))
+    if (kind is not None and loss.reduction in ("sum_over_batch_size", "mean")
+            and not getattr(loss, "_fn_kwargs", {}).get("label_smoothing")
+            and (kind not in _CROSS_ENTROPIES or ctx.fused)):
+        return kind
+    if losses_module.is_builtin(loss) and loss.reduction != "none":
+        return "autograd"
+    return None
+
+
 # Optimizers whose update is written out on the flat buffers, with the name of their FusedUpdate
 # method; any other optimizer runs its own step on the parameters, whose gradients are views of the
 # flat gradient.
@@ -80,8 +106,7 @@ FALLBACKS = (
     "a frozen Dense or BatchNormalization layer (trainable=False)",
     "a custom (callable) activation or regularizer; an Activation layer first",
     "inputs of more than one feature axis",
-    "a loss other than mse, mae and the cross-entropies with their softmax/sigmoid output layer",
-    "a loss reduction other than the default, or label_smoothing",
+    "a custom loss (a function or Loss subclass of your own)",
     "a device other than the CPU, DDP, mixed precision",
 )
 """What still trains with autograd (``training.train_step``; on one CPU process with the flat
@@ -124,15 +149,9 @@ def unsupported(ctx, optimizer, weighted: bool = False) -> str | None:
         first = first and type(layer) is InputLayer
     if not model.trainable_parameters():
         return "the model has no trainable weights"
-    loss_kind = _LOSS_KINDS.get(type(ctx.loss))
-    if loss_kind is None:
-        return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} has no fused gradient"
-    if loss_kind in ("categorical", "sparse", "binary") and not ctx.fused:
-        return "a cross-entropy without its softmax/sigmoid output layer"
-    if ctx.loss.reduction not in ("sum_over_batch_size", "mean"):
-        return f"loss reduction {ctx.loss.reduction!r}"
-    if getattr(ctx.loss, "_fn_kwargs", {}).get("label_smoothing"):
-        return "label_smoothing"
+    if loss_kind(ctx) is None:
+        name = getattr(ctx.loss, "name", ctx.loss)
+        return f"loss {name!r} is a custom loss (it may read more than the outputs)"
     if not isinstance(optimizer, optimizers_module.Optimizer):
         return f"optimizer {type(optimizer).__name__} is not a trainwell optimizer"
     if model.device.type != "cpu":
@@ -427,7 +446,8 @@ class FusedStep:
     output). A buffer that feeds a biased Dense layer carries a last column of ones, so that
     layer's forward is one product and its kernel-and-bias gradient another. The loss gradient
     is written out for the losses in ``_LOSS_KINDS``, weighted per sample when the batch has
-    weights; L1/L2 penalties are added to the loss and the gradient before the update.
+    weights, and taken by autograd on the outputs alone for the other built-in losses
+    (``loss_kind``); L1/L2 penalties are added to the loss and the gradient before the update.
 
     The flat buffers are set up at the first call, not here: ``select_step`` runs before the
     callbacks' ``on_train_begin``, which may restore weights and optimizer state.
@@ -456,7 +476,7 @@ class FusedStep:
         self.moving = None
         drops = [stage for stage in self.stages if isinstance(stage, DropoutStage)]
         self.masks = DropoutMasks(drops) if drops else None
-        self.loss_kind = _LOSS_KINDS[type(ctx.loss)]
+        self.loss_kind, self.loss = loss_kind(ctx), ctx.loss
         self.loss_weight = ctx.loss_weight
         self.update = None
         self.rows = self.n = 0
@@ -633,7 +653,15 @@ class FusedStep:
         """Batch loss (0-d) and its gradient w.r.t. ``out`` (written into ``d`` where it can), as the
         Keras loss and autograd give them: per-sample losses times ``w``, summed, divided by n."""
         kind, (inv_count, grad_scale, minus_inv_n) = self.loss_kind, self.scales
-        if kind in ("mse", "mae", "binary"):
+        if kind == "autograd":
+            # The loss's own function on a leaf sharing the outputs' memory: autograd records the
+            # loss alone, and its gradient is the plain path's gradient at the outputs.
+            leaf = out.detach().requires_grad_()
+            with torch.enable_grad():
+                loss = self.loss(y, leaf, w)
+            (d,) = torch.autograd.grad(loss, leaf)
+            loss = loss.detach()
+        elif kind in ("mse", "mae", "binary"):
             if kind == "binary":
                 values = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none")
                 torch.sigmoid(out, out=d).sub_(y)

@@ -842,6 +842,19 @@ def kind(loss) -> str:
     return _KINDS.get(type(get(loss)), "regression")
 
 
+def is_builtin(loss) -> bool:
+    """Whether ``loss`` is one of trainwell's own loss classes running its own function: then its
+    value depends on nothing but the targets, the outputs and the sample weights (a custom loss
+    may read anything, the model's weights included).
+
+    Example:
+        >>> is_builtin(get("huber")), is_builtin(LossFunctionWrapper(lambda y, p: (p - y) ** 4))
+        (True, False)
+    """
+    cls = type(loss)
+    return cls is Crossentropy or (cls in _CLASSES.values() and _BY_FUNCTION.get(loss.fn) is cls)
+
+
 def is_classification(loss) -> bool:
     """Whether ``loss`` is one of the three cross-entropies (see ``kind``)."""
     return kind(loss) != "regression"

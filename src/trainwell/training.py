@@ -80,6 +80,11 @@ class StepContext:
         self.model = model
         self.loss_weight = float(model.loss_weights) if model.loss_weights is not None else 1.0
         self.loss, self.fused = fused_loss(model)
+        if getattr(self.loss, "reduction", None) == "none":
+            raise ConfigError(
+                f"loss {self.loss.name!r} has reduction='none': one loss per sample, while training and "
+                "evaluation need one number per batch. Compile with reduction='sum_over_batch_size' "
+                "(the default), 'sum' or 'mean_with_sample_weight'.")
         last = model.layers[-1]
         self.output_activation = last.activation if self.fused else None
         self.regularized = [layer for layer in model.layers if layer.regularization_loss() is not None]
