@@ -22,7 +22,8 @@ LAYERS = [
     "_errors", "_registry", "activations", "initializers", "regularizers", "losses", "metrics",
     "schedules", "optimizers", "data", "data_adapters", "layers", "utils", "functional",
     "_container", "_file_checks", "keras_files", "_file_summary", "saving", "callbacks",
-    "distributed", "numba_kernels", "fused_layers", "fastpath", "training", "diagnostics", "batched", "export",
+    "distributed", "numba_kernels", "fused_layers", "fastpath", "training", "diagnostics", "batched",
+    "export",
     "models", "datasets", "csvio", "tabular", "experiments", "report", "pipeline", "sklearn",
     "serve", "cli",
 ]

@@ -257,6 +257,7 @@ def test_batch_normalization_matches(monkeypatch, caplog, layers, kernels):
 @pytest.mark.parametrize("loss, kind, units, out_act", [
     ("huber", "regression", 2, "linear"),
     (lambda: losses.Huber(delta=0.3), "regression", 2, "linear"),
+    (lambda: losses.Huber(delta=0.3, reduction="sum"), "regression", 2, "linear"),
     ("log_cosh", "regression", 2, "linear"),
     ("mean_squared_logarithmic_error", "regression", 2, "softplus"),
     ("mean_absolute_percentage_error", "regression", 2, "linear"),
@@ -273,12 +274,14 @@ def test_batch_normalization_matches(monkeypatch, caplog, layers, kernels):
     (lambda: losses.SparseCategoricalCrossentropy(from_logits=True), "sparse", 3, "linear"),
     (lambda: losses.MeanSquaredError(reduction="sum"), "regression", 2, "linear"),
     (lambda: losses.MeanAbsoluteError(reduction="mean_with_sample_weight"), "regression", 2, "linear"),
-], ids=["huber", "huber-delta", "log_cosh", "msle", "mape", "poisson", "cosine", "hinge", "squared_hinge",
-        "kld", "categorical_hinge", "binary_focal", "categorical_focal", "categorical-smoothing",
-        "binary-smoothing", "sparse-from-logits", "mse-sum", "mae-mean-with-sample-weight"])
+], ids=["huber", "huber-delta", "huber-sum", "log_cosh", "msle", "mape", "poisson", "cosine", "hinge",
+        "squared_hinge", "kld", "categorical_hinge", "binary_focal", "categorical_focal",
+        "categorical-smoothing", "binary-smoothing", "sparse-from-logits", "mse-sum",
+        "mae-mean-with-sample-weight"])
 def test_other_builtin_losses_match(monkeypatch, caplog, loss, kind, units, out_act):
-    """Every built-in loss and option takes the fused step (the loss's own function differentiated
-    by autograd on the outputs alone): the numbers of the plain path, weighted samples included."""
+    """Every built-in loss and option takes the fused step (Huber and log-cosh written out, the
+    others the loss's own function differentiated by autograd on the outputs alone): the numbers of
+    the plain path, weighted samples included."""
     _assert_fused(monkeypatch, caplog, loss=loss() if callable(loss) else loss, kind=kind, out_units=units,
                   out_act=out_act, metrics=["mae" if kind == "regression" else "accuracy"],
                   sample_weight=np.linspace(0.5, 1.5, N).astype(np.float32))

@@ -59,7 +59,11 @@ _LOSS_KINDS = {
     losses_module.CategoricalCrossentropy: "categorical",
     losses_module.SparseCategoricalCrossentropy: "sparse",
     losses_module.BinaryCrossentropy: "binary",
+    losses_module.Huber: "huber",
+    losses_module.LogCosh: "log_cosh",
 }
+# The closed forms ``StackedDenseStep`` writes out.
+_STACKED_LOSSES = ("mse", "mae", "categorical", "sparse", "binary")
 _CROSS_ENTROPIES = ("categorical", "sparse", "binary")
 
 
@@ -477,6 +481,7 @@ class FusedStep:
         drops = [stage for stage in self.stages if isinstance(stage, DropoutStage)]
         self.masks = DropoutMasks(drops) if drops else None
         self.loss_kind, self.loss = loss_kind(ctx), ctx.loss
+        self.delta = float(getattr(ctx.loss, "_fn_kwargs", {}).get("delta", 1.0))  # Huber's
         self.loss_weight = ctx.loss_weight
         self.update = None
         self.rows = self.n = 0
@@ -661,16 +666,23 @@ class FusedStep:
                 loss = self.loss(y, leaf, w)
             (d,) = torch.autograd.grad(loss, leaf)
             loss = loss.detach()
-        elif kind in ("mse", "mae", "binary"):
+        elif kind in ("binary", "mse", "mae", "huber", "log_cosh"):
             if kind == "binary":
                 values = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none")
                 torch.sigmoid(out, out=d).sub_(y)
             else:
                 torch.sub(out, y, out=d)
                 # mse needs no per-value losses: its (weighted) sum of squares is one dot product.
-                values = None if kind == "mse" else d.abs()
+                values = None
                 if kind == "mae":
+                    values = d.abs()
                     d.sign_()
+                elif kind == "huber":  # autograd's gradient: the error clamped to [-delta, delta]
+                    values = torch.nn.functional.huber_loss(out, y, reduction="none", delta=self.delta)
+                    d.clamp_(-self.delta, self.delta)
+                elif kind == "log_cosh":  # x + softplus(-2x) - log 2, as losses.log_cosh; tanh(x)
+                    values = torch.nn.functional.softplus(d * -2.0).add_(d).sub_(math.log(2.0))
+                    d.tanh_()
             flat = d.view(-1)
             if w is None:
                 loss = (torch.dot(flat, flat) if values is None else values.sum()).mul_(inv_count)
@@ -908,7 +920,7 @@ def stacked_unsupported(ctx) -> str | None:
     if any(name not in _STACKED_ACTIVATIONS for name in names):
         return f"an activation is not one of {_STACKED_ACTIVATIONS}"
     kind = _LOSS_KINDS.get(type(ctx.loss))
-    if kind is None or (kind in ("categorical", "sparse", "binary") and not ctx.fused):
+    if kind not in _STACKED_LOSSES or (kind in _CROSS_ENTROPIES and not ctx.fused):
         return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} has no fused gradient here"
     if ctx.loss.reduction not in ("sum_over_batch_size", "mean") or ctx.loss_weight != 1.0:
         return "a non-default loss reduction or loss_weights"
