@@ -71,12 +71,12 @@ def loss_kind(ctx) -> str | None:
     """How the fused step takes the gradient of the fit's loss (``ctx.loss``).
 
     Returns:
-        A closed form written out (``_LOSS_KINDS``: mse, mae, the cross-entropies on logits) with
-        the default reduction and no label smoothing; ``'autograd'`` for any other built-in loss
-        or option (the loss's own function on a leaf copy of the outputs, so autograd records the
-        loss alone and the layers stay written out); None for a custom loss, which may read
-        anything (the model's weights included): the plain path. (``training.StepContext``
-        refuses reduction ``'none'``.)
+        A closed form written out (``_LOSS_KINDS``: mse, mae, Huber, log-cosh, the cross-entropies
+        on logits) with the default reduction and no label smoothing; ``'autograd'`` for any other
+        built-in loss or option (the loss's own function on a leaf copy of the outputs, so autograd
+        records the loss alone and the layers stay written out); None for a custom loss, which may
+        read anything (the model's weights included): the plain path. (``training.StepContext``
+        has already refused reduction ``'none'``.)
     """
     loss = ctx.loss
     kind = _LOSS_KINDS.get(type(loss))
@@ -84,9 +84,7 @@ def loss_kind(ctx) -> str | None:
             and not getattr(loss, "_fn_kwargs", {}).get("label_smoothing")
             and (kind not in _CROSS_ENTROPIES or ctx.fused)):
         return kind
-    if losses_module.is_builtin(loss) and loss.reduction != "none":
-        return "autograd"
-    return None
+    return "autograd" if losses_module.is_builtin(loss) else None
 
 
 # Optimizers whose update is written out on the flat buffers, with the name of their FusedUpdate
@@ -905,8 +903,9 @@ def stacked_unsupported(ctx) -> str | None:
     """Why ``StackedDenseStep`` cannot train candidates shaped like ``ctx.model``, or None when it can.
 
     It covers what it writes out: trainable Dense layers with linear/relu/tanh/sigmoid (and a final
-    softmax/sigmoid fused into its cross-entropy), no weight regularizers, the five losses of
-    ``_LOSS_KINDS`` with their default reduction, on the CPU. ``batched`` checks the optimizers.
+    softmax/sigmoid fused into its cross-entropy), no weight regularizers, the closed forms of
+    ``_STACKED_LOSSES`` (``loss_kind``: default reduction, no label smoothing) without
+    ``loss_weights``, on the CPU. ``batched`` checks the optimizers.
     """
     model = ctx.model
     for layer in model.layers:
@@ -919,13 +918,10 @@ def stacked_unsupported(ctx) -> str | None:
         names[-1] = "linear"
     if any(name not in _STACKED_ACTIVATIONS for name in names):
         return f"an activation is not one of {_STACKED_ACTIVATIONS}"
-    kind = _LOSS_KINDS.get(type(ctx.loss))
-    if kind not in _STACKED_LOSSES or (kind in _CROSS_ENTROPIES and not ctx.fused):
-        return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} has no fused gradient here"
-    if ctx.loss.reduction not in ("sum_over_batch_size", "mean") or ctx.loss_weight != 1.0:
-        return "a non-default loss reduction or loss_weights"
-    if getattr(ctx.loss, "_fn_kwargs", {}).get("label_smoothing"):
-        return "label_smoothing"
+    if loss_kind(ctx) not in _STACKED_LOSSES:
+        return f"loss {getattr(ctx.loss, 'name', ctx.loss)!r} (or its options) has no fused gradient here"
+    if ctx.loss_weight != 1.0:
+        return "loss_weights"
     if model.device.type != "cpu":
         return f"device {model.device} (the fused step is written for the CPU)"
     return None
@@ -969,7 +965,7 @@ class StackedDenseStep:
             acts[-1] = "linear"  # the loss takes logits
         self.act_inplace = [_INPLACE.get(act) for act in acts]
         self.act_backward = [_BACKWARD.get(act) for act in acts]
-        self.loss_kind = _LOSS_KINDS[type(ctx.loss)]
+        self.loss_kind = loss_kind(ctx)
         for c, model in enumerate(models):
             self.set_candidate_weights(c, model.get_weights())
         self.rows, self.outs = 0, []
