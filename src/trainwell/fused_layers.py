@@ -368,16 +368,19 @@ class BatchNormStage(Stage):
             a = self.arrays
             self.kernels.batch_norm_backward(self._array("d", d), a["xhat"], a["scale"], a["grads"], a["dx"],
                                              need_dx)
-            if self.copy_grad is not None:
-                self.copy_grad[0].copy_(self.copy_grad[1])
-            return self.dx if need_dx else None
+            dx = self.dx if need_dx else None
+        else:
+            dx = self._torch_backward(d, need_dx)
+        if self.copy_grad is not None:  # the one trainable half of [dgamma | dbeta], from scratch
+            self.copy_grad[0].copy_(self.copy_grad[1])
+        return dx
+
+    def _torch_backward(self, d, need_dx):
         g = self.g
         if d.data_ptr() != g.data_ptr():
             g.copy_(d)
         torch.mul(g, self.xhat, out=self.g_xhat)
         torch.mm(self.sums, self.pair, out=self.grads)  # [dgamma | dbeta]
-        if self.copy_grad is not None:
-            self.copy_grad[0].copy_(self.copy_grad[1])
         if not need_dx:
             return None
         # With scale = -gamma / sqrt(var + eps) / n (the forward's) and coef = scale * [dgamma; dbeta]:
